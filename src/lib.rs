@@ -1,0 +1,24 @@
+//! llmzip: lossless text compression with a small causal language model as the probability model.
+//!
+//! ```text
+//! compress:   bytes ──► segmenter ──► tokenizer ──► engine (logits, all positions of a window at once)
+//!                                                    │
+//!                                  quant (logits ─► integer frequency table, one pure function)
+//!                                                    │
+//!                                  coder (range encoder) ──► chunk payload ──► container ──► FILE.lz
+//!
+//! decompress: FILE.lz ──► container ──► coder (range decoder) ◄── quant ◄── engine (one step per token,
+//!                                          │                                  all lanes in lock-step)
+//!                                          └──► token ──► token bytes ──► checksum ──► output
+//! ```
+//!
+//! Layers never import upward: `coder`, `quant`, `container` and `math` know nothing of models or files;
+//! only `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub.
+
+pub mod coder;
+pub mod container;
+pub mod engine;
+pub mod math;
+pub mod model;
+pub mod quant;
+pub mod tokenizer;
