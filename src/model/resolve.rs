@@ -25,8 +25,9 @@ pub enum ModelSpec {
 
 impl ModelSpec {
     /// A path if the text contains a path separator, ends in `.gguf` or names an existing file;
-    /// otherwise a registry id. (Ids never contain separators or end in `.gguf`... unless a file of
-    /// that name exists in the working directory, where the file wins: it is what the user sees.)
+    /// otherwise a registry id. Registry ids never contain a separator or end in `.gguf`, so only a
+    /// file in the working directory spelled exactly like an id is ambiguous, and then the file wins:
+    /// it is what the user can see.
     pub fn parse(text: &str) -> ModelSpec {
         let is_path = text.contains('/')
             || text.contains(std::path::MAIN_SEPARATOR)
