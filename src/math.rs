@@ -15,17 +15,18 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_145_75;
 const LN2_LO: f32 = 1.428_606_8e-6;
 
+/// ln(2) for f64 split the same way: the high part has 32 trailing zero bits (so `k * LN2_HI_64` is exact
+/// for |k| < 2^20), and `LN2_HI_64 + LN2_LO_64` is ln(2) to about 2^-85. Given as bit patterns: exact.
+const LN2_HI_64: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.6931471803691238
+const LN2_LO_64: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.9082149292705877e-10
+
 /// Rounds to the nearest integer, ties away from zero, using only a truncating conversion.
 ///
 /// `f32::round` lowers to a libm call on targets without SSE4.1; a truncating `as` conversion is a single,
 /// exactly specified instruction everywhere. Valid for |x| < 2^31.
 #[inline(always)]
 pub fn round_to_i32(x: f32) -> i32 {
-    if x >= 0.0 {
-        (x + 0.5) as i32
-    } else {
-        (x - 0.5) as i32
-    }
+    if x >= 0.0 { (x + 0.5) as i32 } else { (x - 0.5) as i32 }
 }
 
 /// `e^x` in f32, deterministic across machines.
@@ -48,9 +49,7 @@ pub fn exp(x: f32) -> f32 {
     let kf = k as f32;
     let r = (x - kf * LN2_HI) - kf * LN2_LO;
     let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     scale_by_pow2(p, k)
 }
 
@@ -80,14 +79,8 @@ pub fn exp_f64(x: f64) -> f64 {
     if x < -708.0 {
         return 0.0;
     }
-    const LN2_HI_64: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO_64: f64 = 1.908_214_929_270_587_7e-10;
     let t = x * std::f64::consts::LOG2_E;
-    let k = if t >= 0.0 {
-        (t + 0.5) as i64
-    } else {
-        (t - 0.5) as i64
-    };
+    let k = if t >= 0.0 { (t + 0.5) as i64 } else { (t - 0.5) as i64 };
     let kf = k as f64;
     let r = (x - kf * LN2_HI_64) - kf * LN2_LO_64;
     // Horner evaluation of sum r^n / n!, n = 0..=13.
@@ -105,10 +98,7 @@ pub fn exp_f64(x: f64) -> f64 {
 /// Method: `x = m 2^e` with `m` in [sqrt(1/2), sqrt(2)), then `ln m = 2 atanh(s)` with `s = (m-1)/(m+1)`,
 /// summed as an odd series to s^31 (|s| < 0.172, so the tail is below 1e-24).
 pub fn ln_f64(x: f64) -> f64 {
-    assert!(
-        x > 0.0 && x.is_finite(),
-        "ln_f64 takes a positive finite number"
-    );
+    assert!(x > 0.0 && x.is_finite(), "ln_f64 takes a positive finite number");
     let bits = x.to_bits();
     let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
     let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | (1023u64 << 52));
@@ -123,8 +113,6 @@ pub fn ln_f64(x: f64) -> f64 {
     for n in (0..16).rev() {
         sum = sum * s2 + 1.0 / (2 * n + 1) as f64;
     }
-    const LN2_HI_64: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO_64: f64 = 1.908_214_929_270_587_7e-10;
     let ef = e as f64;
     (ef * LN2_HI_64 + 2.0 * s * sum) + ef * LN2_LO_64
 }
@@ -142,15 +130,11 @@ pub fn sin_cos_f64(x: f64) -> (f64, f64) {
     assert!(x.abs() < 1_048_576.0, "sin_cos_f64 argument out of range");
     const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
     // pi/2 = P1 + P2 + P3, P1 and P2 with 33 significant bits so k * P1, k * P2 are exact.
-    const P1: f64 = 1.570_796_326_734_125_614_166;
-    const P2: f64 = 6.077_100_506_303_965_976_596e-11;
-    const P3: f64 = 2.022_266_248_795_950_732_4e-21;
+    const P1: f64 = f64::from_bits(0x3ff9_21fb_5440_0000); // 1.5707963267341256
+    const P2: f64 = f64::from_bits(0x3dd0_b461_1a60_0000); // 6.077100506303966e-11
+    const P3: f64 = f64::from_bits(0x3ba3_198a_2e03_7073); // 2.0222662487959506e-21
     let t = x * TWO_OVER_PI;
-    let k = if t >= 0.0 {
-        (t + 0.5) as i64
-    } else {
-        (t - 0.5) as i64
-    };
+    let k = if t >= 0.0 { (t + 0.5) as i64 } else { (t - 0.5) as i64 };
     let kf = k as f64;
     let r = ((x - kf * P1) - kf * P2) - kf * P3;
     let r2 = r * r;
@@ -187,11 +171,7 @@ mod tests {
     use super::*;
 
     fn rel(a: f64, b: f64) -> f64 {
-        if b == 0.0 {
-            a.abs()
-        } else {
-            ((a - b) / b).abs()
-        }
+        if b == 0.0 { a.abs() } else { ((a - b) / b).abs() }
     }
 
     #[test]
@@ -221,10 +201,7 @@ mod tests {
     #[test]
     fn f64_functions_are_accurate() {
         for &x in &[1e-3, 0.5, 1.0, 2.0, 10.0, 1e4, 1e5, 123456.789] {
-            assert!(
-                rel(ln_f64(x), x.ln()) < 1e-14 || (ln_f64(x) - x.ln()).abs() < 1e-15,
-                "ln {x}"
-            );
+            assert!(rel(ln_f64(x), x.ln()) < 1e-14 || (ln_f64(x) - x.ln()).abs() < 1e-15, "ln {x}");
         }
         for &x in &[-50.0, -1.0, 0.0, 0.3, 1.0, 20.0, 300.0] {
             assert!(rel(exp_f64(x), x.exp()) < 1e-14, "exp {x}");
@@ -233,10 +210,7 @@ mod tests {
         let mut x = -9000.0;
         while x < 9000.0 {
             let (s, c) = sin_cos_f64(x);
-            assert!(
-                (s - x.sin()).abs() < 1e-12 && (c - x.cos()).abs() < 1e-12,
-                "sincos {x}"
-            );
+            assert!((s - x.sin()).abs() < 1e-12 && (c - x.cos()).abs() < 1e-12, "sincos {x}");
             x += 0.731;
         }
     }
