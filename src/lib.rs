@@ -18,6 +18,7 @@
 pub mod coder;
 pub mod container;
 pub mod engine;
+pub mod io;
 pub mod math;
 pub mod model;
 pub mod quant;
