@@ -15,6 +15,7 @@
 //! Layers never import upward: `coder`, `quant`, `container` and `math` know nothing of models or files;
 //! only `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub.
 
+pub mod cli;
 pub mod coder;
 pub mod container;
 pub mod engine;

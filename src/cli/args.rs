@@ -1,0 +1,342 @@
+//! What the user typed, as clap types: parsing only.
+//!
+//! Nothing here looks at the filesystem, the terminal, the model or the network, so `--help` and usage
+//! errors are instant. Rules that involve several flags at once (for example `-o` with several files)
+//! live in [`super::plan`], where they are tested without a process.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The default window length in tokens (`--context`).
+pub const DEFAULT_CONTEXT: u32 = 2048;
+/// The default number of already-coded tokens that start each later window (`--overlap`).
+pub const DEFAULT_OVERLAP: u32 = 256;
+/// The smallest and largest `--context` accepted at parse time; the model's own limit is checked later.
+pub const CONTEXT_RANGE: std::ops::RangeInclusive<i64> = 16..=8192;
+
+/// Lossless text compression with a small language model as the probability model.
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmzip",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true,
+    after_help = "Examples:\n  llmzip c notes.txt            writes notes.txt.lz, keeps notes.txt\n  \
+                  llmzip d notes.txt.lz         writes notes.txt\n  \
+                  tar cf - dir | llmzip c > dir.tar.lz\n\n\
+                  Exit status: 0 ok, 1 error, 2 warning (for example a file skipped)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compress FILEs to FILE.lz (stdin to stdout when no FILE or `-` is given).
+    #[command(visible_alias = "c")]
+    Compress(FileArgs),
+    /// Decompress FILE.lz to FILE (stdin to stdout when no FILE or `-` is given).
+    #[command(visible_alias = "d")]
+    Decompress(FileArgs),
+    /// Decode FILEs fully and verify every checksum; writes nothing.
+    #[command(visible_alias = "t")]
+    Test(FileArgs),
+    /// Show model, chunks, sizes, ratio, bits per byte and check status of archives.
+    #[command(visible_alias = "l")]
+    List(ListArgs),
+    /// List, fetch, locate or import the models llmzip can use.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Measure how well a model predicts FILEs (bits per byte) without writing an archive.
+    Eval(EvalArgs),
+    /// Compare llmzip with gzip, bzip2, xz and zstd on FILEs, verifying every round trip.
+    Bench(BenchArgs),
+}
+
+/// Flags shared by `c`, `d`, `t` and `l`, spelled as gzip, xz and zstd users expect.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FileArgs {
+    /// Input files; none or `-` means stdin.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Write to stdout and keep the input files.
+    #[arg(short = 'c', long = "stdout")]
+    pub stdout: bool,
+
+    /// Write the output to PATH (one input only; `-` means stdout).
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Overwrite existing output files; allow compressed data to or from a terminal.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+
+    /// Keep the input files (the default; accepted for gzip compatibility).
+    #[arg(short = 'k', long)]
+    pub keep: bool,
+
+    /// Remove each input file once its output has been written completely.
+    #[arg(long = "rm")]
+    pub remove: bool,
+
+    /// Print statistics per file to stderr (bits per byte, tokens/s, ratio); repeat for more.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print no warnings (errors are still printed).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub codec: CodecArgs,
+}
+
+/// How the model is run; recorded in the archive by `c`, so `d` needs none of it except `--model`
+/// (to point at a local copy of the archive's model) and `--threads`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CodecArgs {
+    /// Model id from `llmzip models list`, or the path of a GGUF file.
+    #[arg(long, value_name = "ID|PATH")]
+    pub model: Option<String>,
+
+    /// Tokens per window: more context predicts better but costs time (16..=8192; the model's own limit
+    /// is checked when it is loaded). [default: 2048]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(CONTEXT_RANGE))]
+    pub context: Option<u32>,
+
+    /// Tokens from the previous window that start each later one, so the model never starts cold.
+    /// Must be less than --context. [default: 256, or context/2 when that is smaller]
+    #[arg(long, value_name = "K")]
+    pub overlap: Option<u32>,
+
+    /// Worker threads. [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub threads: Option<usize>,
+}
+
+/// `l`: the shared flags plus the output format.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+
+    /// Tab-separated columns with a header line, for scripts.
+    #[arg(long)]
+    pub robot: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Known models: id, architecture, size, whether it is the default and whether it is cached.
+    List,
+    /// Download and verify a model into the cache (the default model when no ID is given).
+    Fetch {
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
+    /// Print the cached file of model ID (an error when it is not cached).
+    Path {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Verify FILE against model ID's size and sha256, then copy it into the cache.
+    Import {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Files to measure.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Tokens per window, each window starting fresh. [default: 2048]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(CONTEXT_RANGE))]
+    pub context: Option<u32>,
+
+    /// Model id or path of a GGUF file.
+    #[arg(long, value_name = "ID|PATH")]
+    pub model: Option<String>,
+
+    /// Worker threads. [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Files to compress with every tool.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// External compressors to compare with, comma-separated; missing ones are reported as skipped.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "gzip,bzip2,xz,zstd"
+    )]
+    pub against: Vec<String>,
+
+    /// Use only the first N bytes of each file.
+    #[arg(long, value_name = "N")]
+    pub max_bytes: Option<u64>,
+
+    /// Tab-separated output instead of a Markdown table.
+    #[arg(long)]
+    pub robot: bool,
+
+    /// Model id or path of a GGUF file.
+    #[arg(long, value_name = "ID|PATH")]
+    pub model: Option<String>,
+
+    /// Tokens per window. [default: 2048]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(CONTEXT_RANGE))]
+    pub context: Option<u32>,
+
+    /// Worker threads. [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub threads: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("llmzip").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn short_aliases_reach_the_same_subcommands() {
+        assert!(matches!(
+            parse(&["c", "a"]).unwrap().command,
+            Command::Compress(_)
+        ));
+        assert!(matches!(
+            parse(&["compress", "a"]).unwrap().command,
+            Command::Compress(_)
+        ));
+        assert!(matches!(
+            parse(&["d"]).unwrap().command,
+            Command::Decompress(_)
+        ));
+        assert!(matches!(parse(&["t"]).unwrap().command, Command::Test(_)));
+        assert!(matches!(
+            parse(&["l", "--robot"]).unwrap().command,
+            Command::List(ListArgs { robot: true, .. })
+        ));
+    }
+
+    #[test]
+    fn flags_parse_as_gzip_users_spell_them() {
+        let Command::Compress(a) = parse(&[
+            "c",
+            "-cfkvv",
+            "--rm",
+            "--model",
+            "m",
+            "--context",
+            "512",
+            "--overlap",
+            "64",
+            "--threads",
+            "3",
+            "-",
+            "x",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not compress")
+        };
+        assert!(a.stdout && a.force && a.keep && a.remove);
+        assert_eq!(a.verbose, 2);
+        assert_eq!(a.files, vec![PathBuf::from("-"), PathBuf::from("x")]);
+        assert_eq!(a.codec.model.as_deref(), Some("m"));
+        assert_eq!(
+            (a.codec.context, a.codec.overlap, a.codec.threads),
+            (Some(512), Some(64), Some(3))
+        );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_usage_errors() {
+        assert!(parse(&["c", "--context", "15"]).is_err());
+        assert!(parse(&["c", "--context", "8193"]).is_err());
+        assert!(parse(&["c", "--context", "16"]).is_ok());
+        assert!(parse(&["c", "--context", "8192"]).is_ok());
+        assert!(parse(&["c", "--threads", "0"]).is_err());
+        assert!(parse(&["c", "--overlap", "-1"]).is_err());
+    }
+
+    #[test]
+    fn robot_belongs_to_list_only() {
+        assert!(parse(&["c", "--robot"]).is_err());
+        assert!(parse(&["bench", "f", "--robot"]).is_ok());
+    }
+
+    #[test]
+    fn models_eval_and_bench_parse() {
+        assert!(matches!(
+            parse(&["models", "list"]).unwrap().command,
+            Command::Models(ModelsCommand::List)
+        ));
+        assert!(matches!(
+            parse(&["models", "fetch"]).unwrap().command,
+            Command::Models(ModelsCommand::Fetch { id: None })
+        ));
+        assert!(matches!(
+            parse(&["models", "import", "x", "f.gguf"]).unwrap().command,
+            Command::Models(ModelsCommand::Import { .. })
+        ));
+        assert!(parse(&["models", "path"]).is_err());
+        assert!(parse(&["eval"]).is_err());
+        let Command::Bench(b) = parse(&[
+            "bench",
+            "a",
+            "b",
+            "--against",
+            "xz,zstd",
+            "--max-bytes",
+            "100",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!(b.against, vec!["xz", "zstd"]);
+        assert_eq!(b.max_bytes, Some(100));
+        let Command::Bench(b) = parse(&["bench", "a"]).unwrap().command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.against, vec!["gzip", "bzip2", "xz", "zstd"]);
+    }
+
+    #[test]
+    fn help_and_version_are_not_errors() {
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
+        assert_eq!(
+            parse(&["--version"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayVersion
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The table `llmzip l` prints: aligned for people, tab-separated with `--robot` for scripts.
+
+use std::fmt::Write as _;
+
+/// One archive's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub name: String,
+    pub model: String,
+    pub chunks: u64,
+    pub archive_bytes: u64,
+    pub original_bytes: u64,
+    /// "ok" or what failed.
+    pub check: String,
+}
+
+/// Compressed size over original size (xz's convention: smaller is better), if defined.
+pub fn ratio(compressed: u64, original: u64) -> Option<f64> {
+    (original > 0).then(|| compressed as f64 / original as f64)
+}
+
+fn fixed(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// The human table: a header, one line per archive, and a total line when there are several.
+pub fn human(rows: &[Row]) -> String {
+    let mut lines: Vec<[String; 8]> = vec![[
+        "compressed".into(),
+        "uncompressed".into(),
+        "ratio".into(),
+        "bits/byte".into(),
+        "chunks".into(),
+        "check".into(),
+        "model".into(),
+        "name".into(),
+    ]];
+    let cells = |name: &str, model: &str, chunks: u64, archive: u64, original: u64, check: &str| {
+        let r = ratio(archive, original);
+        [
+            archive.to_string(),
+            original.to_string(),
+            fixed(r, 3),
+            fixed(r.map(|r| 8.0 * r), 3),
+            chunks.to_string(),
+            check.to_owned(),
+            model.to_owned(),
+            name.to_owned(),
+        ]
+    };
+    for r in rows {
+        lines.push(cells(
+            &r.name,
+            &r.model,
+            r.chunks,
+            r.archive_bytes,
+            r.original_bytes,
+            &r.check,
+        ));
+    }
+    if rows.len() > 1 {
+        let sum = |f: fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
+        let all_ok = rows.iter().all(|r| r.check == "ok");
+        lines.push(cells(
+            &format!("(total of {})", rows.len()),
+            "",
+            sum(|r| r.chunks),
+            sum(|r| r.archive_bytes),
+            sum(|r| r.original_bytes),
+            if all_ok { "ok" } else { "FAILED" },
+        ));
+    }
+    let mut width = [0usize; 8];
+    for line in &lines {
+        for (w, cell) in width.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            // Numbers right-aligned, words left-aligned; the last column is not padded.
+            match i {
+                0..=4 => write!(text, "{cell:>w$}  ", w = width[i]).unwrap(),
+                7 => text.push_str(cell),
+                _ => write!(text, "{cell:<w$}  ", w = width[i]).unwrap(),
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Tab-separated: a header line, then one line per archive; names escaped so a tab or newline in a
+/// file name cannot break a column.
+pub fn robot(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "name\tmodel\tchunks\tcompressed\tuncompressed\tratio\tbits_per_byte\tcheck\n",
+    );
+    for r in rows {
+        let ratio = ratio(r.archive_bytes, r.original_bytes);
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            escape(&r.name),
+            escape(&r.model),
+            r.chunks,
+            r.archive_bytes,
+            r.original_bytes,
+            fixed(ratio, 6),
+            fixed(ratio.map(|r| 8.0 * r), 6),
+            escape(&r.check),
+        )
+        .unwrap();
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, archive: u64, original: u64) -> Row {
+        Row {
+            name: name.into(),
+            model: "m1".into(),
+            chunks: 2,
+            archive_bytes: archive,
+            original_bytes: original,
+            check: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn human_table_aligns_columns_and_totals_several_rows() {
+        let out = human(&[row("a.lz", 250, 1000), row("bb.lz", 5, 0)]);
+        let want = "\
+compressed  uncompressed  ratio  bits/byte  chunks  check  model  name
+       250          1000  0.250      2.000       2  ok     m1     a.lz
+         5             0      -          -       2  ok     m1     bb.lz
+       255          1000  0.255      2.040       4  ok            (total of 2)
+";
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn single_row_has_no_total_and_failures_show_in_the_total() {
+        assert_eq!(human(&[row("a", 1, 2)]).lines().count(), 2);
+        let mut bad = row("b", 1, 2);
+        bad.check = "chunk 3: checksum mismatch".into();
+        let out = human(&[row("a", 1, 2), bad]);
+        assert!(out.lines().last().unwrap().contains("FAILED"), "{out}");
+    }
+
+    #[test]
+    fn robot_is_tab_separated_with_escaped_names() {
+        let out = robot(&[row("we\tird\nname", 250, 1000)]);
+        let want = "name\tmodel\tchunks\tcompressed\tuncompressed\tratio\tbits_per_byte\tcheck\n\
+                    we\\tird\\nname\tm1\t2\t250\t1000\t0.250000\t2.000000\tok\n";
+        assert_eq!(out, want);
+        for line in out.lines() {
+            assert_eq!(line.split('\t').count(), 8);
+        }
+    }
+}

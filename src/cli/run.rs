@@ -1,0 +1,328 @@
+//! Acting on a [`Plan`]: open each input, create its output, call the pipeline, commit, tell.
+//!
+//! This is the only CLI module that calls [`crate::pipeline`]; what it needs from there is:
+//! - `CodecOptions { model, context, overlap, threads, kernel }`;
+//! - `compress` and `decompress(&mut dyn Read, &mut dyn Write, &CodecOptions, &dyn Progress)
+//!   -> Result<Stats, PipelineError>` (`t` is `decompress` into [`std::io::sink`]);
+//! - `list(&mut dyn ReadSeek, &CodecOptions) -> Result<ArchiveInfo, PipelineError>`;
+//! - `PipelineError: std::error::Error + 'static` whose `source()` chain reaches the `io::Error` of a
+//!   failed read or write (so a closed stdout pipe is recognised; see also [`StdoutSink`]).
+
+use std::fs::{File, Metadata};
+use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::listing::{self, Row};
+use super::plan::{Env, Input, Item, Job, Operation, Output, PathProbe, Plan, Settings, Verbosity};
+use super::report::{Reporter, is_broken_pipe, one_line};
+use crate::io::fs::copy_metadata;
+use crate::io::stdio::{self, StdoutSink};
+use crate::io::{AtomicFile, ProgressBar};
+use crate::pipeline::{self, CodecOptions, PipelineError, Stats};
+
+/// Read buffer for input files.
+const INPUT_BUFFER: usize = 256 * 1024;
+
+/// Why one job failed. Printed after the input's name as `llmzip: <input>: <this>: <cause>`.
+#[derive(Debug, Error)]
+pub enum JobError {
+    #[error("cannot open")]
+    Open(#[source] io::Error),
+    #[error("cannot create {}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot write {}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{} already exists; use -f to overwrite", path.display())]
+    Exists { path: PathBuf },
+    #[error("cannot move the finished output onto {}", path.display())]
+    Commit { path: PathBuf, source: io::Error },
+    #[error("cannot write to stdout")]
+    Stdout(#[source] io::Error),
+    #[error("{} was written, but the input could not be removed", path.display())]
+    RemoveInput { path: PathBuf, source: io::Error },
+    #[error(
+        "listing reads the archive's trailing index, so stdin must be a file, not a pipe; give the file name"
+    )]
+    NotSeekable(#[source] io::Error),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// The real environment for [`super::plan::plan`].
+pub fn system_env(paths: &dyn PathProbe) -> Env<'_> {
+    Env {
+        stdin_is_terminal: io::stdin().is_terminal(),
+        stdout_is_terminal: io::stdout().is_terminal(),
+        available_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        paths,
+    }
+}
+
+pub fn codec_options(settings: &Settings) -> CodecOptions {
+    CodecOptions {
+        model: settings.model.clone(),
+        context: settings.context,
+        overlap: settings.overlap,
+        threads: settings.threads,
+        // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
+        kernel: None,
+    }
+}
+
+/// Runs every item of `plan` in order, reporting skips, failures and (with `-v`) statistics.
+///
+/// A failure ends only its own job; the next file is still processed. The exception is a closed
+/// stdout pipe: nobody is reading any more, so processing stops without a message and the exit status
+/// is what it was before (0 when all went well), as `head` users expect.
+pub fn execute(plan: &Plan, reporter: &mut Reporter) {
+    let opts = codec_options(&plan.settings);
+    let show_progress = reporter.verbosity() != Verbosity::Quiet && io::stderr().is_terminal();
+    if matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2) {
+        let s = &plan.settings;
+        reporter.info(&format!(
+            "model {}, context {}, overlap {}, threads {}",
+            s.model.as_deref().unwrap_or("(default)"),
+            s.context,
+            s.overlap,
+            s.threads
+        ));
+    }
+
+    let mut stdout: Option<StdoutSink> = None;
+    let mut rows = Vec::new();
+    for item in &plan.items {
+        let job = match item {
+            Item::Skip(notice) => {
+                reporter.notice(notice);
+                continue;
+            }
+            Item::Run(job) => job,
+        };
+        let name = job.input.display();
+        let result = match plan.operation {
+            Operation::List { .. } => list_job(job, &opts).map(|row| {
+                if row.check != "ok" {
+                    reporter.error(
+                        Some(&name),
+                        &io::Error::other(format!("check failed: {}", row.check)),
+                    );
+                }
+                rows.push(row);
+                None
+            }),
+            op => run_job(op, job, &opts, &mut stdout, show_progress, reporter).map(Some),
+        };
+        match result {
+            Ok(Some(stats)) => reporter.info(&stats_line(plan.operation, &name, &stats)),
+            Ok(None) => {}
+            Err(e) => {
+                let pipe_closed =
+                    stdout.as_ref().is_some_and(StdoutSink::is_broken) || is_broken_pipe(&e);
+                if job.output == Output::Stdout && pipe_closed {
+                    return;
+                }
+                reporter.error(Some(&name), &e);
+            }
+        }
+    }
+
+    if let Operation::List { robot } = plan.operation {
+        if !rows.is_empty() {
+            let text = if robot {
+                listing::robot(&rows)
+            } else {
+                listing::human(&rows)
+            };
+            let sink = stdout.get_or_insert_with(StdoutSink::new);
+            if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    reporter.error(None, &JobError::Stdout(e));
+                }
+            }
+        }
+    }
+}
+
+/// An opened input: the reader, the metadata of a file (for copying to the output), and the size
+/// when known (for the progress bar).
+struct Source {
+    reader: Box<dyn Read>,
+    metadata: Option<Metadata>,
+    size: Option<u64>,
+}
+
+fn open(input: &Input) -> Result<Source, JobError> {
+    match input {
+        Input::Stdin => Ok(Source {
+            reader: Box::new(stdio::stdin()),
+            metadata: None,
+            size: None,
+        }),
+        Input::Path(path) => {
+            let file = File::open(path).map_err(JobError::Open)?;
+            // Metadata from the open handle, not the name: it describes exactly what is being read.
+            let metadata = file.metadata().map_err(JobError::Open)?;
+            let size = metadata.is_file().then_some(metadata.len());
+            let reader = Box::new(BufReader::with_capacity(INPUT_BUFFER, file));
+            Ok(Source {
+                reader,
+                metadata: Some(metadata),
+                size,
+            })
+        }
+    }
+}
+
+fn run_job(
+    op: Operation,
+    job: &Job,
+    opts: &CodecOptions,
+    stdout: &mut Option<StdoutSink>,
+    show_progress: bool,
+    reporter: &mut Reporter,
+) -> Result<Stats, JobError> {
+    let mut source = open(&job.input)?;
+    let progress = ProgressBar::new(&job.input.display(), source.size, show_progress);
+    let codec = |input: &mut dyn Read, output: &mut dyn Write| match op {
+        Operation::Compress => pipeline::compress(input, output, opts, &progress),
+        _ => pipeline::decompress(input, output, opts, &progress),
+    };
+
+    let stats = match &job.output {
+        Output::None => codec(&mut source.reader, &mut io::sink())?,
+        Output::Stdout => {
+            let sink = stdout.get_or_insert_with(StdoutSink::new);
+            let stats = codec(&mut source.reader, sink)?;
+            sink.flush().map_err(JobError::Stdout)?;
+            stats
+        }
+        Output::Path { path, overwrite } => {
+            let mut out =
+                AtomicFile::create(path, job.copy_metadata).map_err(|source| JobError::Create {
+                    path: path.clone(),
+                    source,
+                })?;
+            let stats = codec(&mut source.reader, &mut out)?;
+            let write_error = |source| JobError::Write {
+                path: path.clone(),
+                source,
+            };
+            if let (true, Some(metadata)) = (job.copy_metadata, &source.metadata) {
+                let file = out.file().map_err(write_error)?;
+                if let Err(e) = copy_metadata(metadata, file) {
+                    reporter.warning(
+                        Some(&path.display().to_string()),
+                        &format!(
+                            "permissions and times not copied from the input: {}",
+                            one_line(&e)
+                        ),
+                    );
+                }
+            }
+            out.commit(*overwrite).map_err(|source| {
+                if source.kind() == io::ErrorKind::AlreadyExists {
+                    JobError::Exists { path: path.clone() }
+                } else {
+                    JobError::Commit {
+                        path: path.clone(),
+                        source,
+                    }
+                }
+            })?;
+            if let (true, Input::Path(input)) = (job.remove_input, &job.input) {
+                remove_input(input, path)?;
+            }
+            stats
+        }
+    };
+    progress.finish();
+    Ok(stats)
+}
+
+/// `--rm`: called only once the output is committed under its final name and synced.
+fn remove_input(input: &Path, output: &Path) -> Result<(), JobError> {
+    std::fs::remove_file(input).map_err(|source| JobError::RemoveInput {
+        path: output.to_owned(),
+        source,
+    })
+}
+
+fn list_job(job: &Job, opts: &CodecOptions) -> Result<Row, JobError> {
+    let mut file = match &job.input {
+        Input::Stdin => stdio::seekable_stdin().map_err(JobError::NotSeekable)?,
+        Input::Path(p) => File::open(p).map_err(JobError::Open)?,
+    };
+    let info = pipeline::list(&mut file, opts)?;
+    Ok(Row {
+        name: job.input.display(),
+        model: info.model,
+        chunks: info.chunks,
+        archive_bytes: info.archive_bytes,
+        original_bytes: info.original_bytes,
+        check: info.check,
+    })
+}
+
+/// The `-v` line for one finished job: sizes in and out, ratio and bits per byte (compressed over
+/// original, whichever way the job went), tokens and their rate, time.
+pub fn stats_line(op: Operation, name: &str, s: &Stats) -> String {
+    let (original, compressed) = match op {
+        Operation::Compress => (s.input_bytes, s.output_bytes),
+        _ => (s.output_bytes, s.input_bytes),
+    };
+    let ratio = listing::ratio(compressed, original);
+    let fixed3 = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    let rate = if s.seconds > 0.0 {
+        format!("{:.0}", s.tokens as f64 / s.seconds)
+    } else {
+        "-".to_owned()
+    };
+    let verdict = if op == Operation::Test { "OK, " } else { "" };
+    format!(
+        "{name}: {verdict}{} -> {} bytes, ratio {}, {} bits/byte, {} tokens, {rate} tokens/s, {:.2} s",
+        s.input_bytes,
+        s.output_bytes,
+        fixed3(ratio),
+        fixed3(ratio.map(|r| 8.0 * r)),
+        s.tokens,
+        s.seconds,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_line_reads_the_same_both_ways() {
+        let c = Stats {
+            input_bytes: 1000,
+            output_bytes: 250,
+            tokens: 300,
+            seconds: 0.5,
+        };
+        assert_eq!(
+            stats_line(Operation::Compress, "a", &c),
+            "a: 1000 -> 250 bytes, ratio 0.250, 2.000 bits/byte, 300 tokens, 600 tokens/s, 0.50 s"
+        );
+        let d = Stats {
+            input_bytes: 250,
+            output_bytes: 1000,
+            tokens: 300,
+            seconds: 0.0,
+        };
+        assert_eq!(
+            stats_line(Operation::Test, "a.lz", &d),
+            "a.lz: OK, 250 -> 1000 bytes, ratio 0.250, 2.000 bits/byte, 300 tokens, - tokens/s, 0.00 s"
+        );
+        let empty = Stats {
+            input_bytes: 0,
+            output_bytes: 20,
+            tokens: 0,
+            seconds: 0.1,
+        };
+        assert!(stats_line(Operation::Compress, "e", &empty).contains("ratio -, - bits/byte"));
+    }
+}
