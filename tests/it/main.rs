@@ -1,3 +1,4 @@
 //! The one integration-test binary; each module protects one area.
 
+mod cli_plan;
 mod model;
