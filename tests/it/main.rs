@@ -1,0 +1,3 @@
+//! The one integration-test binary; each module protects one part of llmzip.
+
+mod engine;
