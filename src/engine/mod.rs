@@ -1,1 +1,143 @@
-//! TODO
+//! Deterministic transformer runtime: the model that turns tokens into logits, bit for bit the same on
+//! every machine, thread count, batch size, kernel path and call pattern.
+//!
+//! # Why our own engine
+//! The decoder of an LLM compressor must rebuild exactly the frequency tables the encoder used, so the
+//! logits must not depend on anything but the model file and the token sequence. Stock runtimes pick
+//! different kernels for one row and for many rows, reduce in thread-dependent orders and call libm; each
+//! of those changes a logit by an ulp now and then, which is enough to lose the rest of an archive.
+//!
+//! # How determinism is obtained (the contract of ARCHITECTURE.md section 2)
+//! - **Integer products.** Weights are converted once at load into blocks of 32 small integers with an
+//!   f32 scale (and an f32 minimum for 4-bit types); activations are quantized per 32-block to int8. The
+//!   product of one weight block and one activation block is an exact `i32`, the same in any order.
+//! - **One float order.** Everything in float is written once with a fixed evaluation order, and the SIMD
+//!   path uses the same lane structure and reduction tree as the scalar path (see [`kernels`]). Block
+//!   contributions go to 8 lane accumulators by block index mod 8 and are summed by one fixed tree.
+//! - **No fused multiply-add** anywhere (a crate-wide choice), and no libm: `exp`, `sin`, `cos` come from
+//!   [`crate::math`]; `sqrt` and the f16 conversions are IEEE-exact operations.
+//! - **Independence from the batch.** The result for one (row, output) never depends on which other rows
+//!   are in the product, so a sequence gives the same logits alone, inside a batch, in one prefill or one
+//!   token at a time. Threads split output rows and (row, head) pairs, never a reduction.
+//!
+//! Any change to the arithmetic changes [`ENGINE_VERSION`]: archives record it, and the canary (a hash of
+//! the engine's output on a fixed probe) catches an engine that computes differently.
+
+pub mod cache;
+pub mod kernels;
+pub mod llama;
+pub mod synthetic;
+pub mod weights;
+
+pub use cache::KvCache;
+pub use kernels::KernelPath;
+pub use llama::{LlamaConfig, LlamaModel};
+
+/// Version of the engine's arithmetic. Bumping it is a deliberate, versioned event: every change to the
+/// logits (a different order of float operations, a different conversion of a weight type, a different
+/// RoPE or softmax) must bump it, update the pinned logits hash in the tests, and thereby make older
+/// archives refuse to decode with a clear message instead of decoding garbage.
+pub const ENGINE_VERSION: u32 = 1;
+
+/// Environment variable that forces a kernel path: `scalar` or `avx2`.
+pub const KERNEL_ENV: &str = "LLMZIP_KERNEL";
+
+/// How the engine runs. The results never depend on these options; only the speed does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Worker threads of the engine's own pool; 0 means one per available core.
+    pub threads: usize,
+    /// Kernel path; `None` means the environment variable [`KERNEL_ENV`] if set, else the best available.
+    pub kernel: Option<KernelPath>,
+}
+
+/// Everything that can go wrong when loading or running a model. Each message is one line that says what
+/// was seen, what was expected and, where it helps, how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "unsupported model architecture '{seen}': this engine runs 'llama' (SmolLM2 and friends); pick a llama-family GGUF"
+    )]
+    UnsupportedArchitecture { seen: String },
+    #[error("GGUF metadata key '{key}' is missing; the file is not a complete llama GGUF")]
+    MissingMetadata { key: String },
+    #[error("GGUF metadata key '{key}' has {seen}, expected {expected}")]
+    BadMetadata {
+        key: String,
+        seen: String,
+        expected: String,
+    },
+    #[error(
+        "tensor '{name}' is missing from the GGUF; a llama model needs it (is the file complete?)"
+    )]
+    MissingTensor { name: String },
+    #[error(
+        "tensor '{name}' has type {dtype}, which this engine cannot read; re-export the model as Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 or F32"
+    )]
+    UnsupportedTensorType { name: String, dtype: String },
+    #[error("tensor '{name}' has shape {seen}, expected {expected}")]
+    TensorShape {
+        name: String,
+        seen: String,
+        expected: String,
+    },
+    #[error(
+        "tensor '{name}' needs bytes {start}..{end} of the file but the file has {file_len} bytes; the GGUF is truncated"
+    )]
+    TensorOutOfFile {
+        name: String,
+        start: u64,
+        end: u64,
+        file_len: usize,
+    },
+    #[error("model shape not supported: {what}")]
+    UnsupportedShape { what: String },
+    #[error("reading tensor '{name}' with candle failed: {message}")]
+    Candle { name: String, message: String },
+    #[error(
+        "KV cache full: it holds {len} of {capacity} positions and {adding} more were given; create the cache with a larger capacity or start a new window"
+    )]
+    CapacityExceeded {
+        len: usize,
+        capacity: usize,
+        adding: usize,
+    },
+    #[error(
+        "token id {token} at index {index} is out of range: the model's vocabulary has {vocab} tokens"
+    )]
+    TokenOutOfRange {
+        token: u32,
+        index: usize,
+        vocab: usize,
+    },
+    #[error("{what}: got {seen}, expected {expected}")]
+    LengthMismatch {
+        what: &'static str,
+        seen: usize,
+        expected: usize,
+    },
+    #[error(
+        "KV cache does not fit this model: it has {seen_layers} layers x {seen_kv_dim} dims, the model needs {layers} x {kv_dim}; create it with this model's new_cache"
+    )]
+    CacheMismatch {
+        seen_layers: usize,
+        seen_kv_dim: usize,
+        layers: usize,
+        kv_dim: usize,
+    },
+    #[error(
+        "position {position} is beyond what RoPE supports here (at most {max}); use a shorter context"
+    )]
+    PositionTooLarge { position: usize, max: usize },
+    #[error(
+        "kernel path '{requested}' is not available on this CPU ({reason}); unset {KERNEL_ENV} or set it to 'scalar'"
+    )]
+    KernelUnavailable {
+        requested: &'static str,
+        reason: &'static str,
+    },
+    #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar' or 'avx2'")]
+    UnknownKernel { value: String },
+    #[error("could not start {threads} engine threads: {message}")]
+    ThreadPool { threads: usize, message: String },
+}

