@@ -15,6 +15,7 @@
 //! Layers never import upward: `coder`, `quant`, `container` and `math` know nothing of models or files;
 //! only `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub.
 
+pub mod bench;
 pub mod cli;
 pub mod coder;
 pub mod container;
@@ -22,5 +23,6 @@ pub mod engine;
 pub mod io;
 pub mod math;
 pub mod model;
+pub mod pipeline;
 pub mod quant;
 pub mod tokenizer;

@@ -68,6 +68,7 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
         threads: settings.threads,
         // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
         kernel: None,
+        ..CodecOptions::default()
     }
 }
 
@@ -104,10 +105,7 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
         let result = match plan.operation {
             Operation::List { .. } => list_job(job, &opts).map(|row| {
                 if row.check != "ok" {
-                    reporter.error(
-                        Some(&name),
-                        &io::Error::other(format!("check failed: {}", row.check)),
-                    );
+                    reporter.error(Some(&name), &io::Error::other(format!("check failed: {}", row.check)));
                 }
                 rows.push(row);
                 None
@@ -118,8 +116,7 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
             Ok(Some(stats)) => reporter.info(&stats_line(plan.operation, &name, &stats)),
             Ok(None) => {}
             Err(e) => {
-                let pipe_closed =
-                    stdout.as_ref().is_some_and(StdoutSink::is_broken) || is_broken_pipe(&e);
+                let pipe_closed = stdout.as_ref().is_some_and(StdoutSink::is_broken) || is_broken_pipe(&e);
                 if job.output == Output::Stdout && pipe_closed {
                     return;
                 }
@@ -130,11 +127,7 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
 
     if let Operation::List { robot } = plan.operation {
         if !rows.is_empty() {
-            let text = if robot {
-                listing::robot(&rows)
-            } else {
-                listing::human(&rows)
-            };
+            let text = if robot { listing::robot(&rows) } else { listing::human(&rows) };
             let sink = stdout.get_or_insert_with(StdoutSink::new);
             if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
                 if e.kind() != io::ErrorKind::BrokenPipe {
@@ -155,22 +148,14 @@ struct Source {
 
 fn open(input: &Input) -> Result<Source, JobError> {
     match input {
-        Input::Stdin => Ok(Source {
-            reader: Box::new(stdio::stdin()),
-            metadata: None,
-            size: None,
-        }),
+        Input::Stdin => Ok(Source { reader: Box::new(stdio::stdin()), metadata: None, size: None }),
         Input::Path(path) => {
             let file = File::open(path).map_err(JobError::Open)?;
             // Metadata from the open handle, not the name: it describes exactly what is being read.
             let metadata = file.metadata().map_err(JobError::Open)?;
             let size = metadata.is_file().then_some(metadata.len());
             let reader = Box::new(BufReader::with_capacity(INPUT_BUFFER, file));
-            Ok(Source {
-                reader,
-                metadata: Some(metadata),
-                size,
-            })
+            Ok(Source { reader, metadata: Some(metadata), size })
         }
     }
 }
@@ -199,25 +184,16 @@ fn run_job(
             stats
         }
         Output::Path { path, overwrite } => {
-            let mut out =
-                AtomicFile::create(path, job.copy_metadata).map_err(|source| JobError::Create {
-                    path: path.clone(),
-                    source,
-                })?;
+            let mut out = AtomicFile::create(path, job.copy_metadata)
+                .map_err(|source| JobError::Create { path: path.clone(), source })?;
             let stats = codec(&mut source.reader, &mut out)?;
-            let write_error = |source| JobError::Write {
-                path: path.clone(),
-                source,
-            };
+            let write_error = |source| JobError::Write { path: path.clone(), source };
             if let (true, Some(metadata)) = (job.copy_metadata, &source.metadata) {
                 let file = out.file().map_err(write_error)?;
                 if let Err(e) = copy_metadata(metadata, file) {
                     reporter.warning(
                         Some(&path.display().to_string()),
-                        &format!(
-                            "permissions and times not copied from the input: {}",
-                            one_line(&e)
-                        ),
+                        &format!("permissions and times not copied from the input: {}", one_line(&e)),
                     );
                 }
             }
@@ -225,10 +201,7 @@ fn run_job(
                 if source.kind() == io::ErrorKind::AlreadyExists {
                     JobError::Exists { path: path.clone() }
                 } else {
-                    JobError::Commit {
-                        path: path.clone(),
-                        source,
-                    }
+                    JobError::Commit { path: path.clone(), source }
                 }
             })?;
             if let (true, Input::Path(input)) = (job.remove_input, &job.input) {
@@ -243,10 +216,7 @@ fn run_job(
 
 /// `--rm`: called only once the output is committed under its final name and synced.
 fn remove_input(input: &Path, output: &Path) -> Result<(), JobError> {
-    std::fs::remove_file(input).map_err(|source| JobError::RemoveInput {
-        path: output.to_owned(),
-        source,
-    })
+    std::fs::remove_file(input).map_err(|source| JobError::RemoveInput { path: output.to_owned(), source })
 }
 
 fn list_job(job: &Job, opts: &CodecOptions) -> Result<Row, JobError> {
@@ -274,11 +244,7 @@ pub fn stats_line(op: Operation, name: &str, s: &Stats) -> String {
     };
     let ratio = listing::ratio(compressed, original);
     let fixed3 = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
-    let rate = if s.seconds > 0.0 {
-        format!("{:.0}", s.tokens as f64 / s.seconds)
-    } else {
-        "-".to_owned()
-    };
+    let rate = if s.seconds > 0.0 { format!("{:.0}", s.tokens as f64 / s.seconds) } else { "-".to_owned() };
     let verdict = if op == Operation::Test { "OK, " } else { "" };
     format!(
         "{name}: {verdict}{} -> {} bytes, ratio {}, {} bits/byte, {} tokens, {rate} tokens/s, {:.2} s",
@@ -297,32 +263,17 @@ mod tests {
 
     #[test]
     fn stats_line_reads_the_same_both_ways() {
-        let c = Stats {
-            input_bytes: 1000,
-            output_bytes: 250,
-            tokens: 300,
-            seconds: 0.5,
-        };
+        let c = Stats { input_bytes: 1000, output_bytes: 250, tokens: 300, seconds: 0.5, ..Stats::default() };
         assert_eq!(
             stats_line(Operation::Compress, "a", &c),
             "a: 1000 -> 250 bytes, ratio 0.250, 2.000 bits/byte, 300 tokens, 600 tokens/s, 0.50 s"
         );
-        let d = Stats {
-            input_bytes: 250,
-            output_bytes: 1000,
-            tokens: 300,
-            seconds: 0.0,
-        };
+        let d = Stats { input_bytes: 250, output_bytes: 1000, tokens: 300, seconds: 0.0, ..Stats::default() };
         assert_eq!(
             stats_line(Operation::Test, "a.lz", &d),
             "a.lz: OK, 250 -> 1000 bytes, ratio 0.250, 2.000 bits/byte, 300 tokens, - tokens/s, 0.00 s"
         );
-        let empty = Stats {
-            input_bytes: 0,
-            output_bytes: 20,
-            tokens: 0,
-            seconds: 0.1,
-        };
+        let empty = Stats { input_bytes: 0, output_bytes: 20, tokens: 0, seconds: 0.1, ..Stats::default() };
         assert!(stats_line(Operation::Compress, "e", &empty).contains("ratio -, - bits/byte"));
     }
 }

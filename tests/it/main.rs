@@ -1,5 +1,8 @@
 //! The one integration-test binary; each module protects one area.
 
 mod cli_plan;
+mod common;
 mod engine;
 mod model;
+mod pipeline;
+mod tokenizer;

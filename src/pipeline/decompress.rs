@@ -1,0 +1,261 @@
+//! Decompression: container -> chunks -> lanes advanced in lock-step -> tokens -> bytes.
+//! The mirror image of `compress.rs`.
+//!
+//! Up to `lanes` model-coded chunks are decoded together: at every step each lane needs one row of logits
+//! for its next token. A lane that begins a window prefills its context alone; all other lanes feed their
+//! last decoded token to one batched engine step. The determinism contract (same logits for prefill and
+//! step, for any batch) is what lets this schedule differ from the encoder's one-window-at-a-time prefill.
+
+use std::io::{Read, Seek, Write};
+use std::time::Instant;
+
+use super::compress::{CountingWriter, PREFILL_SLICE};
+use super::session::Session;
+use super::window::{Schedule, Window};
+use super::{CodecOptions, PipelineError, Stats};
+use crate::coder::Decoder;
+use crate::container::{ArchiveReader, Chunk, ChunkKind};
+use crate::engine::KvCache;
+use crate::io::{Progress, ReadSeek};
+use crate::quant::FreqTable;
+
+/// Decompresses the archive on `input` to `output`, verifying every checksum. Archives written back to
+/// back (as `llmzip c -c a b` does) decode to the concatenation of their contents, as with gzip.
+pub fn decompress(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    opts: &CodecOptions,
+    progress: &dyn Progress,
+) -> Result<Stats, PipelineError> {
+    let started = Instant::now();
+    let mut out = CountingWriter::new(output);
+    let mut stats = Stats::default();
+    let mut session: Option<Session> = None;
+    let mut input: Box<dyn Read + '_> = Box::new(input);
+    loop {
+        let rest = decompress_one(input, &mut out, opts, progress, &mut session, &mut stats)?;
+        // Anything after the footer must be another archive.
+        let mut probe = [0u8; 1];
+        let mut rest = rest;
+        let more = loop {
+            match rest.read(&mut probe) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if more == 0 {
+            break;
+        }
+        input = Box::new(std::io::Cursor::new(probe).chain(rest));
+    }
+    out.flush()?;
+    stats.input_bytes = stats.archive_bytes;
+    stats.output_bytes = out.count;
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Decodes one archive; returns the reader positioned after its footer. The session is reused when the
+/// next archive names the same model and settings.
+fn decompress_one<'r>(
+    input: Box<dyn Read + 'r>,
+    out: &mut dyn Write,
+    opts: &CodecOptions,
+    progress: &dyn Progress,
+    session: &mut Option<Session>,
+    stats: &mut Stats,
+) -> Result<Box<dyn Read + 'r>, PipelineError> {
+    let mut reader = ArchiveReader::new(input)?;
+    let header = reader.header().clone();
+    if session.as_ref().is_none_or(|s| s.model.sha256 != header.model_sha256) {
+        *session = Some(Session::open_for(&header, opts)?);
+    } else if let Some(s) = session.as_ref() {
+        s.check_header(&header)?;
+    }
+    let session = session.as_ref().expect("opened above");
+    let lanes = opts.lanes.max(1);
+    let mut group: Vec<(u64, Chunk)> = Vec::with_capacity(lanes);
+    let mut chunk_no = 0u64;
+    loop {
+        let next = reader.next_chunk()?;
+        let done = next.is_none();
+        if let Some(chunk) = next {
+            progress.add_input(chunk.encoded_len() as u64);
+            group.push((chunk_no, chunk));
+            chunk_no += 1;
+        }
+        if group.len() == lanes || (done && !group.is_empty()) {
+            let decoded = decode_group(session, &header, &group)?;
+            for ((index, chunk), bytes) in group.iter().zip(&decoded) {
+                chunk.verify_original(*index, bytes)?;
+                reader.note_original(bytes);
+                out.write_all(bytes)?;
+                progress.add_output(bytes.len() as u64);
+                stats.original_bytes += bytes.len() as u64;
+                stats.chunks += 1;
+                match chunk.kind {
+                    ChunkKind::Stored => stats.stored_chunks += 1,
+                    ChunkKind::Coded => stats.tokens += chunk.tokens,
+                }
+            }
+            group.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    let (archive_bytes, rest) = reader.finish()?;
+    stats.archive_bytes += archive_bytes;
+    Ok(rest)
+}
+
+/// What `llmzip l` shows for one archive.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub model: String,
+    pub chunks: u64,
+    pub original_bytes: u64,
+    pub archive_bytes: u64,
+    /// "ok" when the header, index and footer checksums verified (`l` decodes nothing).
+    pub check: String,
+}
+
+/// The archive's header, index and footer, read from its tail without decoding anything.
+pub fn list(input: &mut dyn ReadSeek, _opts: &CodecOptions) -> Result<Listing, PipelineError> {
+    let info = crate::container::read_tail(&mut SeekAdapter(input))?;
+    Ok(Listing {
+        model: info.header.model_id.clone(),
+        chunks: info.chunks.len() as u64,
+        original_bytes: info.total_original,
+        archive_bytes: info.archive_bytes,
+        check: "ok".to_string(),
+    })
+}
+
+/// `&mut dyn ReadSeek` as a sized `Read + Seek`.
+struct SeekAdapter<'a>(&'a mut dyn ReadSeek);
+
+impl Read for SeekAdapter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Seek for SeekAdapter<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.0.seek(pos)
+    }
+}
+
+/// One model-coded chunk being decoded.
+struct Lane {
+    /// Position of the chunk in the group (and in the output order).
+    slot: usize,
+    /// Chunk number in the archive, for error messages.
+    index: u64,
+    decoder: Decoder,
+    tokens: Vec<u32>,
+    windows: Schedule,
+    window: Window,
+    /// The lane must prefill its window's context before the next token can be predicted.
+    at_window_start: bool,
+    cache: KvCache,
+}
+
+fn decode_group(
+    session: &Session,
+    header: &crate::container::Header,
+    group: &[(u64, Chunk)],
+) -> Result<Vec<Vec<u8>>, PipelineError> {
+    let context = header.context as usize;
+    let overlap = header.overlap as usize;
+    let vocab = session.engine.vocab_size();
+    let start = [header.start_token];
+    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); group.len()];
+    let mut lanes: Vec<Lane> = Vec::new();
+    for (slot, (index, chunk)) in group.iter().enumerate() {
+        match chunk.kind {
+            ChunkKind::Stored => outputs[slot] = chunk.payload.clone(),
+            ChunkKind::Coded => {
+                let mut windows = Schedule::new(chunk.tokens as usize, context, overlap)?;
+                let Some(window) = windows.next() else {
+                    return Err(PipelineError::corrupt(*index, "a model-coded chunk with no tokens"));
+                };
+                lanes.push(Lane {
+                    slot,
+                    index: *index,
+                    decoder: Decoder::new(&chunk.payload).map_err(|e| PipelineError::corrupt(*index, e))?,
+                    tokens: Vec::with_capacity(chunk.tokens as usize),
+                    windows,
+                    window,
+                    at_window_start: true,
+                    cache: session.engine.new_cache(context),
+                });
+            }
+        }
+    }
+
+    let mut table = FreqTable::new(vocab);
+    let mut prefill_logits = vec![0.0f32; PREFILL_SLICE * vocab];
+    let mut step_logits: Vec<f32> = Vec::new();
+    let mut step_tokens: Vec<u32> = Vec::new();
+    while !lanes.is_empty() {
+        // 1. Lanes mid-window feed their last token to one batched step.
+        let stepping: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].at_window_start).collect();
+        step_tokens.clear();
+        step_tokens.extend(
+            stepping.iter().map(|&i| *lanes[i].tokens.last().expect("mid-window lanes have a token")),
+        );
+        step_logits.resize(stepping.len() * vocab, 0.0);
+        if !stepping.is_empty() {
+            let mut caches: Vec<&mut KvCache> = Vec::with_capacity(stepping.len());
+            let mut wanted = stepping.iter().peekable();
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                if wanted.peek() == Some(&&i) {
+                    caches.push(&mut lane.cache);
+                    wanted.next();
+                }
+            }
+            session.engine.step(&mut caches, &step_tokens, &mut step_logits)?;
+        }
+        // 2. Each lane decodes one token from its row of logits (lanes at a window start prefill first).
+        let mut row_of_stepping = 0usize;
+        for lane in lanes.iter_mut() {
+            let row: &[f32] = if lane.at_window_start {
+                lane.cache.clear();
+                let ctx = lane.window.context_tokens(&lane.tokens, &start).to_vec();
+                let mut last = 0;
+                for slice in ctx.chunks(PREFILL_SLICE) {
+                    let logits = &mut prefill_logits[..slice.len() * vocab];
+                    session.engine.prefill(&mut lane.cache, slice, logits)?;
+                    last = slice.len() - 1;
+                }
+                lane.at_window_start = false;
+                &prefill_logits[last * vocab..(last + 1) * vocab]
+            } else {
+                let r = row_of_stepping;
+                row_of_stepping += 1;
+                &step_logits[r * vocab..(r + 1) * vocab]
+            };
+            crate::quant::quantize(row, &mut table);
+            let token = lane.decoder.decode(&table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
+            lane.tokens.push(token);
+            if lane.tokens.len() == lane.window.coded.end {
+                if let Some(next) = lane.windows.next() {
+                    lane.window = next;
+                    lane.at_window_start = true;
+                }
+            }
+        }
+        // 3. Finished lanes leave the batch.
+        lanes.retain_mut(|lane| {
+            let finished = lane.tokens.len() == lane.window.coded.end && !lane.at_window_start;
+            if finished {
+                session.tokenizer.decode_into(&lane.tokens, &mut outputs[lane.slot]);
+            }
+            !finished
+        });
+    }
+    Ok(outputs)
+}

@@ -1,0 +1,71 @@
+//! Errors of a compression or decompression run. Each lower layer keeps its own typed error; this one adds
+//! what only the pipeline knows: which chunk failed, and whether the archive and this build agree.
+
+use std::fmt::Display;
+
+use crate::container::FormatError;
+use crate::engine::EngineError;
+use crate::model::ModelError;
+use crate::tokenizer::TokenizerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{0}")]
+    Coder(#[from] crate::coder::CoderError),
+    #[error(transparent)]
+    Schedule(#[from] super::window::ScheduleError),
+    /// A chunk's payload did not decode to the bytes its checksums describe.
+    #[error("chunk {chunk}: {what}; the archive is corrupt")]
+    Corrupt { chunk: u64, what: String },
+    /// The archive needs a build whose arithmetic this one does not reproduce.
+    #[error(
+        "this archive was made by engine version {archive} and this llmzip has engine version {ours}; \
+         decompress it with an llmzip that has engine version {archive}"
+    )]
+    EngineVersion { archive: u32, ours: u32 },
+    #[error(
+        "this archive was made with {archive}-bit frequency tables and this llmzip uses {ours}-bit tables; \
+         decompress it with the llmzip version that made it"
+    )]
+    Precision { archive: u8, ours: u8 },
+    #[error(
+        "the model's tokenizer (fingerprint {ours}) differs from the one the archive was made with ({archive}); \
+         use the model the archive names"
+    )]
+    TokenizerMismatch { archive: String, ours: String },
+    /// The engine's output on the fixed probe differs from the compressor's: decoding would produce garbage.
+    #[error(
+        "engine self-check failed: this machine's model output (canary {ours}) differs from the one the archive \
+         was made with ({archive}); nothing was decoded. Report this as a bug with `llmzip --version` and your CPU"
+    )]
+    Canary { archive: String, ours: String },
+    /// The archive was made with a model file that is not in the registry.
+    #[error(
+        "this archive was made with the local model file '{id}' (sha256 {sha256}), which is not in the registry; \
+         pass that file with --model PATH"
+    )]
+    LocalModelNeeded { id: String, sha256: String },
+    #[error("invalid setting: {0}")]
+    Settings(String),
+}
+
+impl PipelineError {
+    pub(super) fn corrupt(chunk: u64, what: impl Display) -> Self {
+        Self::Corrupt { chunk, what: what.to_string() }
+    }
+}
+
+/// Lowercase hex, for hashes in messages.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

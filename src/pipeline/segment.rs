@@ -1,0 +1,92 @@
+//! Cutting a stream into chunks: bounded memory for any input size, cut points that do not split words.
+
+use std::io::{self, Read};
+
+/// Default chunk size. Each chunk starts cold (its first window has no earlier text), so larger chunks
+/// code better; smaller chunks give the decoder more lanes to advance in lock-step. 64 KiB is about
+/// 16k tokens of English, so the cold start is a small fraction of a chunk.
+pub const DEFAULT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How far back from the target size a cut may move to land after a newline or space.
+const CUT_SEARCH: usize = 4096;
+
+/// Reads a stream as a sequence of chunks of at most `target` bytes, holding at most one chunk plus the
+/// carried-over tail in memory.
+pub struct ChunkReader<R> {
+    inner: R,
+    target: usize,
+    /// Bytes read past the previous cut, to start the next chunk.
+    carry: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: Read> ChunkReader<R> {
+    pub fn new(inner: R, target: usize) -> Self {
+        assert!(target > 0, "chunk size must be positive");
+        Self { inner, target, carry: Vec::new(), eof: false }
+    }
+
+    /// The next chunk, or `None` at the end of the stream. Chunks are never empty.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.reserve(self.target.saturating_sub(buf.len()));
+        while buf.len() < self.target && !self.eof {
+            let want = self.target - buf.len();
+            let got = (&mut self.inner).take(want as u64).read_to_end(&mut buf)?;
+            if got == 0 {
+                self.eof = true;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if buf.len() == self.target && !self.eof {
+            let cut = cut_point(&buf);
+            self.carry = buf.split_off(cut);
+        }
+        Ok(Some(buf))
+    }
+}
+
+/// Where to end a full buffer: just after the last newline (else space) in its final `CUT_SEARCH` bytes,
+/// else at its end.
+fn cut_point(buf: &[u8]) -> usize {
+    let lo = buf.len().saturating_sub(CUT_SEARCH);
+    let tail = &buf[lo..];
+    let pos = tail.iter().rposition(|&b| b == b'\n').or_else(|| tail.iter().rposition(|&b| b == b' '));
+    pos.map_or(buf.len(), |p| lo + p + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(data: &[u8], target: usize) -> Vec<Vec<u8>> {
+        let mut r = ChunkReader::new(data, target);
+        let mut out = Vec::new();
+        while let Some(c) = r.next_chunk().unwrap() {
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn concatenation_restores_the_input_and_chunks_are_bounded() {
+        let text: Vec<u8> =
+            (0..200_000u32).map(|i| if i % 37 == 0 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+        for &target in &[1, 7, 4096, 10_000, 65_536, 1 << 20] {
+            let cs = chunks(&text, target);
+            assert!(cs.iter().all(|c| !c.is_empty() && c.len() <= target));
+            assert_eq!(cs.concat(), text);
+        }
+        assert!(chunks(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn cuts_after_a_newline_when_one_is_near() {
+        let mut text = vec![b'x'; 9000];
+        text[8000] = b'\n';
+        let cs = chunks(&text, 8192);
+        assert_eq!(cs[0].len(), 8001);
+    }
+}

@@ -1,0 +1,100 @@
+//! Shared test support: test data from ../shared/data, the synthetic models, the real default model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The benchmark corpora beside the checkout (tests may read them; the product never does).
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
+/// A corpus file's original bytes (`.xz` files are decompressed with `xz -dc`).
+pub fn read_data(relative: &str) -> Vec<u8> {
+    let path = data_dir().join(relative);
+    if relative.ends_with(".xz") {
+        let out = Command::new("xz")
+            .arg("-dc")
+            .arg(&path)
+            .output()
+            .expect("xz must be installed (.ci/run installs it)");
+        assert!(out.status.success(), "xz -dc {} failed", path.display());
+        out.stdout
+    } else {
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
+/// Every Canterbury file, by original name.
+pub fn canterbury_files() -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<String> = std::fs::read_dir(data_dir().join("canterbury"))
+        .expect("../shared/data/canterbury")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| (n.trim_end_matches(".xz").to_string(), read_data(&format!("canterbury/{n}"))))
+        .collect()
+}
+
+/// English text from alice29.txt, cut to `len` bytes.
+pub fn sample_text(len: usize) -> Vec<u8> {
+    static ALICE: OnceLock<Vec<u8>> = OnceLock::new();
+    let alice = ALICE.get_or_init(|| read_data("canterbury/alice29.txt.xz"));
+    alice[..len.min(alice.len())].to_vec()
+}
+
+/// Deterministic pseudo-random bytes (splitmix64).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn scratch_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
+}
+
+/// A tiny llama GGUF with a byte-level tokenizer, written once per test run: every pipeline test runs in
+/// seconds with it.
+pub fn synthetic_model() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = scratch_dir().join("synthetic-a.gguf");
+        llmzip::engine::synthetic::write_synthetic_llama(&path, 1).expect("write synthetic model");
+        path
+    })
+    .clone()
+}
+
+/// The same architecture with other weights: a different model file.
+pub fn synthetic_model_variant() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = scratch_dir().join("synthetic-b.gguf");
+        llmzip::engine::synthetic::write_synthetic_llama(&path, 2).expect("write synthetic model");
+        path
+    })
+    .clone()
+}
+
+/// The real default model, fetched into the cache through the normal resolution path if missing.
+pub fn default_model() -> PathBuf {
+    llmzip::model::testing_default_model_path()
+}
+
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
