@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use llmzip::cli::args::{Cli, Command};
 use llmzip::cli::plan::{self, Verbosity};
 use llmzip::cli::report::{EXIT_ERROR, EXIT_OK, Reporter};
-use llmzip::cli::run;
+use llmzip::cli::{run, tools};
 use llmzip::io::cleanup;
 use llmzip::io::fs::SystemPaths;
 
@@ -34,17 +34,13 @@ fn main() -> ExitCode {
 
 fn dispatch(command: &Command) -> u8 {
     let Some((operation, args)) = plan::file_operation(command) else {
-        // models, eval and bench are implemented on other branches and wired in at merge.
-        let name = match command {
-            Command::Models(_) => "models",
-            Command::Eval(_) => "eval",
-            _ => "bench",
+        let mut reporter = Reporter::new(Verbosity::Normal);
+        return match command {
+            Command::Models(m) => tools::models(m, &mut reporter),
+            Command::Eval(e) => tools::eval_files(e, &mut reporter),
+            Command::Bench(b) => tools::bench_files(b, &mut reporter),
+            _ => unreachable!("file_operation covers c, d, t and l"),
         };
-        Reporter::new(Verbosity::Normal).warning(
-            None,
-            &format!("`{name}` is not available in this build yet"),
-        );
-        return EXIT_ERROR;
     };
 
     let plan = match plan::plan(operation, args, &run::system_env(&SystemPaths)) {

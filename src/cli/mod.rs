@@ -8,3 +8,4 @@ pub mod listing;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod tools;
