@@ -178,12 +178,7 @@ pub struct BenchArgs {
     pub files: Vec<PathBuf>,
 
     /// External compressors to compare with, comma-separated; missing ones are reported as skipped.
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "gzip,bzip2,xz,zstd"
-    )]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "gzip,bzip2,xz,zstd")]
     pub against: Vec<String>,
 
     /// Use only the first N bytes of each file.
@@ -223,18 +218,9 @@ mod tests {
 
     #[test]
     fn short_aliases_reach_the_same_subcommands() {
-        assert!(matches!(
-            parse(&["c", "a"]).unwrap().command,
-            Command::Compress(_)
-        ));
-        assert!(matches!(
-            parse(&["compress", "a"]).unwrap().command,
-            Command::Compress(_)
-        ));
-        assert!(matches!(
-            parse(&["d"]).unwrap().command,
-            Command::Decompress(_)
-        ));
+        assert!(matches!(parse(&["c", "a"]).unwrap().command, Command::Compress(_)));
+        assert!(matches!(parse(&["compress", "a"]).unwrap().command, Command::Compress(_)));
+        assert!(matches!(parse(&["d"]).unwrap().command, Command::Decompress(_)));
         assert!(matches!(parse(&["t"]).unwrap().command, Command::Test(_)));
         assert!(matches!(
             parse(&["l", "--robot"]).unwrap().command,
@@ -268,10 +254,7 @@ mod tests {
         assert_eq!(a.verbose, 2);
         assert_eq!(a.files, vec![PathBuf::from("-"), PathBuf::from("x")]);
         assert_eq!(a.codec.model.as_deref(), Some("m"));
-        assert_eq!(
-            (a.codec.context, a.codec.overlap, a.codec.threads),
-            (Some(512), Some(64), Some(3))
-        );
+        assert_eq!((a.codec.context, a.codec.overlap, a.codec.threads), (Some(512), Some(64), Some(3)));
     }
 
     #[test]
@@ -292,10 +275,7 @@ mod tests {
 
     #[test]
     fn models_eval_and_bench_parse() {
-        assert!(matches!(
-            parse(&["models", "list"]).unwrap().command,
-            Command::Models(ModelsCommand::List)
-        ));
+        assert!(matches!(parse(&["models", "list"]).unwrap().command, Command::Models(ModelsCommand::List)));
         assert!(matches!(
             parse(&["models", "fetch"]).unwrap().command,
             Command::Models(ModelsCommand::Fetch { id: None })
@@ -306,37 +286,20 @@ mod tests {
         ));
         assert!(parse(&["models", "path"]).is_err());
         assert!(parse(&["eval"]).is_err());
-        let Command::Bench(b) = parse(&[
-            "bench",
-            "a",
-            "b",
-            "--against",
-            "xz,zstd",
-            "--max-bytes",
-            "100",
-        ])
-        .unwrap()
-        .command
+        let Command::Bench(b) =
+            parse(&["bench", "a", "b", "--against", "xz,zstd", "--max-bytes", "100"]).unwrap().command
         else {
             panic!("not bench")
         };
         assert_eq!(b.against, vec!["xz", "zstd"]);
         assert_eq!(b.max_bytes, Some(100));
-        let Command::Bench(b) = parse(&["bench", "a"]).unwrap().command else {
-            panic!("not bench")
-        };
+        let Command::Bench(b) = parse(&["bench", "a"]).unwrap().command else { panic!("not bench") };
         assert_eq!(b.against, vec!["gzip", "bzip2", "xz", "zstd"]);
     }
 
     #[test]
     fn help_and_version_are_not_errors() {
-        assert_eq!(
-            parse(&["--help"]).unwrap_err().kind(),
-            clap::error::ErrorKind::DisplayHelp
-        );
-        assert_eq!(
-            parse(&["--version"]).unwrap_err().kind(),
-            clap::error::ErrorKind::DisplayVersion
-        );
+        assert_eq!(parse(&["--help"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(parse(&["--version"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayVersion);
     }
 }

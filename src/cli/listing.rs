@@ -49,14 +49,7 @@ pub fn human(rows: &[Row]) -> String {
         ]
     };
     for r in rows {
-        lines.push(cells(
-            &r.name,
-            &r.model,
-            r.chunks,
-            r.archive_bytes,
-            r.original_bytes,
-            &r.check,
-        ));
+        lines.push(cells(&r.name, &r.model, r.chunks, r.archive_bytes, r.original_bytes, &r.check));
     }
     if rows.len() > 1 {
         let sum = |f: fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
@@ -96,9 +89,8 @@ pub fn human(rows: &[Row]) -> String {
 /// Tab-separated: a header line, then one line per archive; names escaped so a tab or newline in a
 /// file name cannot break a column.
 pub fn robot(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "name\tmodel\tchunks\tcompressed\tuncompressed\tratio\tbits_per_byte\tcheck\n",
-    );
+    let mut out =
+        String::from("name\tmodel\tchunks\tcompressed\tuncompressed\tratio\tbits_per_byte\tcheck\n");
     for r in rows {
         let ratio = ratio(r.archive_bytes, r.original_bytes);
         writeln!(
@@ -119,10 +111,7 @@ pub fn robot(rows: &[Row]) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
+    s.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
 }
 
 #[cfg(test)]

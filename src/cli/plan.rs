@@ -242,13 +242,7 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
     } else {
         args.files
             .iter()
-            .map(|f| {
-                if f.as_os_str() == "-" {
-                    Input::Stdin
-                } else {
-                    Input::Path(f.clone())
-                }
-            })
+            .map(|f| if f.as_os_str() == "-" { Input::Stdin } else { Input::Path(f.clone()) })
             .collect()
     };
     let stdin_count = inputs.iter().filter(|i| **i == Input::Stdin).count();
@@ -256,18 +250,13 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         return Err(UsageError::StdinTwice { count: stdin_count });
     }
     if args.output.is_some() && inputs.len() > 1 {
-        return Err(UsageError::OutputWithSeveralInputs {
-            count: inputs.len(),
-        });
+        return Err(UsageError::OutputWithSeveralInputs { count: inputs.len() });
     }
 
     // Where data goes when no name is derived: `-o -` is stdout, like `-c`.
     let explicit_output: Option<Output> = match &args.output {
         Some(p) if p.as_os_str() == "-" => Some(Output::Stdout),
-        Some(p) => Some(Output::Path {
-            path: p.clone(),
-            overwrite: args.force,
-        }),
+        Some(p) => Some(Output::Path { path: p.clone(), overwrite: args.force }),
         None if args.stdout => Some(Output::Stdout),
         None => None,
     };
@@ -301,31 +290,19 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         .collect();
 
     if !args.force {
-        let jobs = || {
-            items
-                .iter()
-                .filter_map(|i| if let Item::Run(j) = i { Some(j) } else { None })
-        };
+        let jobs = || items.iter().filter_map(|i| if let Item::Run(j) = i { Some(j) } else { None });
         if operation == Operation::Compress
             && env.stdout_is_terminal
             && jobs().any(|j| j.output == Output::Stdout)
         {
             return Err(UsageError::CompressedToTerminal);
         }
-        if operation.reads_archives()
-            && env.stdin_is_terminal
-            && jobs().any(|j| j.input == Input::Stdin)
-        {
+        if operation.reads_archives() && env.stdin_is_terminal && jobs().any(|j| j.input == Input::Stdin) {
             return Err(UsageError::CompressedFromTerminal);
         }
     }
 
-    Ok(Plan {
-        operation,
-        items,
-        settings,
-        verbosity,
-    })
+    Ok(Plan { operation, items, settings, verbosity })
 }
 
 fn plan_one(
@@ -343,10 +320,7 @@ fn plan_one(
         match &input {
             Input::Stdin => Output::Stdout,
             Input::Path(p) => match derived_output(operation, p) {
-                Ok(path) => Output::Path {
-                    path,
-                    overwrite: args.force,
-                },
+                Ok(path) => Output::Path { path, overwrite: args.force },
                 Err(message) => return skip(Severity::Warning, p, message),
             },
         }
@@ -388,29 +362,16 @@ fn plan_one(
         }
         if env.paths.exists(out) {
             if env.paths.kind(out) == PathKind::Dir {
-                return skip(
-                    Severity::Error,
-                    out,
-                    "output is a directory; name a file with -o".into(),
-                );
+                return skip(Severity::Error, out, "output is a directory; name a file with -o".into());
             }
             if !args.force {
-                return skip(
-                    Severity::Error,
-                    out,
-                    "already exists; use -f to overwrite".into(),
-                );
+                return skip(Severity::Error, out, "already exists; use -f to overwrite".into());
             }
         }
     }
 
     let file_to_file = path_input.is_some() && matches!(output, Output::Path { .. });
-    Item::Run(Job {
-        input,
-        output,
-        remove_input: args.remove && file_to_file,
-        copy_metadata: file_to_file,
-    })
+    Item::Run(Job { input, output, remove_input: args.remove && file_to_file, copy_metadata: file_to_file })
 }
 
 /// The output name gzip users expect: `c FILE` -> `FILE.lz`, `d FILE.lz` -> `FILE`; `Err` holds the
@@ -419,9 +380,9 @@ fn derived_output(operation: Operation, input: &Path) -> Result<PathBuf, String>
     // `Path::extension` is `None` for a bare ".lz", which therefore has no name left to decompress to.
     let has_suffix = input.extension().is_some_and(|e| e == &SUFFIX[1..]);
     match (operation, has_suffix) {
-        (Operation::Compress, true) => Err(format!(
-            "already has the {SUFFIX} suffix; unchanged (use -c or -o to compress it again)"
-        )),
+        (Operation::Compress, true) => {
+            Err(format!("already has the {SUFFIX} suffix; unchanged (use -c or -o to compress it again)"))
+        }
         (Operation::Compress, false) => {
             let mut name = OsString::from(input.as_os_str());
             name.push(SUFFIX);
@@ -435,11 +396,7 @@ fn derived_output(operation: Operation, input: &Path) -> Result<PathBuf, String>
 }
 
 fn skip(severity: Severity, subject: &Path, message: String) -> Item {
-    Item::Skip(Notice {
-        severity,
-        subject: subject.display().to_string(),
-        message,
-    })
+    Item::Skip(Notice { severity, subject: subject.display().to_string(), message })
 }
 
 #[cfg(test)]
@@ -481,36 +438,21 @@ mod tests {
             self.kind(path) != PathKind::Missing
         }
         fn same_file(&self, a: &Path, b: &Path) -> bool {
-            self.same
-                .iter()
-                .any(|(x, y)| (x == a && y == b) || (x == b && y == a))
+            self.same.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a))
         }
     }
 
     fn env(fs: &Fake) -> Env<'_> {
-        Env {
-            stdin_is_terminal: false,
-            stdout_is_terminal: false,
-            available_threads: 4,
-            paths: fs,
-        }
+        Env { stdin_is_terminal: false, stdout_is_terminal: false, available_threads: 4, paths: fs }
     }
 
     fn files(names: &[&str]) -> FileArgs {
-        FileArgs {
-            files: names.iter().map(PathBuf::from).collect(),
-            ..FileArgs::default()
-        }
+        FileArgs { files: names.iter().map(PathBuf::from).collect(), ..FileArgs::default() }
     }
 
     fn job(input: Input, output: Output) -> Item {
         let file_to_file = matches!(input, Input::Path(_)) && matches!(output, Output::Path { .. });
-        Item::Run(Job {
-            input,
-            output,
-            remove_input: false,
-            copy_metadata: file_to_file,
-        })
+        Item::Run(Job { input, output, remove_input: false, copy_metadata: file_to_file })
     }
 
     fn path_in(p: &str) -> Input {
@@ -518,10 +460,7 @@ mod tests {
     }
 
     fn path_out(p: &str) -> Output {
-        Output::Path {
-            path: p.into(),
-            overwrite: false,
-        }
+        Output::Path { path: p.into(), overwrite: false }
     }
 
     fn items(op: Operation, args: &FileArgs, fs: &Fake) -> Vec<Item> {
@@ -543,24 +482,16 @@ mod tests {
     #[test]
     fn compress_appends_the_suffix_and_decompress_removes_it() {
         let fs = Fake::with(&["a.txt", "dir/b.lz"]);
-        assert_eq!(
-            items(C, &files(&["a.txt"]), &fs),
-            vec![job(path_in("a.txt"), path_out("a.txt.lz"))]
-        );
-        assert_eq!(
-            items(D, &files(&["dir/b.lz"]), &fs),
-            vec![job(path_in("dir/b.lz"), path_out("dir/b"))]
-        );
+        assert_eq!(items(C, &files(&["a.txt"]), &fs), vec![job(path_in("a.txt"), path_out("a.txt.lz"))]);
+        assert_eq!(items(D, &files(&["dir/b.lz"]), &fs), vec![job(path_in("dir/b.lz"), path_out("dir/b"))]);
     }
 
     #[test]
     fn several_files_keep_their_order() {
         let fs = Fake::with(&["a", "b", "c"]);
         let got = items(C, &files(&["b", "a", "c"]), &fs);
-        let want: Vec<Item> = ["b", "a", "c"]
-            .iter()
-            .map(|n| job(path_in(n), path_out(&format!("{n}.lz"))))
-            .collect();
+        let want: Vec<Item> =
+            ["b", "a", "c"].iter().map(|n| job(path_in(n), path_out(&format!("{n}.lz")))).collect();
         assert_eq!(got, want);
     }
 
@@ -569,16 +500,10 @@ mod tests {
         let fs = Fake::with(&["x.lz", "y"]);
         let got = items(C, &files(&["x.lz", "y"]), &fs);
         assert_eq!(got.len(), 2);
-        let Item::Skip(n) = &got[0] else {
-            panic!("{got:?}")
-        };
+        let Item::Skip(n) = &got[0] else { panic!("{got:?}") };
         assert_eq!(n.severity, Severity::Warning);
         assert_eq!(n.subject, "x.lz");
-        assert!(
-            n.message.contains("already has the .lz suffix"),
-            "{}",
-            n.message
-        );
+        assert!(n.message.contains("already has the .lz suffix"), "{}", n.message);
         assert_eq!(got[1], job(path_in("y"), path_out("y.lz")));
     }
 
@@ -587,16 +512,10 @@ mod tests {
         let fs = Fake::with(&["x.lz"]);
         let mut a = files(&["x.lz"]);
         a.stdout = true;
-        assert_eq!(
-            items(C, &a, &fs),
-            vec![job(path_in("x.lz"), Output::Stdout)]
-        );
+        assert_eq!(items(C, &a, &fs), vec![job(path_in("x.lz"), Output::Stdout)]);
         let mut a = files(&["x.lz"]);
         a.output = Some("x.lz.lz".into());
-        assert_eq!(
-            items(C, &a, &fs),
-            vec![job(path_in("x.lz"), path_out("x.lz.lz"))]
-        );
+        assert_eq!(items(C, &a, &fs), vec![job(path_in("x.lz"), path_out("x.lz.lz"))]);
     }
 
     #[test]
@@ -606,11 +525,7 @@ mod tests {
             let n = only_notice(D, &files(&[name]), &fs);
             assert_eq!(n.severity, Severity::Warning, "{name}");
             assert_eq!(n.subject, name);
-            assert!(
-                n.message.contains("unknown suffix") && n.message.contains("-o"),
-                "{}",
-                n.message
-            );
+            assert!(n.message.contains("unknown suffix") && n.message.contains("-o"), "{}", n.message);
         }
     }
 
@@ -619,16 +534,10 @@ mod tests {
         let fs = Fake::with(&["blob"]);
         let mut a = files(&["blob"]);
         a.stdout = true;
-        assert_eq!(
-            items(D, &a, &fs),
-            vec![job(path_in("blob"), Output::Stdout)]
-        );
+        assert_eq!(items(D, &a, &fs), vec![job(path_in("blob"), Output::Stdout)]);
         let mut a = files(&["blob"]);
         a.output = Some("plain".into());
-        assert_eq!(
-            items(D, &a, &fs),
-            vec![job(path_in("blob"), path_out("plain"))]
-        );
+        assert_eq!(items(D, &a, &fs), vec![job(path_in("blob"), path_out("plain"))]);
     }
 
     #[test]
@@ -645,18 +554,9 @@ mod tests {
     #[test]
     fn no_file_or_dash_means_stdin_to_stdout() {
         let fs = Fake::default();
-        assert_eq!(
-            items(C, &files(&[]), &fs),
-            vec![job(Input::Stdin, Output::Stdout)]
-        );
-        assert_eq!(
-            items(D, &files(&["-"]), &fs),
-            vec![job(Input::Stdin, Output::Stdout)]
-        );
-        assert_eq!(
-            items(T, &files(&[]), &fs),
-            vec![job(Input::Stdin, Output::None)]
-        );
+        assert_eq!(items(C, &files(&[]), &fs), vec![job(Input::Stdin, Output::Stdout)]);
+        assert_eq!(items(D, &files(&["-"]), &fs), vec![job(Input::Stdin, Output::Stdout)]);
+        assert_eq!(items(T, &files(&[]), &fs), vec![job(Input::Stdin, Output::None)]);
     }
 
     #[test]
@@ -664,20 +564,14 @@ mod tests {
         let fs = Fake::with(&["a"]);
         assert_eq!(
             items(C, &files(&["a", "-"]), &fs),
-            vec![
-                job(path_in("a"), path_out("a.lz")),
-                job(Input::Stdin, Output::Stdout)
-            ]
+            vec![job(path_in("a"), path_out("a.lz")), job(Input::Stdin, Output::Stdout)]
         );
     }
 
     #[test]
     fn stdin_twice_is_refused() {
         let fs = Fake::default();
-        assert_eq!(
-            plan(C, &files(&["-", "-"]), &env(&fs)),
-            Err(UsageError::StdinTwice { count: 2 })
-        );
+        assert_eq!(plan(C, &files(&["-", "-"]), &env(&fs)), Err(UsageError::StdinTwice { count: 2 }));
     }
 
     #[test]
@@ -687,10 +581,7 @@ mod tests {
         a.stdout = true;
         assert_eq!(
             items(C, &a, &fs),
-            vec![
-                job(path_in("a"), Output::Stdout),
-                job(path_in("b"), Output::Stdout)
-            ]
+            vec![job(path_in("a"), Output::Stdout), job(path_in("b"), Output::Stdout)]
         );
     }
 
@@ -699,10 +590,7 @@ mod tests {
         let fs = Fake::with(&["a"]);
         let mut a = files(&["a"]);
         a.output = Some("out/z".into());
-        assert_eq!(
-            items(C, &a, &fs),
-            vec![job(path_in("a"), path_out("out/z"))]
-        );
+        assert_eq!(items(C, &a, &fs), vec![job(path_in("a"), path_out("out/z"))]);
         a.output = Some("-".into());
         assert_eq!(items(C, &a, &fs), vec![job(path_in("a"), Output::Stdout)]);
         let mut a = files(&[]);
@@ -715,16 +603,10 @@ mod tests {
         let fs = Fake::with(&["a", "b"]);
         let mut a = files(&["a", "b"]);
         a.output = Some("z".into());
-        assert_eq!(
-            plan(C, &a, &env(&fs)),
-            Err(UsageError::OutputWithSeveralInputs { count: 2 })
-        );
+        assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::OutputWithSeveralInputs { count: 2 }));
         let mut a = files(&["a", "-"]);
         a.output = Some("z".into());
-        assert_eq!(
-            plan(D, &a, &env(&fs)),
-            Err(UsageError::OutputWithSeveralInputs { count: 2 })
-        );
+        assert_eq!(plan(D, &a, &env(&fs)), Err(UsageError::OutputWithSeveralInputs { count: 2 }));
     }
 
     #[test]
@@ -740,9 +622,7 @@ mod tests {
     fn existing_output_is_an_error_naming_the_output_unless_forced() {
         let fs = Fake::with(&["a", "a.lz", "b"]);
         let got = items(C, &files(&["a", "b"]), &fs);
-        let Item::Skip(n) = &got[0] else {
-            panic!("{got:?}")
-        };
+        let Item::Skip(n) = &got[0] else { panic!("{got:?}") };
         assert_eq!(n.severity, Severity::Error);
         assert_eq!(n.subject, "a.lz");
         assert_eq!(n.message, "already exists; use -f to overwrite");
@@ -752,13 +632,7 @@ mod tests {
         a.force = true;
         assert_eq!(
             items(C, &a, &fs),
-            vec![job(
-                path_in("a"),
-                Output::Path {
-                    path: "a.lz".into(),
-                    overwrite: true
-                }
-            )]
+            vec![job(path_in("a"), Output::Path { path: "a.lz".into(), overwrite: true })]
         );
     }
 
@@ -772,13 +646,7 @@ mod tests {
         a.force = true;
         assert_eq!(
             items(C, &a, &fs),
-            vec![job(
-                Input::Stdin,
-                Output::Path {
-                    path: "z.lz".into(),
-                    overwrite: true
-                }
-            )]
+            vec![job(Input::Stdin, Output::Path { path: "z.lz".into(), overwrite: true })]
         );
     }
 
@@ -822,9 +690,7 @@ mod tests {
     fn missing_input_is_an_error_and_others_still_run() {
         let fs = Fake::with(&["b"]);
         let got = items(C, &files(&["nope", "b"]), &fs);
-        let Item::Skip(n) = &got[0] else {
-            panic!("{got:?}")
-        };
+        let Item::Skip(n) = &got[0] else { panic!("{got:?}") };
         assert_eq!((n.severity, n.subject.as_str()), (Severity::Error, "nope"));
         assert!(n.message.contains("no such file"));
         assert_eq!(got[1], job(path_in("b"), path_out("b.lz")));
@@ -850,13 +716,7 @@ mod tests {
         a.force = true;
         assert_eq!(
             items(C, &a, &fs),
-            vec![job(
-                path_in("fifo"),
-                Output::Path {
-                    path: "fifo.lz".into(),
-                    overwrite: true
-                }
-            )]
+            vec![job(path_in("fifo"), Output::Path { path: "fifo.lz".into(), overwrite: true })]
         );
     }
 
@@ -866,10 +726,7 @@ mod tests {
         for op in [T, L] {
             assert_eq!(
                 items(op, &files(&["x.bin", "y.lz"]), &fs),
-                vec![
-                    job(path_in("x.bin"), Output::None),
-                    job(path_in("y.lz"), Output::None)
-                ]
+                vec![job(path_in("x.bin"), Output::None), job(path_in("y.lz"), Output::None)]
             );
             // -c is harmless there (gzip -tc is common); -o and --rm are mistakes.
             let mut a = files(&["y.lz"]);
@@ -877,16 +734,10 @@ mod tests {
             assert_eq!(items(op, &a, &fs), vec![job(path_in("y.lz"), Output::None)]);
             let mut a = files(&["y.lz"]);
             a.output = Some("z".into());
-            assert_eq!(
-                plan(op, &a, &env(&fs)),
-                Err(UsageError::OutputWithoutData { operation: op })
-            );
+            assert_eq!(plan(op, &a, &env(&fs)), Err(UsageError::OutputWithoutData { operation: op }));
             let mut a = files(&["y.lz"]);
             a.remove = true;
-            assert_eq!(
-                plan(op, &a, &env(&fs)),
-                Err(UsageError::RemoveWithoutData { operation: op })
-            );
+            assert_eq!(plan(op, &a, &env(&fs)), Err(UsageError::RemoveWithoutData { operation: op }));
         }
     }
 
@@ -905,9 +756,7 @@ mod tests {
         let mut a = files(&["b.lz"]);
         a.remove = true;
         a.output = Some("elsewhere".into());
-        let Item::Run(j) = &items(D, &a, &fs)[0] else {
-            panic!()
-        };
+        let Item::Run(j) = &items(D, &a, &fs)[0] else { panic!() };
         assert!(j.remove_input);
     }
 
@@ -943,14 +792,8 @@ mod tests {
     #[test]
     fn compressed_data_is_never_written_to_a_terminal_without_force() {
         let fs = Fake::with(&["a"]);
-        let tty = Env {
-            stdout_is_terminal: true,
-            ..env(&fs)
-        };
-        assert_eq!(
-            plan(C, &files(&[]), &tty),
-            Err(UsageError::CompressedToTerminal)
-        );
+        let tty = Env { stdout_is_terminal: true, ..env(&fs) };
+        assert_eq!(plan(C, &files(&[]), &tty), Err(UsageError::CompressedToTerminal));
         let mut a = files(&["a"]);
         a.stdout = true;
         assert_eq!(plan(C, &a, &tty), Err(UsageError::CompressedToTerminal));
@@ -968,30 +811,17 @@ mod tests {
     #[test]
     fn compressed_data_is_never_read_from_a_terminal_without_force() {
         let fs = Fake::with(&["a.lz"]);
-        let tty = Env {
-            stdin_is_terminal: true,
-            ..env(&fs)
-        };
+        let tty = Env { stdin_is_terminal: true, ..env(&fs) };
         for op in [D, T, L] {
-            assert_eq!(
-                plan(op, &files(&[]), &tty),
-                Err(UsageError::CompressedFromTerminal),
-                "{op}"
-            );
-            assert_eq!(
-                plan(op, &files(&["a.lz", "-"]), &tty),
-                Err(UsageError::CompressedFromTerminal)
-            );
+            assert_eq!(plan(op, &files(&[]), &tty), Err(UsageError::CompressedFromTerminal), "{op}");
+            assert_eq!(plan(op, &files(&["a.lz", "-"]), &tty), Err(UsageError::CompressedFromTerminal));
             assert!(plan(op, &files(&["a.lz"]), &tty).is_ok());
             let mut a = files(&[]);
             a.force = true;
             assert!(plan(op, &a, &tty).is_ok());
         }
         // Plain text typed at a terminal may be compressed.
-        let tty_in = Env {
-            stdin_is_terminal: true,
-            ..env(&fs)
-        };
+        let tty_in = Env { stdin_is_terminal: true, ..env(&fs) };
         let mut a = files(&[]);
         a.output = Some("typed.lz".into());
         assert!(plan(C, &a, &tty_in).is_ok());
@@ -1001,36 +831,16 @@ mod tests {
     fn settings_resolve_defaults() {
         let fs = Fake::default();
         let p = plan(C, &files(&[]), &env(&fs)).unwrap();
-        assert_eq!(
-            p.settings,
-            Settings {
-                model: None,
-                context: 2048,
-                overlap: 256,
-                threads: 4
-            }
-        );
+        assert_eq!(p.settings, Settings { model: None, context: 2048, overlap: 256, threads: 4 });
         let mut a = files(&[]);
-        a.codec = CodecArgs {
-            model: Some("m.gguf".into()),
-            context: Some(100),
-            overlap: None,
-            threads: Some(1),
-        };
+        a.codec =
+            CodecArgs { model: Some("m.gguf".into()), context: Some(100), overlap: None, threads: Some(1) };
         let p = plan(C, &a, &env(&fs)).unwrap();
         assert_eq!(
             p.settings,
-            Settings {
-                model: Some("m.gguf".into()),
-                context: 100,
-                overlap: 50,
-                threads: 1
-            }
+            Settings { model: Some("m.gguf".into()), context: 100, overlap: 50, threads: 1 }
         );
-        let zero = Env {
-            available_threads: 0,
-            ..env(&fs)
-        };
+        let zero = Env { available_threads: 0, ..env(&fs) };
         assert_eq!(plan(C, &files(&[]), &zero).unwrap().settings.threads, 1);
     }
 
@@ -1040,13 +850,7 @@ mod tests {
         let mut a = files(&[]);
         a.codec.context = Some(512);
         a.codec.overlap = Some(512);
-        assert_eq!(
-            plan(C, &a, &env(&fs)),
-            Err(UsageError::OverlapTooLarge {
-                overlap: 512,
-                context: 512
-            })
-        );
+        assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::OverlapTooLarge { overlap: 512, context: 512 }));
         a.codec.overlap = Some(511);
         assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 511);
         a.codec.overlap = Some(0);
@@ -1059,10 +863,7 @@ mod tests {
         let mut a = files(&[]);
         assert_eq!(plan(C, &a, &env(&fs)).unwrap().verbosity, Verbosity::Normal);
         a.verbose = 2;
-        assert_eq!(
-            plan(C, &a, &env(&fs)).unwrap().verbosity,
-            Verbosity::Verbose(2)
-        );
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().verbosity, Verbosity::Verbose(2));
         a.quiet = true;
         assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::QuietAndVerbose));
         a.verbose = 0;
@@ -1081,10 +882,7 @@ mod tests {
             UsageError::RemoveWithoutData { operation: L },
             UsageError::RemoveStdin,
             UsageError::RemoveWithStdout,
-            UsageError::OverlapTooLarge {
-                overlap: 1,
-                context: 1,
-            },
+            UsageError::OverlapTooLarge { overlap: 1, context: 1 },
             UsageError::CompressedToTerminal,
             UsageError::CompressedFromTerminal,
         ];
@@ -1099,20 +897,11 @@ mod tests {
     fn non_utf8_names_keep_their_bytes() {
         use std::os::unix::ffi::OsStrExt;
         let raw = std::ffi::OsStr::from_bytes(b"caf\xe9.lz");
-        let fs = Fake {
-            kinds: [(PathBuf::from(raw), PathKind::File)].into(),
-            same: vec![],
-        };
-        let a = FileArgs {
-            files: vec![PathBuf::from(raw)],
-            ..FileArgs::default()
-        };
+        let fs = Fake { kinds: [(PathBuf::from(raw), PathKind::File)].into(), same: vec![] };
+        let a = FileArgs { files: vec![PathBuf::from(raw)], ..FileArgs::default() };
         let want = job(
             Input::Path(raw.into()),
-            Output::Path {
-                path: std::ffi::OsStr::from_bytes(b"caf\xe9").into(),
-                overwrite: false,
-            },
+            Output::Path { path: std::ffi::OsStr::from_bytes(b"caf\xe9").into(), overwrite: false },
         );
         assert_eq!(items(D, &a, &fs), vec![want]);
     }

@@ -23,10 +23,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(verbosity: Verbosity) -> Self {
-        Reporter {
-            verbosity,
-            worst: None,
-        }
+        Reporter { verbosity, worst: None }
     }
 
     pub fn verbosity(&self) -> Verbosity {
@@ -113,9 +110,7 @@ pub fn one_line(err: &(dyn Error + 'static)) -> String {
 pub fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     let mut next: Option<&(dyn Error + 'static)> = Some(err);
     while let Some(e) = next {
-        if e.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-        {
+        if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
             return true;
         }
         next = e.source();
@@ -149,13 +144,9 @@ mod tests {
 
     #[test]
     fn broken_pipe_is_found_anywhere_in_the_chain() {
-        assert!(is_broken_pipe(&Outer(io::Error::from(
-            io::ErrorKind::BrokenPipe
-        ))));
+        assert!(is_broken_pipe(&Outer(io::Error::from(io::ErrorKind::BrokenPipe))));
         assert!(is_broken_pipe(&io::Error::from(io::ErrorKind::BrokenPipe)));
-        assert!(!is_broken_pipe(&Outer(io::Error::from(
-            io::ErrorKind::NotFound
-        ))));
+        assert!(!is_broken_pipe(&Outer(io::Error::from(io::ErrorKind::NotFound))));
     }
 
     #[test]

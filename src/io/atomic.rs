@@ -35,20 +35,14 @@ impl AtomicFile {
     /// being written); otherwise the usual 0666 minus umask.
     pub fn create(target: &Path, private: bool) -> io::Result<Self> {
         let name = target.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} does not name a file", target.display()),
-            )
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{} does not name a file", target.display()))
         })?;
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let embedded: &std::ffi::OsStr = if name.len() <= MAX_EMBEDDED_NAME {
-            name
-        } else {
-            std::ffi::OsStr::new("llmzip")
-        };
+        let embedded: &std::ffi::OsStr =
+            if name.len() <= MAX_EMBEDDED_NAME { name } else { std::ffi::OsStr::new("llmzip") };
 
         let mut attempts = 0;
         loop {
@@ -76,17 +70,10 @@ impl AtomicFile {
                     live.insert(id, temp.clone());
                     drop(live);
                     let writer = Some(BufWriter::with_capacity(BUFFER, file));
-                    return Ok(AtomicFile {
-                        target: target.to_owned(),
-                        temp,
-                        id,
-                        writer,
-                    });
+                    return Ok(AtomicFile { target: target.to_owned(), temp, id, writer });
                 }
                 // A leftover from a crashed run with the same pid: pick another number.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => {
-                    attempts += 1
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => attempts += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -165,24 +152,15 @@ fn sync_dir(dir: Option<&Path>) {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer
-            .as_mut()
-            .expect("writer present until commit")
-            .write(buf)
+        self.writer.as_mut().expect("writer present until commit").write(buf)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer
-            .as_mut()
-            .expect("writer present until commit")
-            .write_all(buf)
+        self.writer.as_mut().expect("writer present until commit").write_all(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.writer
-            .as_mut()
-            .expect("writer present until commit")
-            .flush()
+        self.writer.as_mut().expect("writer present until commit").flush()
     }
 }
 
@@ -222,10 +200,7 @@ mod tests {
         assert_eq!(temp.parent(), Some(dir.path()));
         let name = temp.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with(".out.lz.tmp-"), "{name}");
-        assert!(
-            name.contains(&format!("-{}-", std::process::id())),
-            "{name}"
-        );
+        assert!(name.contains(&format!("-{}-", std::process::id())), "{name}");
         assert!(temp.exists());
         assert!(cleanup::live_paths().contains(&temp));
         drop(f);
@@ -240,11 +215,7 @@ mod tests {
         f.write_all(&[7; 1000]).unwrap();
         f.file().unwrap();
         drop(f);
-        assert!(
-            names_in(dir.path()).is_empty(),
-            "{:?}",
-            names_in(dir.path())
-        );
+        assert!(names_in(dir.path()).is_empty(), "{:?}", names_in(dir.path()));
     }
 
     #[test]
@@ -308,9 +279,7 @@ mod tests {
         let f = AtomicFile::create(&dir.path().join("x"), false).unwrap();
         assert!(f.temp_path().starts_with(dir.path()));
         assert_eq!(
-            AtomicFile::create(Path::new(".."), false)
-                .err()
-                .map(|e| e.kind()),
+            AtomicFile::create(Path::new(".."), false).err().map(|e| e.kind()),
             Some(io::ErrorKind::InvalidInput)
         );
     }
@@ -320,17 +289,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("n".repeat(250));
         let f = AtomicFile::create(&target, false).unwrap();
-        let name = f
-            .temp_path()
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            name.starts_with(".llmzip.tmp-") && name.len() < 255,
-            "{name}"
-        );
+        let name = f.temp_path().file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with(".llmzip.tmp-") && name.len() < 255, "{name}");
     }
 
     #[cfg(unix)]
@@ -339,11 +299,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let f = AtomicFile::create(&dir.path().join("p"), true).unwrap();
-        let mode = std::fs::metadata(f.temp_path())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(f.temp_path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
 }

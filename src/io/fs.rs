@@ -86,10 +86,7 @@ mod tests {
         std::fs::write(&f, b"x").unwrap();
         assert_eq!(SystemPaths.kind(&f), PathKind::File);
         assert_eq!(SystemPaths.kind(dir.path()), PathKind::Dir);
-        assert_eq!(
-            SystemPaths.kind(&dir.path().join("none")),
-            PathKind::Missing
-        );
+        assert_eq!(SystemPaths.kind(&dir.path().join("none")), PathKind::Missing);
         assert!(SystemPaths.exists(&f));
         assert!(!SystemPaths.exists(&dir.path().join("none")));
         assert!(SystemPaths.same_file(&f, &dir.path().join(".").join("f")));
@@ -123,8 +120,7 @@ mod tests {
         let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         let h = File::options().write(true).open(&src).unwrap();
         h.set_modified(past).unwrap();
-        h.set_permissions(std::fs::Permissions::from_mode(0o640))
-            .unwrap();
+        h.set_permissions(std::fs::Permissions::from_mode(0o640)).unwrap();
         drop(h);
         let dst = File::create(dir.path().join("dst")).unwrap();
         copy_metadata(&std::fs::metadata(&src).unwrap(), &dst).unwrap();

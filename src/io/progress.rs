@@ -60,10 +60,7 @@ impl ProgressBar {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_prefix(label.to_owned());
-        ProgressBar {
-            bar,
-            output: AtomicU64::new(0),
-        }
+        ProgressBar { bar, output: AtomicU64::new(0) }
     }
 
     /// Removes the bar from the terminal, so the next line on stderr starts clean.

@@ -28,10 +28,7 @@ pub fn seekable_stdin() -> io::Result<std::fs::File> {
 
 #[cfg(not(unix))]
 pub fn seekable_stdin() -> io::Result<std::fs::File> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "stdin cannot be read as a file on this platform",
-    ))
+    Err(io::Error::new(io::ErrorKind::Unsupported, "stdin cannot be read as a file on this platform"))
 }
 
 /// Locked, buffered stdout that records whether a write failed because the reader closed the pipe.
@@ -42,10 +39,7 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn new() -> Self {
-        StdoutSink {
-            inner: BufWriter::with_capacity(BUFFER, io::stdout().lock()),
-            broken: false,
-        }
+        StdoutSink { inner: BufWriter::with_capacity(BUFFER, io::stdout().lock()), broken: false }
     }
 
     /// Whether any write or flush failed with [`io::ErrorKind::BrokenPipe`].
