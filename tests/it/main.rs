@@ -2,6 +2,7 @@
 
 mod cli_plan;
 mod common;
+mod container;
 mod engine;
 mod model;
 mod pipeline;

@@ -1,0 +1,214 @@
+//! The archive format on its own: exact bytes, and clean failures on every kind of damage.
+
+use std::io::Cursor;
+
+use llmzip::container::{ArchiveReader, ArchiveWriter, ChunkKind, FormatError, Header, read_tail};
+
+use crate::common;
+
+fn header() -> Header {
+    Header {
+        model_id: "test-model".into(),
+        model_sha256: [0xab; 32],
+        tokenizer_fingerprint: [0xcd; 32],
+        engine_version: 1,
+        precision_bits: 24,
+        context: 2048,
+        overlap: 256,
+        start_token: 0,
+        canary: [1, 2, 3, 4, 5, 6, 7, 8],
+    }
+}
+
+/// A small archive: one stored chunk, one "coded" chunk (the container does not interpret payloads).
+fn tiny_archive() -> Vec<u8> {
+    let mut w = ArchiveWriter::new(Vec::new(), &header()).unwrap();
+    w.write_chunk(ChunkKind::Stored, b"hello", 0, b"hello").unwrap();
+    w.write_chunk(ChunkKind::Coded, b"world!", 3, &[9, 8, 7, 6]).unwrap();
+    w.finish().unwrap()
+}
+
+/// Reads a whole archive the way the decoder does, feeding back the original bytes (taken from the
+/// stored payloads, or the known text for the coded chunk).
+fn read_all(bytes: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
+    let mut r = ArchiveReader::new(Cursor::new(bytes))?;
+    let mut chunks = Vec::new();
+    let mut index = 0;
+    while let Some(c) = r.next_chunk()? {
+        let original: Vec<u8> = match c.kind {
+            ChunkKind::Stored => c.payload.clone(),
+            ChunkKind::Coded => b"world!".to_vec(),
+        };
+        c.verify_original(index, &original)?;
+        r.note_original(&original);
+        chunks.push(c.payload);
+        index += 1;
+    }
+    let (len, _) = r.finish()?;
+    assert_eq!(len, bytes.len() as u64);
+    Ok(chunks)
+}
+
+#[test]
+fn round_trip_and_tail_listing() {
+    let bytes = tiny_archive();
+    let chunks = read_all(&bytes).unwrap();
+    assert_eq!(chunks, vec![b"hello".to_vec(), vec![9, 8, 7, 6]]);
+    let info = read_tail(&mut Cursor::new(&bytes)).unwrap();
+    assert_eq!(info.header, header());
+    assert_eq!(info.total_original, 11);
+    assert_eq!(info.chunks.len(), 2);
+    assert_eq!(info.archive_bytes, bytes.len() as u64);
+}
+
+/// The format is pinned: a change to these bytes is a format change and needs a new version. The CRCs
+/// were computed independently (Python's zlib.crc32) when this was written.
+#[test]
+fn golden_bytes() {
+    let hex: String = tiny_archive().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        concat!(
+            // header: magic, version 1, flags 0, id "test-model"
+            "894c4c4d5a0d0a1a",
+            "0100",
+            "0000",
+            "0a",
+            "746573742d6d6f64656c",
+            "abababababababababababababababababababababababababababababababab",
+            "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+            "01000000",
+            "18",
+            "00080000",
+            "00010000",
+            "00000000",
+            "0102030405060708",
+            "6a846576",
+            // chunk 0: stored "hello"
+            "00",
+            "05000000",
+            "00000000",
+            "05000000",
+            "86a61036",
+            "326de96b",
+            "68656c6c6f",
+            "86a61036",
+            // chunk 1: coded, 6 bytes, 3 tokens, 4-byte payload
+            "01",
+            "06000000",
+            "03000000",
+            "04000000",
+            "e8988471",
+            "6a132a76",
+            "09080706",
+            "dcf27df4",
+            // index: marker, count 2, entries, crc
+            "ff",
+            "0200000000000000",
+            "00",
+            "05000000",
+            "05000000",
+            "00000000",
+            "01",
+            "06000000",
+            "04000000",
+            "03000000",
+            "6f4a66d8",
+            // footer: total 11, 2 chunks, content crc, index length 39, crc, "LMZE"
+            "0b00000000000000",
+            "0200000000000000",
+            "a6cbf536",
+            "27000000",
+            "a40d915a",
+            "4c4d5a45",
+        )
+    );
+}
+
+#[test]
+fn every_truncation_fails_cleanly() {
+    let bytes = tiny_archive();
+    for len in 0..bytes.len() {
+        let err = read_all(&bytes[..len]).expect_err("a truncated archive must not read");
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        if len >= 8 {
+            assert!(matches!(err, FormatError::Truncated { .. }), "cut at {len}: {msg}");
+        }
+        let _ = read_tail(&mut Cursor::new(&bytes[..len])).expect_err("a truncated tail must not list");
+    }
+}
+
+#[test]
+fn every_single_bit_flip_is_detected() {
+    let bytes = tiny_archive();
+    for bit in 0..bytes.len() * 8 {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        assert!(read_all(&damaged).is_err(), "flipping bit {bit} went unnoticed");
+    }
+}
+
+#[test]
+fn huge_lengths_are_rejected_before_allocating() {
+    // A chunk header claiming a 4 GiB payload, with a correct header CRC: rejected by its limits.
+    let mut bytes = header().to_bytes().unwrap();
+    let mut chunk = vec![1u8];
+    chunk.extend_from_slice(&u32::MAX.to_le_bytes()); // original length
+    chunk.extend_from_slice(&u32::MAX.to_le_bytes()); // tokens
+    chunk.extend_from_slice(&u32::MAX.to_le_bytes()); // payload length
+    chunk.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32fast::hash(&chunk);
+    chunk.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&chunk);
+    let err = read_all(&bytes).unwrap_err();
+    assert!(matches!(err, FormatError::Chunk { chunk: 0, .. }), "{err}");
+    // A footer claiming 2^60 chunks is rejected by the footer's own consistency check.
+    let mut archive = tiny_archive();
+    let n = archive.len();
+    archive[n - 24..n - 16].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let crc = crc32fast::hash(&archive[n - 32..n - 8]);
+    archive[n - 8..n - 4].copy_from_slice(&crc.to_le_bytes());
+    assert!(read_tail(&mut Cursor::new(&archive)).is_err());
+}
+
+#[test]
+fn other_formats_are_named() {
+    let cases: [(&[u8], &str); 6] = [
+        (b"LZIP\x01\x0c\x00\x00\x00\x00\x00\x00\x00\x00", "lzip"),
+        (b"\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4\x46", "xz"),
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "gzip"),
+        (b"\x28\xb5\x2f\xfd\x00\x00\x00\x00\x00\x00", "zstd"),
+        (b"BZh91AY&SY\x00\x00", "bzip2"),
+        (b"plain text, not an archive", "not an llmzip archive"),
+    ];
+    for (bytes, name) in cases {
+        let err = ArchiveReader::new(Cursor::new(bytes)).err().expect("not an archive");
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+    assert!(matches!(ArchiveReader::new(Cursor::new(b"")).err(), Some(FormatError::Empty)));
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let bytes = tiny_archive();
+    let noise = common::random_bytes(4 * 3000, 99);
+    for case in 0..3000 {
+        let r = &noise[case * 4..case * 4 + 4];
+        let mut damaged = bytes.clone();
+        match r[0] % 3 {
+            0 => damaged[r[1] as usize % bytes.len()] = r[2],
+            1 => damaged.truncate(r[1] as usize % bytes.len()),
+            _ => damaged.insert(r[1] as usize % bytes.len(), r[2]),
+        }
+        let _ = read_all(&damaged);
+        let _ = read_tail(&mut Cursor::new(&damaged));
+    }
+    for case in 0..500u64 {
+        let junk = common::random_bytes((case as usize * 37) % 400, case);
+        let _ = read_all(&junk);
+        let mut with_magic = llmzip::container::MAGIC.to_vec();
+        with_magic.extend_from_slice(&junk);
+        let _ = read_all(&with_magic);
+    }
+}
