@@ -6,4 +6,5 @@ mod container;
 mod engine;
 mod model;
 mod pipeline;
+mod real;
 mod tokenizer;

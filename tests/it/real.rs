@@ -1,0 +1,93 @@
+//! Round trips with the real default model: what users run, on real text, across kernel paths and
+//! thread counts. The model is fetched into the cache on first use.
+
+use std::io::Cursor;
+
+use llmzip::container::{ChunkKind, read_tail};
+use llmzip::io::NoProgress;
+use llmzip::pipeline::{CodecOptions, compress, decompress};
+
+use crate::common;
+
+fn opts(threads: usize, kernel: Option<&str>) -> CodecOptions {
+    CodecOptions {
+        model: Some(common::default_model().to_string_lossy().into_owned()),
+        threads,
+        kernel: kernel.map(str::to_string),
+        ..CodecOptions::default()
+    }
+}
+
+fn compress_with(data: &[u8], o: &CodecOptions) -> Vec<u8> {
+    let mut archive = Vec::new();
+    compress(&mut Cursor::new(data), &mut archive, o, &NoProgress).expect("compress");
+    archive
+}
+
+fn decompress_with(archive: &[u8], o: &CodecOptions) -> Vec<u8> {
+    let mut out = Vec::new();
+    decompress(&mut Cursor::new(archive), &mut out, o, &NoProgress).expect("decompress");
+    out
+}
+
+fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[test]
+fn twenty_kilobytes_of_english_round_trip_and_shrink() {
+    let text = common::sample_text(20_480);
+    let archive = compress_with(&text, &opts(0, None));
+    let info = read_tail(&mut Cursor::new(&archive)).unwrap();
+    assert!(info.chunks.iter().all(|c| c.kind == ChunkKind::Coded), "English text is model-coded");
+    let bits_per_byte = archive.len() as f64 * 8.0 / text.len() as f64;
+    // xz -9e needs about 3 bits per byte on this text; the model must do far better.
+    assert!(bits_per_byte < 1.6, "{bits_per_byte:.3} bits per byte");
+    assert!(decompress_with(&archive, &opts(0, None)) == text);
+}
+
+#[test]
+fn archives_do_not_depend_on_threads_or_kernel_path() {
+    let text = common::sample_text(4096);
+    let kernel = if avx2_available() { "avx2" } else { "scalar" };
+    let one = compress_with(&text, &opts(1, Some(kernel)));
+    let two = compress_with(&text, &opts(2, Some(kernel)));
+    assert!(one == two, "archives made with 1 and 2 threads differ");
+    // Encoded with AVX2 on one thread, decoded with the portable scalar kernels on two.
+    assert!(decompress_with(&one, &opts(2, Some("scalar"))) == text);
+}
+
+#[test]
+fn a_flipped_bit_in_a_real_archive_is_always_reported() {
+    use llmzip::container::ArchiveReader;
+    let text = common::sample_text(3000);
+    let archive = compress_with(&text, &opts(0, None));
+    // 256 random single-bit flips over the whole archive: each must be caught by a checksum
+    // while reading, before any decoding.
+    let noise = common::random_bytes(256 * 4, 42);
+    for (i, r) in noise.chunks_exact(4).enumerate() {
+        let bit = (u32::from_le_bytes(r.try_into().unwrap()) as usize) % (archive.len() * 8);
+        let mut damaged = archive.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let read = (|| {
+            let mut reader = ArchiveReader::new(Cursor::new(&damaged))?;
+            while reader.next_chunk()?.is_some() {}
+            Ok::<_, llmzip::container::FormatError>(())
+        })();
+        assert!(read.is_err(), "flip {i} of bit {bit} was not detected");
+    }
+    // And through the full decompressor: an error, never wrong output.
+    for bit in [3usize, archive.len() * 4, archive.len() * 8 - 9] {
+        let mut damaged = archive.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let mut out = Vec::new();
+        assert!(decompress(&mut Cursor::new(&damaged), &mut out, &opts(0, None), &NoProgress).is_err());
+    }
+}
