@@ -1,5 +1,6 @@
 //! The one integration-test binary; each module protects one area.
 
+mod bench_cmd;
 mod cli_plan;
 mod common;
 mod container;
