@@ -554,3 +554,34 @@ fn non_utf8_file_names_round_trip() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(fs::read(dir.path().join(name)).unwrap(), b"bytes");
 }
+
+#[test]
+fn models_subcommands_print_data_on_stdout_and_errors_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let models = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_llmzip"))
+            .arg("models")
+            .args(args)
+            .env("LLMZIP_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let out = models(&["list"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("| smollm2-135m-instruct-q4_1 | llama | 98362432 | yes | no |"), "{listing}");
+
+    let out = models(&["path", "no-such-model"]);
+    assert_eq!(code(&out), 1);
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("smollm2-135m-instruct-q4_1"), "known ids are listed: {}", stderr(&out));
+
+    // Importing a file that is not the model is refused and caches nothing.
+    fs::write(dir.path().join("fake.gguf"), b"not the model").unwrap();
+    let out =
+        models(&["import", "smollm2-135m-instruct-q4_1", dir.path().join("fake.gguf").to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("sha256") || stderr(&out).contains("size"), "{}", stderr(&out));
+    assert_eq!(code(&models(&["path", "smollm2-135m-instruct-q4_1"])), 1, "nothing was cached");
+}
