@@ -68,7 +68,8 @@ pub(super) struct ChunkCoder<'s> {
     force: bool,
     cache: crate::engine::KvCache,
     logits: Vec<f32>,
-    table: FreqTable,
+    /// One table per row of a prefill slice, built in parallel, then coded in order.
+    tables: Vec<FreqTable>,
     input: Vec<u32>,
 }
 
@@ -82,7 +83,7 @@ impl<'s> ChunkCoder<'s> {
             force,
             cache: session.engine.new_cache(context),
             logits: vec![0.0; PREFILL_SLICE * vocab],
-            table: FreqTable::new(vocab),
+            tables: (0..PREFILL_SLICE).map(|_| FreqTable::new(vocab)).collect(),
             input: Vec::with_capacity(context),
         }
     }
@@ -104,15 +105,16 @@ impl<'s> ChunkCoder<'s> {
             for (slice_no, slice) in self.input.chunks(PREFILL_SLICE).enumerate() {
                 let logits = &mut self.logits[..slice.len() * vocab];
                 self.session.engine.prefill(&mut self.cache, slice, logits)?;
-                for (i, row) in logits.chunks_exact(vocab).enumerate() {
-                    let position = slice_no * PREFILL_SLICE + i;
-                    if position < first_row {
-                        continue;
-                    }
+                // Rows before `first_row` predict context tokens, which are not coded.
+                let skip = first_row.saturating_sub(slice_no * PREFILL_SLICE).min(slice.len());
+                let rows = logits.chunks_exact(vocab).skip(skip);
+                let n = slice.len() - skip;
+                self.session.quantize_rows(rows, &mut self.tables[..n]);
+                for (i, table) in self.tables[..n].iter().enumerate() {
+                    let position = slice_no * PREFILL_SLICE + skip + i;
                     let token = tokens[window.coded.start + position - first_row];
-                    crate::quant::quantize(row, &mut self.table);
-                    encoder.encode(token, &self.table)?;
-                    cost_bits += cost_upper_bits(self.table.freq(token));
+                    encoder.encode(token, table)?;
+                    cost_bits += cost_upper_bits(table.freq(token));
                     coded += 1;
                     if !self.force && coded == PROBE_TOKENS.min(tokens.len()) {
                         let tokenizer = &self.session.tokenizer;

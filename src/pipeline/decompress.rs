@@ -161,6 +161,8 @@ struct Lane {
     /// The lane must prefill its window's context before the next token can be predicted.
     at_window_start: bool,
     cache: KvCache,
+    /// The logits row of a window's last context position (lanes that step use the batch's rows).
+    row: Vec<f32>,
 }
 
 fn decode_group(
@@ -191,55 +193,56 @@ fn decode_group(
                     window,
                     at_window_start: true,
                     cache: session.engine.new_cache(context),
+                    row: Vec::new(),
                 });
             }
         }
     }
 
-    let mut table = FreqTable::new(vocab);
+    let mut tables: Vec<FreqTable> = (0..lanes.len()).map(|_| FreqTable::new(vocab)).collect();
     let mut prefill_logits = vec![0.0f32; PREFILL_SLICE * vocab];
     let mut step_logits: Vec<f32> = Vec::new();
     let mut step_tokens: Vec<u32> = Vec::new();
     while !lanes.is_empty() {
         // 1. Lanes mid-window feed their last token to one batched step.
-        let stepping: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].at_window_start).collect();
         step_tokens.clear();
-        step_tokens.extend(
-            stepping.iter().map(|&i| *lanes[i].tokens.last().expect("mid-window lanes have a token")),
-        );
-        step_logits.resize(stepping.len() * vocab, 0.0);
-        if !stepping.is_empty() {
-            let mut caches: Vec<&mut KvCache> = Vec::with_capacity(stepping.len());
-            let mut wanted = stepping.iter().peekable();
-            for (i, lane) in lanes.iter_mut().enumerate() {
-                if wanted.peek() == Some(&&i) {
-                    caches.push(&mut lane.cache);
-                    wanted.next();
-                }
-            }
+        step_tokens.extend(lanes.iter().filter(|l| !l.at_window_start).filter_map(|l| l.tokens.last()));
+        step_logits.resize(step_tokens.len() * vocab, 0.0);
+        if !step_tokens.is_empty() {
+            let mut caches: Vec<&mut KvCache> =
+                lanes.iter_mut().filter(|l| !l.at_window_start).map(|l| &mut l.cache).collect();
             session.engine.step(&mut caches, &step_tokens, &mut step_logits)?;
         }
-        // 2. Each lane decodes one token from its row of logits (lanes at a window start prefill first).
-        let mut row_of_stepping = 0usize;
-        for lane in lanes.iter_mut() {
-            let row: &[f32] = if lane.at_window_start {
-                lane.cache.clear();
-                let ctx = lane.window.context_tokens(&lane.tokens, &start).to_vec();
-                let mut last = 0;
-                for slice in ctx.chunks(PREFILL_SLICE) {
-                    let logits = &mut prefill_logits[..slice.len() * vocab];
-                    session.engine.prefill(&mut lane.cache, slice, logits)?;
-                    last = slice.len() - 1;
+        // 2. Lanes at a window start prefill their context alone; the last row predicts their next token.
+        for lane in lanes.iter_mut().filter(|l| l.at_window_start) {
+            lane.cache.clear();
+            let ctx = lane.window.context_tokens(&lane.tokens, &start).to_vec();
+            let mut last = 0;
+            for slice in ctx.chunks(PREFILL_SLICE) {
+                let logits = &mut prefill_logits[..slice.len() * vocab];
+                session.engine.prefill(&mut lane.cache, slice, logits)?;
+                last = slice.len() - 1;
+            }
+            lane.row.clear();
+            lane.row.extend_from_slice(&prefill_logits[last * vocab..(last + 1) * vocab]);
+        }
+        // 3. Every lane's table, in parallel (a pure function of its row).
+        let mut stepped = step_logits.chunks_exact(vocab);
+        let rows: Vec<&[f32]> = lanes
+            .iter()
+            .map(|l| {
+                if l.at_window_start {
+                    l.row.as_slice()
+                } else {
+                    stepped.next().expect("one row per stepped lane")
                 }
-                lane.at_window_start = false;
-                &prefill_logits[last * vocab..(last + 1) * vocab]
-            } else {
-                let r = row_of_stepping;
-                row_of_stepping += 1;
-                &step_logits[r * vocab..(r + 1) * vocab]
-            };
-            crate::quant::quantize(row, &mut table);
-            let token = lane.decoder.decode(&table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
+            })
+            .collect();
+        session.quantize_rows(rows, &mut tables[..lanes.len()]);
+        // 4. Each lane decodes one token, in lane order.
+        for (lane, table) in lanes.iter_mut().zip(&tables) {
+            lane.at_window_start = false;
+            let token = lane.decoder.decode(table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
             lane.tokens.push(token);
             if lane.tokens.len() == lane.window.coded.end {
                 if let Some(next) = lane.windows.next() {
@@ -248,7 +251,7 @@ fn decode_group(
                 }
             }
         }
-        // 3. Finished lanes leave the batch.
+        // 5. Finished lanes leave the batch.
         lanes.retain_mut(|lane| {
             let finished = lane.tokens.len() == lane.window.coded.end && !lane.at_window_start;
             if finished {

@@ -21,6 +21,9 @@ pub struct Session {
     pub model: ResolvedModel,
     pub tokenizer: Tokenizer,
     pub engine: LlamaModel,
+    /// Workers for the pipeline's own parallel work (building many frequency tables at once), as many as
+    /// the engine has. Each table is a pure function of its row, so this changes speed, never bytes.
+    pub(super) pool: rayon::ThreadPool,
 }
 
 impl Session {
@@ -105,7 +108,14 @@ impl Session {
                 tokenizer.vocab_size()
             )));
         }
-        Ok(Self { model, tokenizer, engine })
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(engine.threads())
+            .thread_name(|i| format!("llmzip-quant-{i}"))
+            .build()
+            .map_err(|e| {
+                PipelineError::Settings(format!("cannot start {} threads: {e}", engine.threads()))
+            })?;
+        Ok(Self { model, tokenizer, engine, pool })
     }
 
     /// The archive header for a compression run with these window settings.
@@ -134,6 +144,21 @@ impl Session {
     /// The first 8 bytes of the sha256 of every frequency table the model produces for [`CANARY_TEXT`]
     /// (start token first), as little-endian u32 values. Any difference in the engine's arithmetic that
     /// matters to decoding shows up here, so a decoder checks it before it decodes anything.
+    /// Builds `tables[i]` from `rows[i]` for every row, in parallel.
+    pub(super) fn quantize_rows<'r>(
+        &self,
+        rows: impl IntoIterator<Item = &'r [f32]>,
+        tables: &mut [FreqTable],
+    ) {
+        use rayon::prelude::*;
+        let rows: Vec<&[f32]> = rows.into_iter().collect();
+        self.pool.install(|| {
+            rows.par_iter()
+                .zip(tables.par_iter_mut())
+                .for_each(|(row, table)| crate::quant::quantize(row, table));
+        });
+    }
+
     pub fn canary(&self) -> Result<[u8; 8], PipelineError> {
         let mut tokens = vec![self.tokenizer.start_token()];
         tokens.extend(self.tokenizer.encode(CANARY_TEXT.as_bytes())?);
