@@ -400,7 +400,12 @@ impl LlamaModel {
     /// An empty KV cache for `capacity` positions, allocated once (about
     /// `4 * n_layers * kv_dim` bytes per position; pages are touched only when used).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(self.cfg.n_layers, self.cfg.kv_dim(), capacity)
+        KvCache::new(
+            self.cfg.n_layers,
+            self.cfg.n_kv_heads,
+            self.cfg.head_dim,
+            capacity,
+        )
     }
 
     /// Appends `tokens` after the positions already in `cache` and writes `tokens.len() x vocab` logits
@@ -607,11 +612,10 @@ impl LlamaModel {
                 &mut s.gate_up,
                 layer.gate_up.out_dim,
             );
+            let kernel = self.kernel;
             rows_apply(&mut s.mlp, ff, &s.gate_up, 2 * ff, |m, gu| {
                 let (g, u) = gu.split_at(ff);
-                for ((m, &g), &u) in m.iter_mut().zip(g).zip(u) {
-                    *m = math::silu(g) * u;
-                }
+                kernels::swiglu(kernel, g, u, m);
             });
             self.quantize(&mut s.acts, &s.mlp, n, ff);
             self.matmul(&layer.down.refs(), &s.acts, &mut s.h, dim);
@@ -712,7 +716,7 @@ impl LlamaModel {
             let kvh = h0 / group;
             let row0 = rows[r0];
             let npos_max = row0.pos + len;
-            let (keys, values) = caches[row0.cache].layer(layer, npos_max);
+            let (keys, values) = caches[row0.cache].head(layer, kvh, npos_max);
             let mut queries = Vec::with_capacity(len * heads_per_task);
             for t in 0..len {
                 for h in h0..h0 + heads_per_task {
@@ -729,9 +733,9 @@ impl LlamaModel {
                 kernels::attend(
                     kernel,
                     &mut queries,
-                    &keys[kvh * hd..],
-                    &values[kvh * hd..],
-                    kv_dim,
+                    keys,
+                    values,
+                    hd,
                     scale,
                     &mut s.borrow_mut(),
                 )

@@ -342,6 +342,9 @@ unsafe fn matmul_kind<const Q4: bool>(
         let r = (rows - c0).min(MAX_R);
         for n in n0..n1 {
             let col = col0 + n - n0;
+            if n + WEIGHT_PREFETCH_ROWS < n1 {
+                prefetch_weight_row(w, n + WEIGHT_PREFETCH_ROWS);
+            }
             // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
             unsafe {
                 match r {
@@ -380,6 +383,27 @@ pub unsafe fn matmul_rows(
             WeightKind::I8 => matmul_kind::<false>(w, n0, n1, x, out, col0),
         }
     }
+}
+
+/// Weight rows ahead of the current one that are prefetched (decoding streams every weight from memory).
+const WEIGHT_PREFETCH_ROWS: usize = 2;
+
+/// Prefetches the integers and scales of weight row `n`.
+#[inline]
+fn prefetch_weight_row(w: &QMatrix, n: usize) {
+    let lines = |bytes: &[u8]| {
+        for off in (0..bytes.len()).step_by(64) {
+            // SAFETY: prefetching an address inside a live slice never faults and changes no state.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(off) as *const i8) };
+        }
+    };
+    lines(w.row_quants(n));
+    let f32_bytes = |v: &[f32]| {
+        // SAFETY: viewing f32s as bytes is always valid.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+    };
+    lines(f32_bytes(w.row_scale(n)));
+    lines(f32_bytes(w.row_min(n)));
 }
 
 /// Activation rows per weight-row pass (each unpacked weight block serves this many rows).
@@ -480,6 +504,31 @@ pub unsafe fn exp8_array(x: [f32; 8]) -> [f32; 8] {
     out
 }
 
+/// Positions ahead of the current block whose keys or values are prefetched: the cache of a long context
+/// lives in memory, not in cache, and one task streams one head's positions in order.
+const PREFETCH_AHEAD: usize = 32;
+
+/// Prefetches the f16 rows `from..from+8` (those below `end`) of a head, `stride` elements apart.
+///
+/// # Safety
+/// AVX2. (Prefetching never faults; addresses are computed only for rows inside the slice.)
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn prefetch_rows(base: *const u16, stride: usize, hd: usize, from: usize, end: usize) {
+    if from >= end {
+        return;
+    }
+    let rows = (end - from).min(LANES);
+    // The rows are contiguous when stride == hd (the KV cache layout); prefetch by cache line.
+    let start = base.wrapping_add(from * stride) as *const i8;
+    let bytes = ((rows - 1) * stride + hd) * 2;
+    let mut off = 0;
+    while off < bytes {
+        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off));
+        off += 64;
+    }
+}
+
 /// Converts `count` (<= 8) rows of `hd` f16 values starting at `src` (rows `stride` apart) into `dst`
 /// (rows `hd` apart).
 ///
@@ -571,6 +620,7 @@ pub unsafe fn attend(
         let mut jb = 0;
         while jb < maxn {
             let count = (maxn - jb).min(LANES);
+            prefetch_rows(kp, stride, hd, jb + PREFETCH_AHEAD, maxn);
             if !single {
                 convert_rows(kp.add(jb * stride), stride, count, hd, kv);
             }
@@ -648,6 +698,7 @@ pub unsafe fn attend(
         let mut jb = 0;
         while jb < maxn {
             let count = (maxn - jb).min(LANES);
+            prefetch_rows(vp, stride, hd, jb + PREFETCH_AHEAD, maxn);
             if !single {
                 convert_rows(vp.add(jb * stride), stride, count, hd, kv);
             }
@@ -690,5 +741,32 @@ pub unsafe fn attend(
                 _mm256_storeu_ps(out.add(c), _mm256_div_ps(_mm256_loadu_ps(out.add(c)), sum));
             }
         }
+    }
+}
+
+/// See [`super::swiglu`]: `x / (1 + exp(-x)) * up`, 8 lanes at a time, the tail one by one with the
+/// scalar functions (the same operations).
+///
+/// # Safety
+/// AVX2 and F16C available; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let full = n / LANES * LANES;
+    let one = _mm256_set1_ps(1.0);
+    let sign = _mm256_set1_ps(-0.0);
+    let mut i = 0;
+    while i < full {
+        // SAFETY: i + 8 <= n for all three slices.
+        unsafe {
+            let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+            let u = _mm256_loadu_ps(up.as_ptr().add(i));
+            let silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(silu, u));
+        }
+        i += LANES;
+    }
+    for j in full..n {
+        out[j] = crate::math::silu(gate[j]) * up[j];
     }
 }

@@ -489,8 +489,14 @@ impl QActs {
                 let (scale, sum) = quantize_block(src, &mut block);
                 *d = scale;
                 *s = scale * sum as f32;
-                for (e, &v) in block.iter().enumerate() {
-                    q[i8_offset(blocks, b, e)] = v;
+                if b < blocks / GROUP * GROUP {
+                    // Interleaved group: slice v holds elements 4v..4v+4 at bytes 4l..4l+4.
+                    let base = b / GROUP * GROUP * BLOCK + (b % GROUP) * 4;
+                    for (v, four) in block.chunks_exact(4).enumerate() {
+                        q[base + v * BLOCK..base + v * BLOCK + 4].copy_from_slice(four);
+                    }
+                } else {
+                    q[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&block);
                 }
             }
         };
@@ -606,6 +612,29 @@ pub fn matmul_rows(
                 assert!(KernelPath::Avx2.check_available().is_ok());
                 // SAFETY: the CPU supports AVX2 and F16C (checked above).
                 unsafe { avx2::matmul_rows(w, n0, n1, x, out, col0) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+    }
+}
+
+/// SwiGLU: `out[i] = silu(gate[i]) * up[i]` with [`crate::math::silu`] (`x / (1 + exp(-x))`),
+/// element-wise, so the SIMD path computes the same bits.
+pub fn swiglu(path: KernelPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == out.len() && up.len() == out.len());
+    match path {
+        KernelPath::Scalar => {
+            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                *o = crate::math::silu(g) * u;
+            }
+        }
+        KernelPath::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx2.check_available().is_ok());
+                // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
+                unsafe { avx2::swiglu(gate, up, out) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
@@ -906,6 +935,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_swiglu_is_bitwise_scalar() {
+        if KernelPath::Avx2.check_available().is_err() {
+            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
+            return;
+        }
+        let mut rng = Lcg(9);
+        let n = 1000;
+        let mut gate: Vec<f32> = (0..n).map(|_| rng.f32() * 30.0).collect();
+        gate[..6].copy_from_slice(&[0.0, -0.0, 100.0, -100.0, 88.9, -104.0]);
+        let up: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+        swiglu(KernelPath::Scalar, &gate, &up, &mut a);
+        swiglu(KernelPath::Avx2, &gate, &up, &mut b);
+        assert_eq!(bits(&a), bits(&b));
     }
 
     #[test]

@@ -13,18 +13,32 @@ use super::{
 /// bytes of nibbles, or 256 bytes of i8 bits) with activations `a` (256 bytes): one sum per block.
 #[inline(always)]
 fn group_isums(q4: bool, w: &[u8], a: &[i8]) -> [i32; GROUP] {
-    let mut sums = [0i32; GROUP];
-    for v in 0..GROUP {
-        let slice = &a[v * BLOCK..(v + 1) * BLOCK];
-        for (j, &x) in slice.iter().enumerate() {
-            let q = if q4 {
-                let shift = if v >= 4 { 4 } else { 0 };
-                ((w[(v % 4) * BLOCK + j] >> shift) & 15) as i32
-            } else {
-                (w[v * BLOCK + j] as i8) as i32
-            };
-            sums[j / 4] += q * x as i32;
+    // Products of a whole group (each fits i16: at most 128 * 127), then summed per block lane
+    // (j / 4 within each 32-byte slice) in i32.
+    let mut prod = [0i16; GROUP * BLOCK];
+    if q4 {
+        for u in 0..4 {
+            let part = &w[u * BLOCK..(u + 1) * BLOCK];
+            for (j, &byte) in part.iter().enumerate() {
+                prod[u * BLOCK + j] = (byte & 15) as i16 * a[u * BLOCK + j] as i16;
+                prod[(u + 4) * BLOCK + j] = (byte >> 4) as i16 * a[(u + 4) * BLOCK + j] as i16;
+            }
         }
+    } else {
+        for (p, (&wv, &av)) in prod.iter_mut().zip(w.iter().zip(a)) {
+            *p = (wv as i8) as i16 * av as i16;
+        }
+    }
+    // Vertical sums over the 8 slices (byte j of every slice belongs to block j / 4), then 4 per block.
+    let mut column = [0i32; BLOCK];
+    for slice in prod.chunks_exact(BLOCK) {
+        for (c, &p) in column.iter_mut().zip(slice) {
+            *c += p as i32;
+        }
+    }
+    let mut sums = [0i32; GROUP];
+    for (s, four) in sums.iter_mut().zip(column.chunks_exact(4)) {
+        *s = (four[0] + four[1]) + (four[2] + four[3]);
     }
     sums
 }
