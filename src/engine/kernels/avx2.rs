@@ -99,11 +99,36 @@ unsafe fn block_pairs<const Q4: bool>(w: WBlock, a: __m256i) -> __m256i {
     }
 }
 
-/// Activation rows `c0..c0+R` of a product: their int8 values, scales and block sums.
+/// Activation rows `c0..c0+R` of a product: their int8 values (rows `qs` bytes apart), scales and
+/// block sums (rows `ds` floats apart).
 struct ActRows<const R: usize> {
-    q: [*const i8; R],
-    d: [*const f32; R],
-    s: [*const f32; R],
+    q: *const i8,
+    d: *const f32,
+    s: *const f32,
+    qs: usize,
+    ds: usize,
+}
+
+impl<const R: usize> ActRows<R> {
+    /// Row r's int8 values from block `b` on.
+    ///
+    /// # Safety
+    /// `r < R`, `b` at most the row's block count.
+    #[inline(always)]
+    unsafe fn q(&self, r: usize, b: usize) -> *const i8 {
+        // SAFETY: inside the activation buffer (caller).
+        unsafe { self.q.add(r * self.qs + b * BLOCK) }
+    }
+    #[inline(always)]
+    unsafe fn d(&self, r: usize, b: usize) -> *const f32 {
+        // SAFETY: inside the activation buffer (caller).
+        unsafe { self.d.add(r * self.ds + b) }
+    }
+    #[inline(always)]
+    unsafe fn s(&self, r: usize, b: usize) -> *const f32 {
+        // SAFETY: inside the activation buffer (caller).
+        unsafe { self.s.add(r * self.ds + b) }
+    }
 }
 
 /// The tail blocks `b0..b0+N` (N < 8, known at compile time; stored block by block, see the module docs
@@ -145,8 +170,7 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
                 let mut p = [zero; 4];
                 for (k, pk) in p.iter_mut().enumerate() {
                     if lo + k < N {
-                        let a =
-                            _mm256_loadu_si256(x.q[r].add((b0 + lo + k) * BLOCK) as *const __m256i);
+                        let a = _mm256_loadu_si256(x.q(r, b0 + lo + k) as *const __m256i);
                         *pk = block_pairs::<Q4>(w[k], a);
                     }
                 }
@@ -182,9 +206,9 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
             let lo = _mm256_permute2x128_si256::<0x20>(h[r][0], h[r][1]);
             let hi = _mm256_permute2x128_si256::<0x31>(h[r][0], h[r][1]);
             let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
-            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, load(x.d[r].add(b0))), isum);
+            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, load(x.d(r, b0))), isum);
             let v = if Q4 {
-                _mm256_add_ps(t, _mm256_mul_ps(mwv, load(x.s[r].add(b0))))
+                _mm256_add_ps(t, _mm256_mul_ps(mwv, load(x.s(r, b0))))
             } else {
                 t
             };
@@ -225,7 +249,7 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
                 w[u + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(p), mask);
             }
             for r in 0..R {
-                let a = x.q[r].add(b0 * BLOCK);
+                let a = x.q(r, b0);
                 let m = |v: usize| {
                     _mm256_maddubs_epi16(
                         w[v],
@@ -246,7 +270,7 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
                 *wv = _mm256_abs_epi8(_mm256_loadu_si256(wg.add(v * BLOCK) as *const __m256i));
             }
             for r in 0..R {
-                let a = x.q[r].add(b0 * BLOCK);
+                let a = x.q(r, b0);
                 let p = |v: usize| {
                     let w = _mm256_loadu_si256(wg.add(v * BLOCK) as *const __m256i);
                     let av =
@@ -267,9 +291,9 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
         };
         for r in 0..R {
             let isum = _mm256_cvtepi32_ps(isums[r]);
-            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, _mm256_loadu_ps(x.d[r].add(b0))), isum);
+            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, _mm256_loadu_ps(x.d(r, b0))), isum);
             let v = if Q4 {
-                _mm256_add_ps(t, _mm256_mul_ps(mwv, _mm256_loadu_ps(x.s[r].add(b0))))
+                _mm256_add_ps(t, _mm256_mul_ps(mwv, _mm256_loadu_ps(x.s(r, b0))))
             } else {
                 t
             };
@@ -294,10 +318,13 @@ unsafe fn row_dots<const R: usize, const Q4: bool>(
     let wq = w.row_quants(n).as_ptr();
     let dw = w.row_scale(n).as_ptr();
     let mw = w.row_min(n).as_ptr();
+    let (q, d, s) = x.rows_from(c0);
     let rows = ActRows::<R> {
-        q: std::array::from_fn(|r| x.row_q(c0 + r).as_ptr()),
-        d: std::array::from_fn(|r| x.row_d(c0 + r).as_ptr()),
-        s: std::array::from_fn(|r| x.row_s(c0 + r).as_ptr()),
+        q,
+        d,
+        s,
+        qs: x.cols(),
+        ds: nb,
     };
     let mut acc = [_mm256_setzero_ps(); R];
     let full = nb / LANES * LANES;
@@ -337,12 +364,15 @@ unsafe fn matmul_kind<const Q4: bool>(
     col0: usize,
 ) {
     let rows = x.rows();
+    // With one or two activation rows the product streams weights from memory and waits on them;
+    // with more it is bound by arithmetic and prefetching only adds work.
+    let prefetch = rows <= 2;
     let mut c0 = 0;
     while c0 < rows {
         let r = (rows - c0).min(MAX_R);
         for n in n0..n1 {
             let col = col0 + n - n0;
-            if n + WEIGHT_PREFETCH_ROWS < n1 {
+            if prefetch && n + WEIGHT_PREFETCH_ROWS < n1 {
                 prefetch_weight_row(w, n + WEIGHT_PREFETCH_ROWS);
             }
             // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
@@ -385,7 +415,7 @@ pub unsafe fn matmul_rows(
     }
 }
 
-/// Weight rows ahead of the current one that are prefetched (decoding streams every weight from memory).
+/// Weight rows ahead of the current one that are prefetched when decoding one or two sequences.
 const WEIGHT_PREFETCH_ROWS: usize = 2;
 
 /// Prefetches the integers and scales of weight row `n`.

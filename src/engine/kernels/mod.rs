@@ -530,6 +530,18 @@ impl QActs {
         self.cols
     }
 
+    /// Pointers to the int8 values, scales and block sums of row `c` and all rows after it (whole-buffer
+    /// provenance, for kernels that step from row to row).
+    #[inline(always)]
+    pub(crate) fn rows_from(&self, c: usize) -> (*const i8, *const f32, *const f32) {
+        assert!(c < self.rows);
+        (
+            self.q[c * self.cols..].as_ptr(),
+            self.d[c * self.blocks..].as_ptr(),
+            self.s[c * self.blocks..].as_ptr(),
+        )
+    }
+
     #[inline(always)]
     pub(crate) fn row_q(&self, c: usize) -> &[i8] {
         &self.q[c * self.cols..(c + 1) * self.cols]
