@@ -10,11 +10,14 @@
 use half::f16;
 use half::slice::HalfBitsSliceExt;
 
-/// Keys and values of one sequence: `[layer][position][kv_dim]`, allocated once for `capacity` positions.
+/// Keys and values of one sequence: `[layer][kv_head][position][head_dim]`, allocated once for
+/// `capacity` positions. Each key/value head's positions are contiguous because an attention task reads
+/// exactly one head of one sequence from position 0 on: one sequential stream per task.
 #[derive(Clone, Debug)]
 pub struct KvCache {
     layers: usize,
-    kv_dim: usize,
+    kv_heads: usize,
+    head_dim: usize,
     capacity: usize,
     /// Positions filled, `len <= capacity`; positions `0..len` hold valid keys and values in every layer.
     len: usize,
@@ -27,11 +30,12 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache. The memory is requested zeroed (`vec![0u16; n]` becomes a zeroed allocation), so
     /// pages not yet written cost no resident memory.
-    pub(crate) fn new(layers: usize, kv_dim: usize, capacity: usize) -> Self {
-        let n = layers * capacity * kv_dim;
+    pub(crate) fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
+        let n = layers * kv_heads * capacity * head_dim;
         KvCache {
             layers,
-            kv_dim,
+            kv_heads,
+            head_dim,
             capacity,
             len: 0,
             k: vec![0u16; n],
@@ -72,8 +76,9 @@ impl KvCache {
         self.layers
     }
 
+    /// Key (and value) dimensions per position and layer: all heads together.
     pub(crate) fn kv_dim(&self) -> usize {
-        self.kv_dim
+        self.kv_heads * self.head_dim
     }
 
     pub(crate) fn set_len(&mut self, len: usize) {
@@ -81,23 +86,26 @@ impl KvCache {
         self.len = len;
     }
 
-    /// Stores the keys and values of `pos` in `layer`, rounding to f16.
+    /// Stores the keys and values of `pos` in `layer` (all heads, `[kv_head][head_dim]`), rounding to f16.
     pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        assert!(pos < self.capacity && k.len() == self.kv_dim && v.len() == self.kv_dim);
-        let at = (layer * self.capacity + pos) * self.kv_dim;
-        for (dst, &x) in self.k[at..at + self.kv_dim].iter_mut().zip(k) {
-            *dst = f16::from_f32(x).to_bits();
-        }
-        for (dst, &x) in self.v[at..at + self.kv_dim].iter_mut().zip(v) {
-            *dst = f16::from_f32(x).to_bits();
+        let hd = self.head_dim;
+        assert!(pos < self.capacity && k.len() == self.kv_dim() && v.len() == self.kv_dim());
+        for h in 0..self.kv_heads {
+            let at = ((layer * self.kv_heads + h) * self.capacity + pos) * hd;
+            for (dst, &x) in self.k[at..at + hd].iter_mut().zip(&k[h * hd..]) {
+                *dst = f16::from_f32(x).to_bits();
+            }
+            for (dst, &x) in self.v[at..at + hd].iter_mut().zip(&v[h * hd..]) {
+                *dst = f16::from_f32(x).to_bits();
+            }
         }
     }
 
-    /// Keys and values of `layer` for positions `0..positions`, `[position][kv_dim]`.
-    pub(crate) fn layer(&self, layer: usize, positions: usize) -> (&[f16], &[f16]) {
-        assert!(positions <= self.capacity);
-        let at = layer * self.capacity * self.kv_dim;
-        let n = positions * self.kv_dim;
+    /// Keys and values of one head of `layer` for positions `0..positions`, `[position][head_dim]`.
+    pub(crate) fn head(&self, layer: usize, head: usize, positions: usize) -> (&[f16], &[f16]) {
+        assert!(positions <= self.capacity && head < self.kv_heads);
+        let at = (layer * self.kv_heads + head) * self.capacity * self.head_dim;
+        let n = positions * self.head_dim;
         (
             self.k[at..at + n].reinterpret_cast(),
             self.v[at..at + n].reinterpret_cast(),

@@ -400,7 +400,12 @@ impl LlamaModel {
     /// An empty KV cache for `capacity` positions, allocated once (about
     /// `4 * n_layers * kv_dim` bytes per position; pages are touched only when used).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(self.cfg.n_layers, self.cfg.kv_dim(), capacity)
+        KvCache::new(
+            self.cfg.n_layers,
+            self.cfg.n_kv_heads,
+            self.cfg.head_dim,
+            capacity,
+        )
     }
 
     /// Appends `tokens` after the positions already in `cache` and writes `tokens.len() x vocab` logits
@@ -607,11 +612,10 @@ impl LlamaModel {
                 &mut s.gate_up,
                 layer.gate_up.out_dim,
             );
+            let kernel = self.kernel;
             rows_apply(&mut s.mlp, ff, &s.gate_up, 2 * ff, |m, gu| {
                 let (g, u) = gu.split_at(ff);
-                for ((m, &g), &u) in m.iter_mut().zip(g).zip(u) {
-                    *m = math::silu(g) * u;
-                }
+                kernels::swiglu(kernel, g, u, m);
             });
             self.quantize(&mut s.acts, &s.mlp, n, ff);
             self.matmul(&layer.down.refs(), &s.acts, &mut s.h, dim);
@@ -659,8 +663,10 @@ impl LlamaModel {
         });
     }
 
-    /// Causal grouped-query attention for every (row, head) pair, in parallel over the pairs. Each pair
-    /// reads the cache of its row's sequence at positions `0..=pos`.
+    /// Causal grouped-query attention for every row and head. Work is split into tasks of (a tile of
+    /// up to [`ATTN_TILE`] consecutive positions of one sequence, one key/value head, some of its query
+    /// heads); a task converts each key and value once for all its queries. Every query is computed by
+    /// [`kernels::attend`] with the same arithmetic whatever the task shape, so the split is free.
     fn attention(
         &self,
         layer: usize,
@@ -675,25 +681,76 @@ impl LlamaModel {
         let group = cfg.n_heads / cfg.n_kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let kernel = self.kernel;
-        att.par_chunks_mut(hd).enumerate().for_each_init(
-            Vec::new,
-            |scores: &mut Vec<f32>, (i, out)| {
-                let (r, head) = (i / cfg.n_heads, i % cfg.n_heads);
-                let row = rows[r];
-                let q = &qkv[r * qkv_dim + head * hd..][..hd];
-                let kv_off = (head / group) * hd;
-                let (keys, values) = caches[row.cache].layer(layer, row.pos + 1);
-                let npos = row.pos + 1;
-                scores.resize(npos, 0.0);
-                kernels::attention_scores(kernel, q, &keys[kv_off..], kv_dim, scale, scores);
-                let sum = softmax_unnormalized(scores);
-                kernels::weighted_sum(kernel, scores, &values[kv_off..], kv_dim, out);
-                for o in out.iter_mut() {
-                    *o /= sum;
+
+        // Tiles of consecutive positions of one sequence.
+        let mut tiles = Vec::new();
+        let mut r = 0;
+        while r < rows.len() {
+            let mut len = 1;
+            while len < ATTN_TILE
+                && r + len < rows.len()
+                && rows[r + len].cache == rows[r].cache
+                && rows[r + len].pos == rows[r].pos + len
+            {
+                len += 1;
+            }
+            tiles.push((r, len));
+            r += len;
+        }
+        // Few tiles (decoding one or two sequences): one task per query head keeps the threads busy.
+        let heads_per_task = if tiles.len() * cfg.n_kv_heads >= 4 * self.threads {
+            group
+        } else {
+            1
+        };
+        let mut tasks = Vec::with_capacity(tiles.len() * cfg.n_heads / heads_per_task);
+        for &(r0, len) in &tiles {
+            for h0 in (0..cfg.n_heads).step_by(heads_per_task) {
+                tasks.push((r0, len, h0));
+            }
+        }
+        // SAFETY: `att` is borrowed mutably for the whole call; each (row, head) output slice belongs to
+        // exactly one task.
+        let out = unsafe { StridedOut::new(att, rows.len(), q_dim) };
+        tasks.par_iter().for_each(|&(r0, len, h0)| {
+            let kvh = h0 / group;
+            let row0 = rows[r0];
+            let npos_max = row0.pos + len;
+            let (keys, values) = caches[row0.cache].head(layer, kvh, npos_max);
+            let mut queries = Vec::with_capacity(len * heads_per_task);
+            for t in 0..len {
+                for h in h0..h0 + heads_per_task {
+                    let r = r0 + t;
+                    queries.push(kernels::Query {
+                        q: &qkv[r * qkv_dim + h * hd..][..hd],
+                        npos: row0.pos + t + 1,
+                        // SAFETY: (row r, head h) is written by this task only.
+                        out: unsafe { out.slice_mut(r, h * hd, hd) },
+                    });
                 }
-            },
-        );
+            }
+            ATTN_SCRATCH.with(|s| {
+                kernels::attend(
+                    kernel,
+                    &mut queries,
+                    keys,
+                    values,
+                    hd,
+                    scale,
+                    &mut s.borrow_mut(),
+                )
+            });
+        });
     }
+}
+
+/// Consecutive positions of one sequence that share the key/value conversions in one attention task.
+const ATTN_TILE: usize = 4;
+
+thread_local! {
+    /// Per worker thread: attention buffers, kept between calls.
+    static ATTN_SCRATCH: std::cell::RefCell<kernels::AttnScratch> =
+        std::cell::RefCell::new(kernels::AttnScratch::default());
 }
 
 /// `f(out row r, x row r)` for every row (rows of `out_width` and `width` elements), in parallel when
@@ -759,20 +816,4 @@ fn rope_rotate(head: &mut [f32], cs: &[(f32, f32)]) {
         pair[0] = a * cos - b * sin;
         pair[1] = a * sin + b * cos;
     }
-}
-
-/// Replaces the scores by `exp(s - max)` (our own `exp`) and returns their sum, taken in position order.
-fn softmax_unnormalized(scores: &mut [f32]) -> f32 {
-    let mut max = f32::NEG_INFINITY;
-    for &s in scores.iter() {
-        if s > max {
-            max = s;
-        }
-    }
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = math::exp(*s - max);
-        sum += *s;
-    }
-    sum
 }

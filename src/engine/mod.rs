@@ -27,7 +27,7 @@ pub mod cache;
 pub mod kernels;
 pub mod llama;
 pub mod synthetic;
-pub mod weights;
+mod weights;
 
 pub use cache::KvCache;
 pub use kernels::KernelPath;

@@ -1,20 +1,26 @@
 //! The AVX2 path: the same operations as [`super::scalar`] in the same order, 8 lanes at a time.
 //!
-//! Integer block dots use `maddubs` (u8 x i8 -> pairs of i16) and `madd` with ones (-> i32):
+//! Integer block dots use `maddubs` (u8 x i8 -> sums of pairs in i16), then horizontal adds:
 //! - 4-bit weights are unsigned nibbles (0..=15), the unsigned operand as they are; a pair sums to at
-//!   most 2*15*127, far from the i16 limit;
+//!   most 2*15*127, and even 16 products stay within i16 (30480), so two `hadd_epi16` run before one
+//!   widening `madd` with ones;
 //! - 8-bit weights use the sign trick: `maddubs(|w|, sign(a, w))` moves w's sign onto the activation;
-//!   `|w|` read as u8 is right even for -128, and a pair sums to at most 2*128*127 = 32512 < 32767.
+//!   `|w|` read as u8 is right even for -128, and a pair sums to at most 2*128*127 = 32512, so they are
+//!   widened by `madd` at once and added with `hadd_epi32`.
 //!
-//! The 8 i32 vectors of 8 consecutive blocks are reduced to one vector holding one exact block sum per
-//! lane ([`reduce8_epi32`]); lane `l` then goes through the float steps of block `8g + l`, which is the
-//! "lane = block mod 8" structure of the scalar code. All functions require AVX2 and F16C.
+//! For 8 consecutive blocks this yields one vector holding one exact block sum per lane (see [`group`]);
+//! lane `l` then goes through the float steps of block `8g + l`, which is the "lane = block mod 8"
+//! structure of the scalar code. Attention uses F16C conversions and the same 8-lane trees; `exp` is a
+//! lane-wise transcription of [`crate::math::exp`]. All functions require AVX2 and F16C.
+
+// Loops over rows and lanes index several arrays by the same number, as the math reads.
+#![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::{BLOCK, LANES, QActs, QMatrix, StridedOut, WeightKind};
+use super::{AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind};
 
 /// The fixed tree `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))` of [`super::tree8`].
 #[inline]
@@ -30,36 +36,6 @@ fn tree8_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(lo, hi))
 }
 
-/// Lane `j` of the result is the sum of all 8 lanes of `p[j]` (exact integer arithmetic).
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn reduce8_epi32(p: &[__m256i; 8]) -> __m256i {
-    let h01 = _mm256_hadd_epi32(p[0], p[1]);
-    let h23 = _mm256_hadd_epi32(p[2], p[3]);
-    let h45 = _mm256_hadd_epi32(p[4], p[5]);
-    let h67 = _mm256_hadd_epi32(p[6], p[7]);
-    // [p0 lo, p1 lo, p2 lo, p3 lo | p0 hi, p1 hi, p2 hi, p3 hi] (each a sum of 4 lanes).
-    let h0123 = _mm256_hadd_epi32(h01, h23);
-    let h4567 = _mm256_hadd_epi32(h45, h67);
-    let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
-    let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
-    _mm256_add_epi32(lo, hi)
-}
-
-/// A 4-bit block as 32 unsigned bytes in element order: low nibbles (elements 0..16) in the low half,
-/// high nibbles (elements 16..32) in the high half.
-///
-/// # Safety
-/// `p` must point to 16 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn unpack_u4(p: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees 16 readable bytes.
-    let v = unsafe { _mm_loadu_si128(p as *const __m128i) };
-    let hi = _mm_srli_epi16::<4>(v);
-    _mm256_and_si256(_mm256_set_m128i(hi, v), _mm256_set1_epi8(0x0F))
-}
-
 /// Mask of the lanes `< n` for masked loads.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
@@ -70,73 +46,351 @@ fn lanes_below(n: usize) -> __m256i {
     )
 }
 
+/// One weight block prepared for [`block_dot`]: the unsigned operand, and for 8-bit blocks the
+/// original values whose signs move onto the activations.
+#[derive(Clone, Copy)]
+struct WBlock(__m256i, __m256i);
+
+/// Loads weight blocks `b` and `b+1` (`b` even) of a row starting at `wq`. For 4-bit rows the pair
+/// shares 32 bytes (low nibbles: block `b`, high nibbles: block `b+1`); the second block of a row's
+/// odd last pair is all zero and never used.
+///
+/// # Safety
+/// AVX2; block `b` lies inside the row, and block `b+1` too for 8-bit rows if `both`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn load_pair<const Q4: bool>(wq: *const u8, b: usize, both: bool) -> [WBlock; 2] {
+    let zero = _mm256_setzero_si256();
+    // SAFETY: the caller guarantees the blocks are inside the row.
+    unsafe {
+        if Q4 {
+            let v = _mm256_loadu_si256(wq.add(b / 2 * BLOCK) as *const __m256i);
+            let mask = _mm256_set1_epi8(0x0F);
+            [
+                WBlock(_mm256_and_si256(v, mask), zero),
+                WBlock(_mm256_and_si256(_mm256_srli_epi16::<4>(v), mask), zero),
+            ]
+        } else {
+            let load = |b: usize| {
+                let v = _mm256_loadu_si256(wq.add(b * BLOCK) as *const __m256i);
+                WBlock(_mm256_abs_epi8(v), v)
+            };
+            [
+                load(b),
+                if both {
+                    load(b + 1)
+                } else {
+                    WBlock(zero, zero)
+                },
+            ]
+        }
+    }
+}
+
+/// The 16 i16 pair sums of one block dot product (`maddubs`): element pairs (2k, 2k+1), each at most
+/// 2*15*127 for 4-bit and 2*128*127 for 8-bit blocks.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn block_pairs<const Q4: bool>(w: WBlock, a: __m256i) -> __m256i {
+    if Q4 {
+        _mm256_maddubs_epi16(w.0, a)
+    } else {
+        _mm256_maddubs_epi16(w.0, _mm256_sign_epi8(a, w.1))
+    }
+}
+
+/// Activation rows `c0..c0+R` of a product: their int8 values (rows `qs` bytes apart), scales and
+/// block sums (rows `ds` floats apart).
+struct ActRows<const R: usize> {
+    q: *const i8,
+    d: *const f32,
+    s: *const f32,
+    qs: usize,
+    ds: usize,
+}
+
+impl<const R: usize> ActRows<R> {
+    /// Row r's int8 values from block `b` on.
+    ///
+    /// # Safety
+    /// `r < R`, `b` at most the row's block count.
+    #[inline(always)]
+    unsafe fn q(&self, r: usize, b: usize) -> *const i8 {
+        // SAFETY: inside the activation buffer (caller).
+        unsafe { self.q.add(r * self.qs + b * BLOCK) }
+    }
+    #[inline(always)]
+    unsafe fn d(&self, r: usize, b: usize) -> *const f32 {
+        // SAFETY: inside the activation buffer (caller).
+        unsafe { self.d.add(r * self.ds + b) }
+    }
+    #[inline(always)]
+    unsafe fn s(&self, r: usize, b: usize) -> *const f32 {
+        // SAFETY: inside the activation buffer (caller).
+        unsafe { self.s.add(r * self.ds + b) }
+    }
+}
+
+/// The tail blocks `b0..b0+N` (N < 8, known at compile time; stored block by block, see the module docs
+/// of [`super`]) of one weight row against R activation rows: integer dots reduced horizontally to
+/// their per-block sums in lanes 0..N, then the float steps of the module docs added to `acc`. Lanes
+/// N..8 receive +0.0 (masked loads), which leaves them unchanged. (For 4-bit rows, the byte offset of
+/// tail pair `(b - full) / 2` after the full groups equals `b / 2 * 32`, as `full` is even.)
+///
+/// # Safety
+/// AVX2; blocks `b0..b0+N` exist in the weight row and in every activation row.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
+    wq: *const u8,
+    dw: *const f32,
+    mw: *const f32,
+    x: &ActRows<R>,
+    b0: usize,
+    acc: &mut [__m256; R],
+) {
+    // SAFETY: all reads stay inside blocks b0..b0+N (caller), float loads beyond N are masked.
+    unsafe {
+        let zero = _mm256_setzero_si256();
+        // Per row: [blocks 0..4 half-sums | ...] and [blocks 4..8 ...], see reduce8_epi32.
+        let mut h = [[zero; 2]; R];
+        for (half, lo) in [0usize, 4].into_iter().enumerate() {
+            if lo >= N {
+                break;
+            }
+            let mut w = [WBlock(zero, zero); 4];
+            for k in [0, 2] {
+                if lo + k < N {
+                    let [a, b] = load_pair::<Q4>(wq, b0 + lo + k, lo + k + 1 < N);
+                    w[k] = a;
+                    w[k + 1] = b;
+                }
+            }
+            for r in 0..R {
+                let mut p = [zero; 4];
+                for (k, pk) in p.iter_mut().enumerate() {
+                    if lo + k < N {
+                        let a = _mm256_loadu_si256(x.q(r, b0 + lo + k) as *const __m256i);
+                        *pk = block_pairs::<Q4>(w[k], a);
+                    }
+                }
+                h[r][half] = if Q4 {
+                    // 4-bit: sums of 16 products fit in i16 (16*15*127 = 30480), so two i16
+                    // horizontal adds come before the one widening madd.
+                    let s = _mm256_hadd_epi16(
+                        _mm256_hadd_epi16(p[0], p[1]),
+                        _mm256_hadd_epi16(p[2], p[3]),
+                    );
+                    _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+                } else {
+                    let q: [__m256i; 4] = p.map(|v| _mm256_madd_epi16(v, _mm256_set1_epi16(1)));
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]))
+                };
+            }
+        }
+        let lanes = lanes_below(N);
+        let load = |p: *const f32| {
+            if N == 8 {
+                _mm256_loadu_ps(p)
+            } else {
+                _mm256_maskload_ps(p, lanes)
+            }
+        };
+        let dwv = load(dw.add(b0));
+        let mwv = if Q4 {
+            load(mw.add(b0))
+        } else {
+            _mm256_setzero_ps()
+        };
+        for r in 0..R {
+            let lo = _mm256_permute2x128_si256::<0x20>(h[r][0], h[r][1]);
+            let hi = _mm256_permute2x128_si256::<0x31>(h[r][0], h[r][1]);
+            let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, load(x.d(r, b0))), isum);
+            let v = if Q4 {
+                _mm256_add_ps(t, _mm256_mul_ps(mwv, load(x.s(r, b0))))
+            } else {
+                t
+            };
+            acc[r] = _mm256_add_ps(acc[r], v);
+        }
+    }
+}
+
+/// One full interleaved group `g` (blocks `8g..8g+8`, layout in the module docs of [`super`]) of one
+/// weight row against R activation rows: slice products summed vertically into one exact block sum per
+/// lane, then the float steps of the module docs added to `acc`.
+///
+/// # Safety
+/// AVX2; group `g` exists in the weight row and in every activation row.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn group_full<const R: usize, const Q4: bool>(
+    wq: *const u8,
+    dw: *const f32,
+    mw: *const f32,
+    x: &ActRows<R>,
+    g: usize,
+    acc: &mut [__m256; R],
+) {
+    // SAFETY: all reads stay inside group g (caller).
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let b0 = g * GROUP;
+        let mut isums = [_mm256_setzero_si256(); R];
+        if Q4 {
+            // 8 slices of unsigned values from 4 loads of 32 bytes.
+            let mask = _mm256_set1_epi8(0x0F);
+            let wg = wq.add(g * GROUP * BLOCK / 2);
+            let mut w = [_mm256_setzero_si256(); 8];
+            for u in 0..4 {
+                let p = _mm256_loadu_si256(wg.add(u * BLOCK) as *const __m256i);
+                w[u] = _mm256_and_si256(p, mask);
+                w[u + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(p), mask);
+            }
+            for r in 0..R {
+                let a = x.q(r, b0);
+                let m = |v: usize| {
+                    _mm256_maddubs_epi16(
+                        w[v],
+                        _mm256_loadu_si256(a.add(v * BLOCK) as *const __m256i),
+                    )
+                };
+                // Each i16 lane sums 2 products per slice, 16 over the group: at most 16*15*127 = 30480.
+                let s = _mm256_add_epi16(
+                    _mm256_add_epi16(_mm256_add_epi16(m(0), m(1)), _mm256_add_epi16(m(2), m(3))),
+                    _mm256_add_epi16(_mm256_add_epi16(m(4), m(5)), _mm256_add_epi16(m(6), m(7))),
+                );
+                isums[r] = _mm256_madd_epi16(s, ones);
+            }
+        } else {
+            let wg = wq.add(g * GROUP * BLOCK);
+            let mut wabs = [_mm256_setzero_si256(); 8];
+            for (v, wv) in wabs.iter_mut().enumerate() {
+                *wv = _mm256_abs_epi8(_mm256_loadu_si256(wg.add(v * BLOCK) as *const __m256i));
+            }
+            for r in 0..R {
+                let a = x.q(r, b0);
+                let p = |v: usize| {
+                    let w = _mm256_loadu_si256(wg.add(v * BLOCK) as *const __m256i);
+                    let av =
+                        _mm256_sign_epi8(_mm256_loadu_si256(a.add(v * BLOCK) as *const __m256i), w);
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[v], av), ones)
+                };
+                isums[r] = _mm256_add_epi32(
+                    _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3))),
+                    _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7))),
+                );
+            }
+        }
+        let dwv = _mm256_loadu_ps(dw.add(b0));
+        let mwv = if Q4 {
+            _mm256_loadu_ps(mw.add(b0))
+        } else {
+            _mm256_setzero_ps()
+        };
+        for r in 0..R {
+            let isum = _mm256_cvtepi32_ps(isums[r]);
+            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, _mm256_loadu_ps(x.d(r, b0))), isum);
+            let v = if Q4 {
+                _mm256_add_ps(t, _mm256_mul_ps(mwv, _mm256_loadu_ps(x.s(r, b0))))
+            } else {
+                t
+            };
+            acc[r] = _mm256_add_ps(acc[r], v);
+        }
+    }
+}
+
 /// Dots of weight row `n` with activation rows `c0..c0+R`.
 ///
 /// # Safety
 /// AVX2 and F16C available; `n < w.rows()`, `c0 + R <= x.rows()`, `x.cols() == w.cols()`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn row_dots<const R: usize>(w: &QMatrix, n: usize, x: &QActs, c0: usize) -> [f32; R] {
+unsafe fn row_dots<const R: usize, const Q4: bool>(
+    w: &QMatrix,
+    n: usize,
+    x: &QActs,
+    c0: usize,
+) -> [f32; R] {
     let nb = w.blocks();
-    let kind = w.kind();
     let wq = w.row_quants(n).as_ptr();
     let dw = w.row_scale(n).as_ptr();
     let mw = w.row_min(n).as_ptr();
-    let aq: [*const i8; R] = std::array::from_fn(|r| x.row_q(c0 + r).as_ptr());
-    let da: [*const f32; R] = std::array::from_fn(|r| x.row_d(c0 + r).as_ptr());
-    let sa: [*const f32; R] = std::array::from_fn(|r| x.row_s(c0 + r).as_ptr());
-    let ones = _mm256_set1_epi16(1);
+    let (q, d, s) = x.rows_from(c0);
+    let rows = ActRows::<R> {
+        q,
+        d,
+        s,
+        qs: x.cols(),
+        ds: nb,
+    };
     let mut acc = [_mm256_setzero_ps(); R];
-    let mut b0 = 0;
-    while b0 < nb {
-        // Blocks b0..b0+count; the last group may be short (the tail of the module docs).
-        let count = (nb - b0).min(LANES);
-        let lanes = lanes_below(count);
-        let mut wv = [_mm256_setzero_si256(); 8];
-        let mut wabs = [_mm256_setzero_si256(); 8];
-        // SAFETY (all pointer reads below): block indices b0+j < nb stay inside the rows, and the
-        // float loads are masked to the lanes < count.
-        unsafe {
-            for j in 0..count {
-                match kind {
-                    WeightKind::U4 => wv[j] = unpack_u4(wq.add((b0 + j) * 16)),
-                    WeightKind::I8 => {
-                        wv[j] = _mm256_loadu_si256(wq.add((b0 + j) * BLOCK) as *const __m256i);
-                        wabs[j] = _mm256_abs_epi8(wv[j]);
-                    }
-                }
+    let full = nb / LANES * LANES;
+    // SAFETY: groups cover blocks 0..nb exactly; rows as guaranteed by the caller.
+    unsafe {
+        for g in 0..full / GROUP {
+            group_full::<R, Q4>(wq, dw, mw, &rows, g, &mut acc);
+        }
+        match nb - full {
+            0 => {}
+            1 => group::<R, Q4, 1>(wq, dw, mw, &rows, full, &mut acc),
+            2 => group::<R, Q4, 2>(wq, dw, mw, &rows, full, &mut acc),
+            3 => group::<R, Q4, 3>(wq, dw, mw, &rows, full, &mut acc),
+            4 => group::<R, Q4, 4>(wq, dw, mw, &rows, full, &mut acc),
+            5 => group::<R, Q4, 5>(wq, dw, mw, &rows, full, &mut acc),
+            6 => group::<R, Q4, 6>(wq, dw, mw, &rows, full, &mut acc),
+            _ => group::<R, Q4, 7>(wq, dw, mw, &rows, full, &mut acc),
+        }
+        acc.map(|a| tree8_ps(a))
+    }
+}
+
+/// Weight rows `n0..n1` against activation rows in groups of up to 4 (outer loop), weight rows inner:
+/// the weight tile stays in cache while the activation groups stream past it, and each unpacked weight
+/// block serves up to 4 rows.
+///
+/// # Safety
+/// As [`matmul_rows`].
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn matmul_kind<const Q4: bool>(
+    w: &QMatrix,
+    n0: usize,
+    n1: usize,
+    x: &QActs,
+    out: &StridedOut,
+    col0: usize,
+) {
+    let rows = x.rows();
+    // With one or two activation rows the product streams weights from memory and waits on them;
+    // with more it is bound by arithmetic and prefetching only adds work.
+    let prefetch = rows <= 2;
+    let mut c0 = 0;
+    while c0 < rows {
+        let r = (rows - c0).min(MAX_R);
+        for n in n0..n1 {
+            let col = col0 + n - n0;
+            if prefetch && n + WEIGHT_PREFETCH_ROWS < n1 {
+                prefetch_weight_row(w, n + WEIGHT_PREFETCH_ROWS);
             }
-            let dwv = _mm256_maskload_ps(dw.add(b0), lanes);
-            let mwv = match kind {
-                WeightKind::U4 => _mm256_maskload_ps(mw.add(b0), lanes),
-                WeightKind::I8 => _mm256_setzero_ps(),
-            };
-            for r in 0..R {
-                let mut p = [_mm256_setzero_si256(); 8];
-                for j in 0..count {
-                    let a = _mm256_loadu_si256(aq[r].add((b0 + j) * BLOCK) as *const __m256i);
-                    let pairs = match kind {
-                        WeightKind::U4 => _mm256_maddubs_epi16(wv[j], a),
-                        WeightKind::I8 => _mm256_maddubs_epi16(wabs[j], _mm256_sign_epi8(a, wv[j])),
-                    };
-                    p[j] = _mm256_madd_epi16(pairs, ones);
+            // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
+            unsafe {
+                match r {
+                    8 => store(out, c0, col, &row_dots::<8, Q4>(w, n, x, c0)),
+                    7 => store(out, c0, col, &row_dots::<7, Q4>(w, n, x, c0)),
+                    6 => store(out, c0, col, &row_dots::<6, Q4>(w, n, x, c0)),
+                    5 => store(out, c0, col, &row_dots::<5, Q4>(w, n, x, c0)),
+                    4 => store(out, c0, col, &row_dots::<4, Q4>(w, n, x, c0)),
+                    3 => store(out, c0, col, &row_dots::<3, Q4>(w, n, x, c0)),
+                    2 => store(out, c0, col, &row_dots::<2, Q4>(w, n, x, c0)),
+                    _ => store(out, c0, col, &row_dots::<1, Q4>(w, n, x, c0)),
                 }
-                let isum = _mm256_cvtepi32_ps(reduce8_epi32(&p));
-                let dav = _mm256_maskload_ps(da[r].add(b0), lanes);
-                let t = _mm256_mul_ps(_mm256_mul_ps(dwv, dav), isum);
-                let v = match kind {
-                    WeightKind::U4 => {
-                        let sav = _mm256_maskload_ps(sa[r].add(b0), lanes);
-                        _mm256_add_ps(t, _mm256_mul_ps(mwv, sav))
-                    }
-                    WeightKind::I8 => t,
-                };
-                acc[r] = _mm256_add_ps(acc[r], v);
             }
         }
-        b0 += count;
+        c0 += r;
     }
-    acc.map(|a| tree8_ps(a))
 }
 
 /// See [`super::matmul_rows`].
@@ -152,27 +406,38 @@ pub unsafe fn matmul_rows(
     out: &StridedOut,
     col0: usize,
 ) {
-    // Activation rows in groups of up to 4 (outer), weight rows inner: the weight tile stays in cache
-    // while the activation groups stream past it, and each unpacked weight block serves 4 rows.
-    let rows = x.rows();
-    let mut c0 = 0;
-    while c0 < rows {
-        let r = (rows - c0).min(4);
-        for n in n0..n1 {
-            let col = col0 + n - n0;
-            // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
-            unsafe {
-                match r {
-                    4 => store(out, c0, col, &row_dots::<4>(w, n, x, c0)),
-                    3 => store(out, c0, col, &row_dots::<3>(w, n, x, c0)),
-                    2 => store(out, c0, col, &row_dots::<2>(w, n, x, c0)),
-                    _ => store(out, c0, col, &row_dots::<1>(w, n, x, c0)),
-                }
-            }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match w.kind() {
+            WeightKind::U4 => matmul_kind::<true>(w, n0, n1, x, out, col0),
+            WeightKind::I8 => matmul_kind::<false>(w, n0, n1, x, out, col0),
         }
-        c0 += r;
     }
 }
+
+/// Weight rows ahead of the current one that are prefetched when decoding one or two sequences.
+const WEIGHT_PREFETCH_ROWS: usize = 2;
+
+/// Prefetches the integers and scales of weight row `n`.
+#[inline]
+fn prefetch_weight_row(w: &QMatrix, n: usize) {
+    let lines = |bytes: &[u8]| {
+        for off in (0..bytes.len()).step_by(64) {
+            // SAFETY: prefetching an address inside a live slice never faults and changes no state.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(off) as *const i8) };
+        }
+    };
+    lines(w.row_quants(n));
+    let f32_bytes = |v: &[f32]| {
+        // SAFETY: viewing f32s as bytes is always valid.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+    };
+    lines(f32_bytes(w.row_scale(n)));
+    lines(f32_bytes(w.row_min(n)));
+}
+
+/// Activation rows per weight-row pass (each unpacked weight block serves this many rows).
+const MAX_R: usize = 8;
 
 #[inline(always)]
 fn store(out: &StridedOut, c0: usize, col: usize, v: &[f32]) {
@@ -181,67 +446,357 @@ fn store(out: &StridedOut, c0: usize, col: usize, v: &[f32]) {
     }
 }
 
-/// See [`super::attention_scores`].
+/// Lane `j` of the result is `tree8` of `a[j]`: the transposed form of [`tree8_ps`] for 8 vectors.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn reduce8_ps(a: &[__m256; 8]) -> __m256 {
+    let h01 = _mm256_hadd_ps(a[0], a[1]);
+    let h23 = _mm256_hadd_ps(a[2], a[3]);
+    let h45 = _mm256_hadd_ps(a[4], a[5]);
+    let h67 = _mm256_hadd_ps(a[6], a[7]);
+    // Lane j (j < 4): (a_j0+a_j1)+(a_j2+a_j3) in the low half, (a_j4+a_j5)+(a_j6+a_j7) in the high half.
+    let h0123 = _mm256_hadd_ps(h01, h23);
+    let h4567 = _mm256_hadd_ps(h45, h67);
+    let lo = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
+    let hi = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
+    _mm256_add_ps(lo, hi)
+}
+
+/// The constants of [`crate::math::exp`], which this must match bit for bit (tested exhaustively on a
+/// dense sample of all f32).
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+
+/// [`crate::math::exp`] on 8 lanes: the same operations in the same order, with the branches of the
+/// scalar code turned into selections.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn exp8(x: __m256) -> __m256 {
+    let zero = _mm256_setzero_ps();
+    let one = _mm256_set1_ps(1.0);
+    // round_to_i32(x * LOG2_E): add +-0.5 by sign, then truncate.
+    let t = _mm256_mul_ps(x, _mm256_set1_ps(LOG2_E));
+    let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(t, zero);
+    let half = _mm256_blendv_ps(_mm256_set1_ps(-0.5), _mm256_set1_ps(0.5), ge);
+    let k = _mm256_cvttps_epi32(_mm256_add_ps(t, half));
+    let kf = _mm256_cvtepi32_ps(k);
+    let r = _mm256_sub_ps(
+        _mm256_sub_ps(x, _mm256_mul_ps(kf, _mm256_set1_ps(LN2_HI))),
+        _mm256_mul_ps(kf, _mm256_set1_ps(LN2_LO)),
+    );
+    let mut p = _mm256_mul_ps(r, _mm256_set1_ps(1.0 / 720.0));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 120.0), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 24.0), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 6.0), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.5), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(one, p));
+    p = _mm256_add_ps(one, p);
+    // p * 2^k in the three ranges of the scalar scale_by_pow2.
+    let pow = |e: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e));
+    let normal = _mm256_mul_ps(p, pow(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
+    let big = _mm256_mul_ps(
+        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(254 << 23))),
+        _mm256_set1_ps(2.0),
+    );
+    let small = _mm256_mul_ps(
+        _mm256_mul_ps(p, pow(_mm256_add_epi32(k, _mm256_set1_epi32(126 + 127)))),
+        _mm256_castsi256_ps(_mm256_set1_epi32(1 << 23)),
+    );
+    let k_big = _mm256_castsi256_ps(_mm256_cmpgt_epi32(k, _mm256_set1_epi32(127)));
+    let k_small = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(-126), k));
+    let mut y = _mm256_blendv_ps(normal, big, k_big);
+    y = _mm256_blendv_ps(y, small, k_small);
+    // The early returns of the scalar code, last test first so the first one wins.
+    y = _mm256_blendv_ps(
+        y,
+        zero,
+        _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-103.0)),
+    );
+    y = _mm256_blendv_ps(
+        y,
+        _mm256_set1_ps(f32::INFINITY),
+        _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(88.72)),
+    );
+    _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+}
+
+/// [`exp8`] on an array, for tests.
 ///
 /// # Safety
-/// AVX2 and F16C available; bounds as asserted by [`super::attention_scores`].
+/// AVX2 and F16C available.
+#[cfg(test)]
 #[target_feature(enable = "avx2,f16c")]
-pub unsafe fn attention_scores(
-    q: &[f32],
-    keys: &[f16],
-    stride: usize,
-    scale: f32,
-    scores: &mut [f32],
-) {
-    let hd = q.len();
-    let qp = q.as_ptr();
-    let kp = keys.as_ptr() as *const u16;
-    for (j, s) in scores.iter_mut().enumerate() {
-        let mut acc = _mm256_setzero_ps();
-        let mut i = 0;
-        while i < hd {
-            // SAFETY: j*stride + i + 8 <= keys.len() and i + 8 <= q.len() (caller's bounds).
-            unsafe {
-                let k = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(j * stride + i) as *const __m128i));
-                let qv = _mm256_loadu_ps(qp.add(i));
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(qv, k));
-            }
-            i += LANES;
-        }
-        *s = tree8_ps(acc) * scale;
+pub unsafe fn exp8_array(x: [f32; 8]) -> [f32; 8] {
+    let mut out = [0f32; 8];
+    // SAFETY: 8 readable and writable floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp8(_mm256_loadu_ps(x.as_ptr()))) };
+    out
+}
+
+/// Positions ahead of the current block whose keys or values are prefetched: the cache of a long context
+/// lives in memory, not in cache, and one task streams one head's positions in order.
+const PREFETCH_AHEAD: usize = 32;
+
+/// Prefetches the f16 rows `from..from+8` (those below `end`) of a head, `stride` elements apart.
+///
+/// # Safety
+/// AVX2. (Prefetching never faults; addresses are computed only for rows inside the slice.)
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn prefetch_rows(base: *const u16, stride: usize, hd: usize, from: usize, end: usize) {
+    if from >= end {
+        return;
+    }
+    let rows = (end - from).min(LANES);
+    // The rows are contiguous when stride == hd (the KV cache layout); prefetch by cache line.
+    let start = base.wrapping_add(from * stride) as *const i8;
+    let bytes = ((rows - 1) * stride + hd) * 2;
+    let mut off = 0;
+    while off < bytes {
+        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off));
+        off += 64;
     }
 }
 
-/// See [`super::weighted_sum`].
+/// Converts `count` (<= 8) rows of `hd` f16 values starting at `src` (rows `stride` apart) into `dst`
+/// (rows `hd` apart).
 ///
 /// # Safety
-/// AVX2 and F16C available; bounds as asserted by [`super::weighted_sum`].
+/// AVX2 and F16C; the rows are readable, `dst` holds `8 * hd` floats.
+#[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub unsafe fn weighted_sum(w: &[f32], values: &[f16], stride: usize, out: &mut [f32]) {
-    let hd = out.len();
-    let vp = values.as_ptr() as *const u16;
-    // Up to 64 dimensions at a time stay in registers while the positions stream past.
-    let mut d0 = 0;
-    while d0 < hd {
-        let width = (hd - d0).min(64);
-        let nv = width / LANES;
-        let mut acc = [_mm256_setzero_ps(); 8];
-        for (j, &p) in w.iter().enumerate() {
-            let pv = _mm256_set1_ps(p);
-            for (k, a) in acc.iter_mut().enumerate().take(nv) {
-                // SAFETY: j*stride + d0 + 8k + 8 <= values.len() (caller's bounds).
-                unsafe {
-                    let v = _mm256_cvtph_ps(_mm_loadu_si128(
-                        vp.add(j * stride + d0 + k * LANES) as *const __m128i
-                    ));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, v));
-                }
+unsafe fn convert_rows(src: *const u16, stride: usize, count: usize, hd: usize, dst: *mut f32) {
+    for j in 0..count {
+        for c in (0..hd).step_by(LANES) {
+            // SAFETY: the caller's bounds.
+            unsafe {
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * stride + c) as *const __m128i));
+                _mm256_storeu_ps(dst.add(j * hd + c), v);
             }
         }
-        for (k, a) in acc.iter().enumerate().take(nv) {
-            // SAFETY: d0 + 8k + 8 <= out.len().
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(d0 + k * LANES), *a) };
+    }
+}
+
+/// Where [`wsum`] reads values: f16 rows in the cache or rows already converted to f32.
+#[derive(Clone, Copy)]
+enum Src {
+    F16(*const u16),
+    F32(*const f32),
+}
+
+/// `out[c0 .. c0 + 8*NC] += sum_{j < used} p[j] * v_j[..]`, positions in increasing order, with the NC
+/// output vectors in registers (each element's additions stay in order; the vectors are independent).
+///
+/// # Safety
+/// AVX2 and F16C; `p` has `used` floats, rows `0..used` of the source hold `c0 + 8*NC` values at
+/// `stride` apart, `out` has `c0 + 8*NC` floats.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn wsum<const NC: usize>(
+    (p, used, src, stride, out, c0): (*const f32, usize, Src, usize, *mut f32, usize),
+) {
+    // SAFETY: the caller's bounds.
+    unsafe {
+        let mut o: [__m256; NC] = std::array::from_fn(|k| _mm256_loadu_ps(out.add(c0 + k * LANES)));
+        for j in 0..used {
+            let pj = _mm256_set1_ps(*p.add(j));
+            for (k, ok) in o.iter_mut().enumerate() {
+                let at = j * stride + c0 + k * LANES;
+                let v = match src {
+                    Src::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(v.add(at) as *const __m128i)),
+                    Src::F32(v) => _mm256_loadu_ps(v.add(at)),
+                };
+                *ok = _mm256_add_ps(*ok, _mm256_mul_ps(pj, v));
+            }
         }
-        d0 += width;
+        for (k, ok) in o.iter().enumerate() {
+            _mm256_storeu_ps(out.add(c0 + k * LANES), *ok);
+        }
+    }
+}
+
+/// See [`super::attend`]. Keys and values are converted to f32 8 positions at a time, once for all
+/// queries of the group; 8 scores of one query come out of one transposed reduction.
+///
+/// # Safety
+/// AVX2 and F16C available; bounds as asserted by [`super::attend`].
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn attend(
+    queries: &mut [Query<'_>],
+    keys: &[f16],
+    values: &[f16],
+    stride: usize,
+    scale: f32,
+    scratch: &mut AttnScratch,
+) {
+    let hd = queries[0].q.len();
+    let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
+    let padded = maxn.div_ceil(LANES) * LANES;
+    scratch.scores.resize(queries.len() * padded, 0.0);
+    scratch.kv.resize(LANES * hd, 0.0);
+    scratch.sums.resize(queries.len(), 0.0);
+    let kp = keys.as_ptr() as *const u16;
+    let vp = values.as_ptr() as *const u16;
+    let kv = scratch.kv.as_mut_ptr();
+    let scores = scratch.scores.as_mut_ptr();
+    let scalev = _mm256_set1_ps(scale);
+    // SAFETY (whole body): positions < maxn are inside keys/values (caller); score rows are `padded`
+    // long; kv holds 8 rows of hd floats; dims step by 8 up to hd (a multiple of 8).
+    unsafe {
+        // Scores. A lone query converts keys in registers; a group converts 8 keys once into `kv`.
+        // Rows of kv past `count` hold finite leftovers; their scores are never used.
+        let single = queries.len() == 1;
+        let mut jb = 0;
+        while jb < maxn {
+            let count = (maxn - jb).min(LANES);
+            prefetch_rows(kp, stride, hd, jb + PREFETCH_AHEAD, maxn);
+            if !single {
+                convert_rows(kp.add(jb * stride), stride, count, hd, kv);
+            }
+            for (i, query) in queries.iter().enumerate() {
+                if query.npos <= jb {
+                    continue;
+                }
+                let q = query.q.as_ptr();
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for c in (0..hd).step_by(LANES) {
+                    let qc = _mm256_loadu_ps(q.add(c));
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let k = if single {
+                            // Past `count`, reuse the last valid key: finite, and never used.
+                            let jj = (jb + j).min(maxn - 1);
+                            _mm256_cvtph_ps(_mm_loadu_si128(
+                                kp.add(jj * stride + c) as *const __m128i
+                            ))
+                        } else {
+                            _mm256_loadu_ps(kv.add(j * hd + c))
+                        };
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
+                    }
+                }
+                let s = _mm256_mul_ps(reduce8_ps(&acc), scalev);
+                _mm256_storeu_ps(scores.add(i * padded + jb), s);
+            }
+            jb += LANES;
+        }
+
+        // Softmax numerators and their sums.
+        for (i, query) in queries.iter().enumerate() {
+            let row = scores.add(i * padded);
+            let n = query.npos;
+            let valid = |jb: usize| lanes_below(n - jb);
+            let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+            let mut jb = 0;
+            while jb < n {
+                let s = _mm256_loadu_ps(row.add(jb));
+                let s = if n - jb >= LANES {
+                    s
+                } else {
+                    _mm256_blendv_ps(m, s, _mm256_castsi256_ps(valid(jb)))
+                };
+                m = _mm256_max_ps(s, m);
+                jb += LANES;
+            }
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+            let mut max = f32::NEG_INFINITY;
+            for v in lanes {
+                if v > max {
+                    max = v;
+                }
+            }
+            let maxv = _mm256_set1_ps(max);
+            let mut acc = _mm256_setzero_ps();
+            let mut jb = 0;
+            while jb < n {
+                let mut e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row.add(jb)), maxv));
+                if n - jb < LANES {
+                    e = _mm256_and_ps(e, _mm256_castsi256_ps(valid(jb)));
+                }
+                _mm256_storeu_ps(row.add(jb), e);
+                acc = _mm256_add_ps(acc, e);
+                jb += LANES;
+            }
+            scratch.sums[i] = tree8_ps(acc);
+        }
+
+        // Weighted sums of the values, positions in increasing order.
+        for query in queries.iter_mut() {
+            query.out.fill(0.0);
+        }
+        let mut jb = 0;
+        while jb < maxn {
+            let count = (maxn - jb).min(LANES);
+            prefetch_rows(vp, stride, hd, jb + PREFETCH_AHEAD, maxn);
+            if !single {
+                convert_rows(vp.add(jb * stride), stride, count, hd, kv);
+            }
+            for (i, query) in queries.iter_mut().enumerate() {
+                if query.npos <= jb {
+                    continue;
+                }
+                let used = (query.npos - jb).min(LANES);
+                let row = scores.add(i * padded + jb);
+                let out = query.out.as_mut_ptr();
+                let (src, src_stride) = if single {
+                    (Src::F16(vp.add(jb * stride)), stride)
+                } else {
+                    (Src::F32(kv), hd)
+                };
+                // Up to 64 dimensions at a time stay in registers while the positions stream past.
+                let mut c0 = 0;
+                while c0 < hd {
+                    let nc = ((hd - c0) / LANES).min(8);
+                    let args = (row as *const f32, used, src, src_stride, out, c0);
+                    match nc {
+                        8 => wsum::<8>(args),
+                        7 => wsum::<7>(args),
+                        6 => wsum::<6>(args),
+                        5 => wsum::<5>(args),
+                        4 => wsum::<4>(args),
+                        3 => wsum::<3>(args),
+                        2 => wsum::<2>(args),
+                        _ => wsum::<1>(args),
+                    }
+                    c0 += nc * LANES;
+                }
+            }
+            jb += LANES;
+        }
+        for (i, query) in queries.iter_mut().enumerate() {
+            let sum = _mm256_set1_ps(scratch.sums[i]);
+            let out = query.out.as_mut_ptr();
+            for c in (0..hd).step_by(LANES) {
+                _mm256_storeu_ps(out.add(c), _mm256_div_ps(_mm256_loadu_ps(out.add(c)), sum));
+            }
+        }
+    }
+}
+
+/// See [`super::swiglu`]: `x / (1 + exp(-x)) * up`, 8 lanes at a time, the tail one by one with the
+/// scalar functions (the same operations).
+///
+/// # Safety
+/// AVX2 and F16C available; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let full = n / LANES * LANES;
+    let one = _mm256_set1_ps(1.0);
+    let sign = _mm256_set1_ps(-0.0);
+    let mut i = 0;
+    while i < full {
+        // SAFETY: i + 8 <= n for all three slices.
+        unsafe {
+            let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+            let u = _mm256_loadu_ps(up.as_ptr().add(i));
+            let silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(silu, u));
+        }
+        i += LANES;
+    }
+    for j in full..n {
+        out[j] = crate::math::silu(gate[j]) * up[j];
     }
 }

@@ -3,9 +3,21 @@
 //! # Data layout (owned here; [`super::weights`] converts GGUF tensors into it)
 //! A weight matrix `W[N, K]` (N outputs, K inputs) is cut into blocks of [`BLOCK`] = 32 along K. Each
 //! block has an f32 scale `d`, for 4-bit types an f32 minimum `m`, and 32 small integers `q`; the value is
-//! `d*q + m`. 4-bit blocks stay packed as nibbles (16 bytes: byte `j` holds element `j` in its low nibble
-//! and element `j+16` in its high nibble, the ggml order), which halves the memory traffic of decoding;
-//! 8-bit blocks hold 32 `i8`.
+//! `d*q + m`. 4-bit blocks stay packed as nibbles (half the memory traffic of decoding); 8-bit blocks
+//! hold `i8`.
+//!
+//! The integers of each run of 8 blocks (a *group*, blocks `8g..8g+8` of a row) are stored
+//! **interleaved**: the group is 8 slices of 32 bytes, slice `v` holding elements `4v..4v+4` of block
+//! `l` at bytes `4l..4l+4`. Activations use the same arrangement. Why: a byte-wise product of two slices
+//! followed by pairwise widening adds (`maddubs`, `madd`) leaves in 32-bit lane `l` a partial sum of
+//! block `l` only, so the 8 slices add up vertically to the 8 block sums, one per lane, with no
+//! horizontal additions. 4-bit groups are 128 bytes: byte `j` of 32-byte part `u` holds slice `u`'s byte
+//! `j` in its low nibble and slice `u+4`'s in its high nibble.
+//!
+//! The blocks after the last full group of a row (the *tail*, fewer than 8) are stored block by block:
+//! 8-bit blocks as 32 bytes in element order; 4-bit blocks in pairs sharing 32 bytes, byte `j` holding
+//! element `j` of the even block in its low nibble and of the odd block in its high nibble (an odd last
+//! block leaves the high nibbles zero). [`i8_offset`] and [`u4_offset`] locate any element.
 //!
 //! Activations are quantized per 32-block ([`QActs::quantize`]): `amax = max|x|`, `q = round(x*127/amax)`,
 //! `da = amax/127`, and the block sum `sa = da * sum(q)` that turns the weight minimum into one product.
@@ -150,12 +162,14 @@ pub struct QMatrix {
     scale: Vec<f32>,
     /// `rows * blocks` minimums for [`WeightKind::U4`], empty for [`WeightKind::I8`].
     min: Vec<f32>,
-    /// U4: `rows * blocks * 16` bytes of nibbles; I8: `rows * blocks * 32` bytes, each an `i8`'s bits.
+    /// Per row, in the layout of the module docs: U4 nibbles, or I8 values as their bits.
     quants: Vec<u8>,
 }
 
 impl QMatrix {
-    /// A 4-bit matrix from its parts (nibble order as in the module docs; every nibble is a valid value).
+    /// A 4-bit matrix from its parts. `nibbles` holds 16 bytes per block in the ggml order (byte `j`:
+    /// element `j` in the low nibble, element `j+16` in the high nibble); they are repacked into the
+    /// paired layout of the module docs.
     pub fn from_u4(
         rows: usize,
         cols: usize,
@@ -171,6 +185,18 @@ impl QMatrix {
         )?;
         check_len("4-bit weight scales", scale.len(), rows * blocks)?;
         check_len("4-bit weight minimums", min.len(), rows * blocks)?;
+        let row_bytes = u4_row_bytes(blocks);
+        let mut quants = vec![0u8; rows * row_bytes];
+        for (i, src) in nibbles.chunks_exact(BLOCK / 2).enumerate() {
+            let (r, b) = (i / blocks, i % blocks);
+            let row = &mut quants[r * row_bytes..(r + 1) * row_bytes];
+            for (j, &byte) in src.iter().enumerate() {
+                for (e, q) in [(j, byte & 15), (j + BLOCK / 2, byte >> 4)] {
+                    let (at, shift) = u4_offset(blocks, b, e);
+                    row[at] |= q << shift;
+                }
+            }
+        }
         Ok(QMatrix {
             rows,
             cols,
@@ -178,11 +204,11 @@ impl QMatrix {
             kind: WeightKind::U4,
             scale,
             min,
-            quants: nibbles,
+            quants,
         })
     }
 
-    /// An 8-bit matrix from its parts.
+    /// An 8-bit matrix from its parts (`values` row-major in element order).
     pub fn from_i8(
         rows: usize,
         cols: usize,
@@ -192,7 +218,12 @@ impl QMatrix {
         let blocks = check_cols(cols)?;
         check_len("8-bit weight values", values.len(), rows * blocks * BLOCK)?;
         check_len("8-bit weight scales", scale.len(), rows * blocks)?;
-        let quants = values.into_iter().map(|v| v as u8).collect();
+        let row_bytes = blocks * BLOCK;
+        let mut quants = vec![0u8; rows * row_bytes];
+        for (i, &v) in values.iter().enumerate() {
+            let (r, k) = (i / row_bytes, i % row_bytes);
+            quants[r * row_bytes + i8_offset(blocks, k / BLOCK, k % BLOCK)] = v as u8;
+        }
         Ok(QMatrix {
             rows,
             cols,
@@ -273,22 +304,21 @@ impl QMatrix {
     /// converted exactly (Q4_0, Q4_1, Q8_0, Q4_K) this is exactly the file's dequantized value.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.rows && out.len() == self.cols);
+        let q = self.row_quants(r);
         for b in 0..self.blocks {
             let d = self.scale[r * self.blocks + b];
             let dst = &mut out[b * BLOCK..(b + 1) * BLOCK];
             match self.kind {
                 WeightKind::U4 => {
                     let m = self.min[r * self.blocks + b];
-                    let src = &self.quants[(r * self.blocks + b) * 16..][..16];
-                    for j in 0..16 {
-                        dst[j] = d * (src[j] & 15) as f32 + m;
-                        dst[j + 16] = d * (src[j] >> 4) as f32 + m;
+                    for (e, x) in dst.iter_mut().enumerate() {
+                        let (at, shift) = u4_offset(self.blocks, b, e);
+                        *x = d * ((q[at] >> shift) & 15) as f32 + m;
                     }
                 }
                 WeightKind::I8 => {
-                    let src = &self.quants[(r * self.blocks + b) * BLOCK..][..BLOCK];
-                    for j in 0..BLOCK {
-                        dst[j] = d * (src[j] as i8) as f32;
+                    for (e, x) in dst.iter_mut().enumerate() {
+                        *x = d * (q[i8_offset(self.blocks, b, e)] as i8) as f32;
                     }
                 }
             }
@@ -299,7 +329,7 @@ impl QMatrix {
     #[inline(always)]
     pub(crate) fn row_quants(&self, r: usize) -> &[u8] {
         let per_row = match self.kind {
-            WeightKind::U4 => self.blocks * BLOCK / 2,
+            WeightKind::U4 => u4_row_bytes(self.blocks),
             WeightKind::I8 => self.blocks * BLOCK,
         };
         &self.quants[r * per_row..(r + 1) * per_row]
@@ -345,6 +375,46 @@ fn check_len(what: &'static str, seen: usize, expected: usize) -> Result<(), Eng
     Ok(())
 }
 
+/// Blocks per interleaved group (see the module docs).
+pub const GROUP: usize = 8;
+
+/// Byte offset, within a row of `blocks` 8-bit blocks (weights or activations), of element `e` of
+/// block `b` (layout in the module docs).
+#[inline(always)]
+pub fn i8_offset(blocks: usize, b: usize, e: usize) -> usize {
+    let full = blocks / GROUP * GROUP;
+    if b < full {
+        let (g, l) = (b / GROUP, b % GROUP);
+        g * GROUP * BLOCK + (e / 4) * BLOCK + l * 4 + e % 4
+    } else {
+        b * BLOCK + e
+    }
+}
+
+/// Byte offset and nibble shift (0 or 4), within a row of `blocks` 4-bit blocks, of element `e` of
+/// block `b` (layout in the module docs).
+#[inline(always)]
+pub fn u4_offset(blocks: usize, b: usize, e: usize) -> (usize, u32) {
+    let full = blocks / GROUP * GROUP;
+    if b < full {
+        let (g, l, v) = (b / GROUP, b % GROUP, e / 4);
+        let shift = if v >= 4 { 4 } else { 0 };
+        (
+            g * GROUP * BLOCK / 2 + (v % 4) * BLOCK + l * 4 + e % 4,
+            shift,
+        )
+    } else {
+        let t = b - full;
+        (full * BLOCK / 2 + (t / 2) * BLOCK + e, 4 * (t % 2) as u32)
+    }
+}
+
+/// Bytes of one row of 4-bit blocks.
+fn u4_row_bytes(blocks: usize) -> usize {
+    let full = blocks / GROUP * GROUP;
+    full * BLOCK / 2 + (blocks - full).div_ceil(2) * BLOCK
+}
+
 /// Quantizes one block of 32 floats to int8; returns `(scale, integer sum)`.
 ///
 /// `amax = max|x|`; a block whose 127/amax is not finite (all zero, or so tiny that the reciprocal
@@ -383,7 +453,7 @@ pub struct QActs {
     rows: usize,
     cols: usize,
     blocks: usize,
-    /// `rows * cols` int8 values.
+    /// `rows * cols` int8 values, each row in the layout of the module docs.
     q: Vec<i8>,
     /// `rows * blocks` scales `da`.
     d: Vec<f32>,
@@ -409,15 +479,25 @@ impl QActs {
         self.d.resize(rows * blocks, 0.0);
         self.s.resize(rows * blocks, 0.0);
         let one_row = |((x, q), (d, s)): RowParts<'_>| {
-            for (((src, dst), d), s) in x
+            let mut block = [0i8; BLOCK];
+            for (b, ((src, d), s)) in x
                 .chunks_exact(BLOCK)
-                .zip(q.chunks_exact_mut(BLOCK))
                 .zip(d.iter_mut())
                 .zip(s.iter_mut())
+                .enumerate()
             {
-                let (scale, sum) = quantize_block(src, dst);
+                let (scale, sum) = quantize_block(src, &mut block);
                 *d = scale;
                 *s = scale * sum as f32;
+                if b < blocks / GROUP * GROUP {
+                    // Interleaved group: slice v holds elements 4v..4v+4 at bytes 4l..4l+4.
+                    let base = b / GROUP * GROUP * BLOCK + (b % GROUP) * 4;
+                    for (v, four) in block.chunks_exact(4).enumerate() {
+                        q[base + v * BLOCK..base + v * BLOCK + 4].copy_from_slice(four);
+                    }
+                } else {
+                    q[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&block);
+                }
             }
         };
         if parallel {
@@ -448,6 +528,18 @@ impl QActs {
 
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// Pointers to the int8 values, scales and block sums of row `c` and all rows after it (whole-buffer
+    /// provenance, for kernels that step from row to row).
+    #[inline(always)]
+    pub(crate) fn rows_from(&self, c: usize) -> (*const i8, *const f32, *const f32) {
+        assert!(c < self.rows);
+        (
+            self.q[c * self.cols..].as_ptr(),
+            self.d[c * self.blocks..].as_ptr(),
+            self.s[c * self.blocks..].as_ptr(),
+        )
     }
 
     #[inline(always)]
@@ -500,6 +592,17 @@ impl StridedOut {
         // SAFETY: in bounds (checked above); exclusive per the type's invariant.
         unsafe { *self.ptr.add(row * self.stride + col) = v }
     }
+
+    /// Elements `col..col+len` of `row` as a slice.
+    ///
+    /// # Safety
+    /// No other live reference (slice or [`StridedOut::set`]) may touch these elements.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, row: usize, col: usize, len: usize) -> &mut [f32] {
+        assert!(row < self.rows && col + len <= self.stride);
+        // SAFETY: in bounds (checked above); exclusive per the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(row * self.stride + col), len) }
+    }
 }
 
 /// `out[c][col0 + n - n0] = W[n] . x[c]` for weight rows `n0..n1` and every activation row `c`.
@@ -528,29 +631,22 @@ pub fn matmul_rows(
     }
 }
 
-/// Attention scores `scores[j] = (q . k_j) * scale` for `j < scores.len()`, where key `j` is
-/// `keys[j*stride ..][..q.len()]`; the dot product uses the lane structure of the module docs.
-pub fn attention_scores(
-    path: KernelPath,
-    q: &[f32],
-    keys: &[f16],
-    stride: usize,
-    scale: f32,
-    scores: &mut [f32],
-) {
-    let hd = q.len();
-    assert!(hd % LANES == 0);
-    if let Some(last) = scores.len().checked_sub(1) {
-        assert!(keys.len() >= last * stride + hd);
-    }
+/// SwiGLU: `out[i] = silu(gate[i]) * up[i]` with [`crate::math::silu`] (`x / (1 + exp(-x))`),
+/// element-wise, so the SIMD path computes the same bits.
+pub fn swiglu(path: KernelPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == out.len() && up.len() == out.len());
     match path {
-        KernelPath::Scalar => scalar::attention_scores(q, keys, stride, scale, scores),
+        KernelPath::Scalar => {
+            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                *o = crate::math::silu(g) * u;
+            }
+        }
         KernelPath::Avx2 => {
             #[cfg(target_arch = "x86_64")]
             {
                 assert!(KernelPath::Avx2.check_available().is_ok());
-                // SAFETY: the CPU supports AVX2 and F16C (checked above); bounds asserted above.
-                unsafe { avx2::attention_scores(q, keys, stride, scale, scores) }
+                // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
+                unsafe { avx2::swiglu(gate, up, out) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
@@ -558,22 +654,64 @@ pub fn attention_scores(
     }
 }
 
-/// `out[d] = sum_j w[j] * v_j[d]` over `j` in increasing order (each `out[d]` starts at +0.0), where
-/// value `j` is `values[j*stride ..][..out.len()]`. Element-wise, so SIMD over `d` is the same order.
-pub fn weighted_sum(path: KernelPath, w: &[f32], values: &[f16], stride: usize, out: &mut [f32]) {
-    let hd = out.len();
-    assert!(hd % LANES == 0);
-    if let Some(last) = w.len().checked_sub(1) {
-        assert!(values.len() >= last * stride + hd);
+/// One attention query: its vector (one head), the number of cache positions it sees (causal: its own
+/// position + 1), and where its output goes.
+pub struct Query<'a> {
+    pub q: &'a [f32],
+    pub npos: usize,
+    pub out: &'a mut [f32],
+}
+
+/// Buffers of [`attend`], reused between calls.
+#[derive(Default, Debug)]
+pub struct AttnScratch {
+    /// `queries x npos` scores, then softmax numerators.
+    pub(crate) scores: Vec<f32>,
+    /// 8 keys or values converted to f32, shared by all queries of a group.
+    pub(crate) kv: Vec<f32>,
+    /// Per query: the sum of its softmax numerators.
+    pub(crate) sums: Vec<f32>,
+}
+
+/// Softmax attention of a group of queries that share one key/value head of one sequence (the query
+/// heads of a GQA group, for one or several consecutive positions). Key `j` is `keys[j*stride..][..hd]`,
+/// value `j` likewise in `values`. For each query, in this order:
+/// ```text
+/// s_j   = tree8(lanes of q . k_j) * scale                 (lane = dim mod 8, dims in order)
+/// max   = max_j s_j                                       (exact; see below)
+/// e_j   = exp(s_j - max)                                  (crate::math::exp)
+/// sum   = tree8(lanes of sum_j e_j)                       (lane = j mod 8, j in order)
+/// out_d = (sum_j e_j * v_j[d], j in increasing order) / sum
+/// ```
+/// The maximum is exact whatever the order; only the sign of a zero maximum could depend on it, and
+/// `s - (+0) == s - (-0)` for every `s` except a zero `s`, whose `exp` is 1 either way.
+pub fn attend(
+    path: KernelPath,
+    queries: &mut [Query<'_>],
+    keys: &[f16],
+    values: &[f16],
+    stride: usize,
+    scale: f32,
+    scratch: &mut AttnScratch,
+) {
+    let Some(first) = queries.first() else {
+        return;
+    };
+    let hd = first.q.len();
+    assert!(hd % LANES == 0 && hd > 0);
+    let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
+    for q in queries.iter() {
+        assert!(q.q.len() == hd && q.out.len() == hd && q.npos > 0);
     }
+    assert!(keys.len() >= (maxn - 1) * stride + hd && values.len() >= (maxn - 1) * stride + hd);
     match path {
-        KernelPath::Scalar => scalar::weighted_sum(w, values, stride, out),
+        KernelPath::Scalar => scalar::attend(queries, keys, values, stride, scale, scratch),
         KernelPath::Avx2 => {
             #[cfg(target_arch = "x86_64")]
             {
                 assert!(KernelPath::Avx2.check_available().is_ok());
                 // SAFETY: the CPU supports AVX2 and F16C (checked above); bounds asserted above.
-                unsafe { avx2::weighted_sum(w, values, stride, out) }
+                unsafe { avx2::attend(queries, keys, values, stride, scale, scratch) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
@@ -727,22 +865,106 @@ mod tests {
         let mut rng = Lcg(5);
         for hd in [8, 16, 64, 72, 128] {
             let stride = hd * 3 + 8;
-            let npos = 37;
-            let keys: Vec<f16> = (0..npos * stride)
+            let maxn = 37;
+            let keys: Vec<f16> = (0..maxn * stride)
                 .map(|_| f16::from_f32(rng.f32() * 4.0))
                 .collect();
-            let q: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
-            let mut s1 = vec![0f32; npos];
-            let mut s2 = vec![0f32; npos];
-            attention_scores(KernelPath::Scalar, &q, &keys[hd..], stride, 0.125, &mut s1);
-            attention_scores(KernelPath::Avx2, &q, &keys[hd..], stride, 0.125, &mut s2);
-            assert_eq!(bits(&s1), bits(&s2), "scores hd={hd}");
-            let mut o1 = vec![0f32; hd];
-            let mut o2 = vec![0f32; hd];
-            weighted_sum(KernelPath::Scalar, &s1[..npos - 1], &keys, stride, &mut o1);
-            weighted_sum(KernelPath::Avx2, &s1[..npos - 1], &keys, stride, &mut o2);
-            assert_eq!(bits(&o1), bits(&o2), "weighted sum hd={hd}");
+            let values: Vec<f16> = (0..maxn * stride)
+                .map(|_| f16::from_f32(rng.f32() * 4.0))
+                .collect();
+            let qs: Vec<f32> = (0..6 * hd).map(|_| rng.f32() * 3.0).collect();
+            let npos = [1, 8, 9, 30, 36, 37];
+            let run = |path: KernelPath| {
+                let mut outs = vec![f32::NAN; 6 * hd];
+                let mut queries: Vec<Query> = outs
+                    .chunks_exact_mut(hd)
+                    .enumerate()
+                    .map(|(i, out)| Query {
+                        q: &qs[i * hd..(i + 1) * hd],
+                        npos: npos[i],
+                        out,
+                    })
+                    .collect();
+                let mut scratch = AttnScratch::default();
+                attend(
+                    path,
+                    &mut queries,
+                    &keys[hd..],
+                    &values[hd..],
+                    stride,
+                    0.125,
+                    &mut scratch,
+                );
+                drop(queries);
+                outs
+            };
+            let (a, b) = (run(KernelPath::Scalar), run(KernelPath::Avx2));
+            assert!(a.iter().all(|x| x.is_finite()));
+            assert_eq!(bits(&a), bits(&b), "attention hd={hd}");
+            // A query that sees one position copies that value exactly.
+            let v0: Vec<f32> = values[hd..2 * hd].iter().map(|v| v.to_f32()).collect();
+            assert_eq!(bits(&a[..hd]), bits(&v0));
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_exp_is_bitwise_math_exp() {
+        if KernelPath::Avx2.check_available().is_err() {
+            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
+            return;
+        }
+        let mut xs: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            88.72,
+            88.73,
+            -103.0,
+            -103.01,
+            -87.3,
+            -87.4,
+            -100.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+        ];
+        // Every 97th bit pattern: all exponents, both signs, many mantissas.
+        xs.extend((0..u32::MAX / 97).map(|i| f32::from_bits(i * 97)));
+        for x in xs.chunks(8) {
+            let mut buf = [0f32; 8];
+            buf[..x.len()].copy_from_slice(x);
+            // SAFETY: AVX2 checked above.
+            let got = unsafe { avx2::exp8_array(buf) };
+            for (x, g) in x.iter().zip(got) {
+                let want = crate::math::exp(*x);
+                assert!(
+                    want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
+                    "exp({x:e}) = {want:e} but AVX2 gives {g:e}"
+                );
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_swiglu_is_bitwise_scalar() {
+        if KernelPath::Avx2.check_available().is_err() {
+            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
+            return;
+        }
+        let mut rng = Lcg(9);
+        let n = 1000;
+        let mut gate: Vec<f32> = (0..n).map(|_| rng.f32() * 30.0).collect();
+        gate[..6].copy_from_slice(&[0.0, -0.0, 100.0, -100.0, 88.9, -104.0]);
+        let up: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+        swiglu(KernelPath::Scalar, &gate, &up, &mut a);
+        swiglu(KernelPath::Avx2, &gate, &up, &mut b);
+        assert_eq!(bits(&a), bits(&b));
     }
 
     #[test]

@@ -4,24 +4,57 @@
 
 use half::f16;
 
-use super::{BLOCK, LANES, QActs, QMatrix, StridedOut, WeightKind, tree8};
+use super::{
+    AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset,
+    tree8, u4_offset,
+};
 
-/// Exact integer dot product of a 4-bit block (16 nibble bytes) with an int8 block.
+/// Exact integer dot products of one interleaved group (module docs of [`super`]) of weights `w` (128
+/// bytes of nibbles, or 256 bytes of i8 bits) with activations `a` (256 bytes): one sum per block.
 #[inline(always)]
-fn isum_u4(w: &[u8], a: &[i8]) -> i32 {
-    let mut s = 0i32;
-    for j in 0..BLOCK / 2 {
-        s += (w[j] & 15) as i32 * a[j] as i32 + (w[j] >> 4) as i32 * a[j + BLOCK / 2] as i32;
+fn group_isums(q4: bool, w: &[u8], a: &[i8]) -> [i32; GROUP] {
+    // Products of a whole group (each fits i16: at most 128 * 127), then summed per block lane
+    // (j / 4 within each 32-byte slice) in i32.
+    let mut prod = [0i16; GROUP * BLOCK];
+    if q4 {
+        for u in 0..4 {
+            let part = &w[u * BLOCK..(u + 1) * BLOCK];
+            for (j, &byte) in part.iter().enumerate() {
+                prod[u * BLOCK + j] = (byte & 15) as i16 * a[u * BLOCK + j] as i16;
+                prod[(u + 4) * BLOCK + j] = (byte >> 4) as i16 * a[(u + 4) * BLOCK + j] as i16;
+            }
+        }
+    } else {
+        for (p, (&wv, &av)) in prod.iter_mut().zip(w.iter().zip(a)) {
+            *p = (wv as i8) as i16 * av as i16;
+        }
     }
-    s
+    // Vertical sums over the 8 slices (byte j of every slice belongs to block j / 4), then 4 per block.
+    let mut column = [0i32; BLOCK];
+    for slice in prod.chunks_exact(BLOCK) {
+        for (c, &p) in column.iter_mut().zip(slice) {
+            *c += p as i32;
+        }
+    }
+    let mut sums = [0i32; GROUP];
+    for (s, four) in sums.iter_mut().zip(column.chunks_exact(4)) {
+        *s = (four[0] + four[1]) + (four[2] + four[3]);
+    }
+    sums
 }
 
-/// Exact integer dot product of two int8 blocks (`w` holds i8 bits).
+/// Exact integer dot product of tail block `b` (stored block by block, module docs of [`super`]).
 #[inline(always)]
-fn isum_i8(w: &[u8], a: &[i8]) -> i32 {
+fn tail_isum(q4: bool, w: &[u8], a: &[i8], blocks: usize, b: usize) -> i32 {
     let mut s = 0i32;
-    for j in 0..BLOCK {
-        s += (w[j] as i8) as i32 * a[j] as i32;
+    for e in 0..BLOCK {
+        let q = if q4 {
+            let (at, shift) = u4_offset(blocks, b, e);
+            ((w[at] >> shift) & 15) as i32
+        } else {
+            (w[i8_offset(blocks, b, e)] as i8) as i32
+        };
+        s += q * a[i8_offset(blocks, b, e)] as i32;
     }
     s
 }
@@ -29,6 +62,8 @@ fn isum_i8(w: &[u8], a: &[i8]) -> i32 {
 /// One output: weight row `n` against activation row `c`.
 #[inline]
 fn dot_row(w: &QMatrix, n: usize, x: &QActs, c: usize) -> f32 {
+    let q4 = w.kind() == WeightKind::U4;
+    let nb = w.blocks();
     let wq = w.row_quants(n);
     let dw = w.row_scale(n);
     let mw = w.row_min(n);
@@ -36,25 +71,22 @@ fn dot_row(w: &QMatrix, n: usize, x: &QActs, c: usize) -> f32 {
     let da = x.row_d(c);
     let sa = x.row_s(c);
     let mut acc = [0f32; LANES];
-    match w.kind() {
-        WeightKind::U4 => {
-            for b in 0..w.blocks() {
-                let isum = isum_u4(&wq[b * 16..b * 16 + 16], &aq[b * BLOCK..(b + 1) * BLOCK]);
-                let t = (dw[b] * da[b]) * isum as f32;
-                let u = mw[b] * sa[b];
-                acc[b % LANES] += t + u;
-            }
+    // Block b's contribution, added to lane b % 8.
+    let mut add = |b: usize, isum: i32| {
+        let t = (dw[b] * da[b]) * isum as f32;
+        acc[b % LANES] += if q4 { t + mw[b] * sa[b] } else { t };
+    };
+    let groups = nb / GROUP;
+    let wbytes = if q4 { GROUP * BLOCK / 2 } else { GROUP * BLOCK };
+    for g in 0..groups {
+        let w = &wq[g * wbytes..(g + 1) * wbytes];
+        let a = &aq[g * GROUP * BLOCK..(g + 1) * GROUP * BLOCK];
+        for (l, isum) in group_isums(q4, w, a).into_iter().enumerate() {
+            add(g * GROUP + l, isum);
         }
-        WeightKind::I8 => {
-            for b in 0..w.blocks() {
-                let isum = isum_i8(
-                    &wq[b * BLOCK..(b + 1) * BLOCK],
-                    &aq[b * BLOCK..(b + 1) * BLOCK],
-                );
-                let t = (dw[b] * da[b]) * isum as f32;
-                acc[b % LANES] += t;
-            }
-        }
+    }
+    for b in groups * GROUP..nb {
+        add(b, tail_isum(q4, wq, aq, nb, b));
     }
     tree8(acc)
 }
@@ -68,29 +100,51 @@ pub fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOu
     }
 }
 
-/// See [`super::attention_scores`].
-pub fn attention_scores(q: &[f32], keys: &[f16], stride: usize, scale: f32, scores: &mut [f32]) {
-    let hd = q.len();
-    for (j, s) in scores.iter_mut().enumerate() {
-        let k = &keys[j * stride..j * stride + hd];
-        let mut acc = [0f32; LANES];
-        for i in (0..hd).step_by(LANES) {
-            for l in 0..LANES {
-                acc[l] += q[i + l] * k[i + l].to_f32();
+/// See [`super::attend`]: each query on its own, in the documented order.
+pub fn attend(
+    queries: &mut [Query<'_>],
+    keys: &[f16],
+    values: &[f16],
+    stride: usize,
+    scale: f32,
+    scratch: &mut AttnScratch,
+) {
+    let scores = &mut scratch.scores;
+    for query in queries.iter_mut() {
+        let (q, hd) = (query.q, query.q.len());
+        scores.clear();
+        for j in 0..query.npos {
+            let k = &keys[j * stride..j * stride + hd];
+            let mut acc = [0f32; LANES];
+            for i in (0..hd).step_by(LANES) {
+                for l in 0..LANES {
+                    acc[l] += q[i + l] * k[i + l].to_f32();
+                }
+            }
+            scores.push(tree8(acc) * scale);
+        }
+        let mut max = f32::NEG_INFINITY;
+        for &s in scores.iter() {
+            if s > max {
+                max = s;
             }
         }
-        *s = tree8(acc) * scale;
-    }
-}
-
-/// See [`super::weighted_sum`].
-pub fn weighted_sum(w: &[f32], values: &[f16], stride: usize, out: &mut [f32]) {
-    let hd = out.len();
-    out.fill(0.0);
-    for (j, &p) in w.iter().enumerate() {
-        let v = &values[j * stride..j * stride + hd];
-        for (o, x) in out.iter_mut().zip(v) {
-            *o += p * x.to_f32();
+        let mut lanes = [0f32; LANES];
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s = crate::math::exp(*s - max);
+            lanes[j % LANES] += *s;
+        }
+        let sum = tree8(lanes);
+        let out = &mut *query.out;
+        out.fill(0.0);
+        for (j, &p) in scores.iter().enumerate() {
+            let v = &values[j * stride..j * stride + hd];
+            for (o, x) in out.iter_mut().zip(v) {
+                *o += p * x.to_f32();
+            }
+        }
+        for o in out.iter_mut() {
+            *o /= sum;
         }
     }
 }
