@@ -46,10 +46,7 @@ fn setup() -> Setup {
 
 fn engine(c: &mut Criterion) {
     let s = setup();
-    let threads = std::env::var("LLMZIP_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(2);
+    let threads = std::env::var("LLMZIP_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
     let mut paths = vec![KernelPath::Scalar];
     if KernelPath::Avx2.check_available().is_ok() {
         paths.push(KernelPath::Avx2);
@@ -57,31 +54,23 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     for &path in &paths {
-        let opts = EngineOptions {
-            threads,
-            kernel: Some(path),
-        };
+        let opts = EngineOptions { threads, kernel: Some(path) };
         let model = LlamaModel::load(&s.content, &s.bytes, &opts).expect("load");
         let vocab = model.vocab_size() as u32;
-        let tokens: Vec<u32> = (0..s.prefill_len as u32)
-            .map(|i| (i * 7919 + 13) % vocab)
-            .collect();
+        let tokens: Vec<u32> = (0..s.prefill_len as u32).map(|i| (i * 7919 + 13) % vocab).collect();
         let mut logits = vec![0f32; 256 * model.vocab_size()];
 
         group.throughput(Throughput::Elements(tokens.len() as u64));
-        group.bench_function(
-            BenchmarkId::new(format!("prefill/{}", path.name()), tokens.len()),
-            |b| {
-                let mut cache = model.new_cache(tokens.len());
-                b.iter(|| {
-                    cache.clear();
-                    for slice in tokens.chunks(256) {
-                        let out = &mut logits[..slice.len() * model.vocab_size()];
-                        model.prefill(&mut cache, slice, out).expect("prefill");
-                    }
-                })
-            },
-        );
+        group.bench_function(BenchmarkId::new(format!("prefill/{}", path.name()), tokens.len()), |b| {
+            let mut cache = model.new_cache(tokens.len());
+            b.iter(|| {
+                cache.clear();
+                for slice in tokens.chunks(256) {
+                    let out = &mut logits[..slice.len() * model.vocab_size()];
+                    model.prefill(&mut cache, slice, out).expect("prefill");
+                }
+            })
+        });
 
         let mut base = model.new_cache(s.decode_at + 64);
         for slice in tokens[..s.decode_at].chunks(256) {
@@ -93,21 +82,16 @@ fn engine(c: &mut Criterion) {
             let mut caches: Vec<_> = (0..batch).map(|_| base.clone()).collect();
             let step_tokens: Vec<u32> = (0..batch as u32).map(|i| (i * 31 + 7) % vocab).collect();
             group.throughput(Throughput::Elements(batch as u64));
-            group.bench_function(
-                BenchmarkId::new(format!("step/{}", path.name()), batch),
-                |b| {
-                    b.iter(|| {
-                        // Stay around the same position: drop the step taken in the previous iteration.
-                        for c in caches.iter_mut() {
-                            c.truncate(s.decode_at);
-                        }
-                        let mut refs: Vec<&mut _> = caches.iter_mut().collect();
-                        model
-                            .step(&mut refs, &step_tokens, &mut step_logits)
-                            .expect("step");
-                    })
-                },
-            );
+            group.bench_function(BenchmarkId::new(format!("step/{}", path.name()), batch), |b| {
+                b.iter(|| {
+                    // Stay around the same position: drop the step taken in the previous iteration.
+                    for c in caches.iter_mut() {
+                        c.truncate(s.decode_at);
+                    }
+                    let mut refs: Vec<&mut _> = caches.iter_mut().collect();
+                    model.step(&mut refs, &step_tokens, &mut step_logits).expect("step");
+                })
+            });
         }
     }
     group.finish();

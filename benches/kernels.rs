@@ -10,9 +10,7 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (s >> 56) as u8
         })
         .collect()
@@ -23,10 +21,7 @@ fn matrix(kind: WeightKind, rows: usize, cols: usize) -> QMatrix {
     let scale: Vec<f32> = bytes(blocks, 1).iter().map(|&b| b as f32 * 1e-4).collect();
     match kind {
         WeightKind::U4 => {
-            let min = bytes(blocks, 2)
-                .iter()
-                .map(|&b| -(b as f32) * 1e-3)
-                .collect();
+            let min = bytes(blocks, 2).iter().map(|&b| -(b as f32) * 1e-3).collect();
             QMatrix::from_u4(rows, cols, bytes(blocks * 16, 3), scale, min).unwrap()
         }
         WeightKind::I8 => {
@@ -46,10 +41,7 @@ fn kernels(c: &mut Criterion) {
     for kind in [WeightKind::U4, WeightKind::I8] {
         let w = matrix(kind, n, k);
         for batch in [1usize, 64] {
-            let xs: Vec<f32> = bytes(batch * k, 5)
-                .iter()
-                .map(|&b| b as f32 / 128.0 - 1.0)
-                .collect();
+            let xs: Vec<f32> = bytes(batch * k, 5).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
             let mut x = QActs::new();
             x.quantize(&xs, batch, k, false);
             let mut out = vec![0f32; batch * n];

@@ -32,15 +32,7 @@ impl KvCache {
     /// pages not yet written cost no resident memory.
     pub(crate) fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
         let n = layers * kv_heads * capacity * head_dim;
-        KvCache {
-            layers,
-            kv_heads,
-            head_dim,
-            capacity,
-            len: 0,
-            k: vec![0u16; n],
-            v: vec![0u16; n],
-        }
+        KvCache { layers, kv_heads, head_dim, capacity, len: 0, k: vec![0u16; n], v: vec![0u16; n] }
     }
 
     /// Positions already processed.
@@ -106,9 +98,6 @@ impl KvCache {
         assert!(positions <= self.capacity && head < self.kv_heads);
         let at = (layer * self.kv_heads + head) * self.capacity * self.head_dim;
         let n = positions * self.head_dim;
-        (
-            self.k[at..at + n].reinterpret_cast(),
-            self.v[at..at + n].reinterpret_cast(),
-        )
+        (self.k[at..at + n].reinterpret_cast(), self.v[at..at + n].reinterpret_cast())
     }
 }

@@ -58,9 +58,7 @@ impl LlamaConfig {
                 });
             }
             None => {
-                return Err(EngineError::MissingMetadata {
-                    key: "general.architecture".into(),
-                });
+                return Err(EngineError::MissingMetadata { key: "general.architecture".into() });
             }
         };
         if arch != "llama" {
@@ -70,9 +68,7 @@ impl LlamaConfig {
         let experts = md.usize_or("llama.expert_count", 0)?;
         if experts > 1 {
             return Err(EngineError::UnsupportedShape {
-                what: format!(
-                    "mixture of {experts} experts (only dense llama models are supported)"
-                ),
+                what: format!("mixture of {experts} experts (only dense llama models are supported)"),
             });
         }
         if let Some(Value::String(kind)) = content.metadata.get("llama.rope.scaling.type") {
@@ -159,10 +155,7 @@ struct Meta<'a>(&'a Content);
 
 impl Meta<'_> {
     fn get(&self, key: &str) -> Result<&Value, EngineError> {
-        self.0
-            .metadata
-            .get(key)
-            .ok_or_else(|| EngineError::MissingMetadata { key: key.into() })
+        self.0.metadata.get(key).ok_or_else(|| EngineError::MissingMetadata { key: key.into() })
     }
 
     fn usize(&self, key: &str) -> Result<usize, EngineError> {
@@ -178,20 +171,15 @@ impl Meta<'_> {
             Value::I64(x) => u64::try_from(x).ok(),
             _ => None,
         };
-        n.and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| EngineError::BadMetadata {
-                key: key.into(),
-                seen: format!("{v:?}"),
-                expected: "a non-negative integer".into(),
-            })
+        n.and_then(|n| usize::try_from(n).ok()).ok_or_else(|| EngineError::BadMetadata {
+            key: key.into(),
+            seen: format!("{v:?}"),
+            expected: "a non-negative integer".into(),
+        })
     }
 
     fn usize_or(&self, key: &str, default: usize) -> Result<usize, EngineError> {
-        if self.0.metadata.contains_key(key) {
-            self.usize(key)
-        } else {
-            Ok(default)
-        }
+        if self.0.metadata.contains_key(key) { self.usize(key) } else { Ok(default) }
     }
 
     fn f64(&self, key: &str) -> Result<f64, EngineError> {
@@ -207,11 +195,7 @@ impl Meta<'_> {
     }
 
     fn f64_or(&self, key: &str, default: f64) -> Result<f64, EngineError> {
-        if self.0.metadata.contains_key(key) {
-            self.f64(key)
-        } else {
-            Ok(default)
-        }
+        if self.0.metadata.contains_key(key) { self.f64(key) } else { Ok(default) }
     }
 }
 
@@ -314,18 +298,12 @@ impl LlamaModel {
             .num_threads(threads)
             .thread_name(|i| format!("llmzip-engine-{i}"))
             .build()
-            .map_err(|e| EngineError::ThreadPool {
-                threads,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| EngineError::ThreadPool { threads, message: e.to_string() })?;
         let src = TensorSource { content, file };
         let (dim, ff, q_dim, kv_dim) = (cfg.dim, cfg.ff_dim, cfg.q_dim(), cfg.kv_dim());
         let embed = src.matrix("token_embd.weight", cfg.vocab, dim)?;
-        let head = if src.has("output.weight") {
-            Some(src.matrix("output.weight", cfg.vocab, dim)?)
-        } else {
-            None
-        };
+        let head =
+            if src.has("output.weight") { Some(src.matrix("output.weight", cfg.vocab, dim)?) } else { None };
         let out_norm = src.vector("output_norm.weight", dim)?;
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
@@ -400,12 +378,7 @@ impl LlamaModel {
     /// An empty KV cache for `capacity` positions, allocated once (about
     /// `4 * n_layers * kv_dim` bytes per position; pages are touched only when used).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(
-            self.cfg.n_layers,
-            self.cfg.n_kv_heads,
-            self.cfg.head_dim,
-            capacity,
-        )
+        KvCache::new(self.cfg.n_layers, self.cfg.n_kv_heads, self.cfg.head_dim, capacity)
     }
 
     /// Appends `tokens` after the positions already in `cache` and writes `tokens.len() x vocab` logits
@@ -421,15 +394,8 @@ impl LlamaModel {
         self.check_cache(cache, tokens.len())?;
         self.check_tokens(tokens)?;
         let start = cache.len();
-        let rows: Vec<Row> = tokens
-            .iter()
-            .enumerate()
-            .map(|(t, &token)| Row {
-                cache: 0,
-                pos: start + t,
-                token,
-            })
-            .collect();
+        let rows: Vec<Row> =
+            tokens.iter().enumerate().map(|(t, &token)| Row { cache: 0, pos: start + t, token }).collect();
         self.forward(&mut [cache], &rows, logits);
         Ok(())
     }
@@ -458,11 +424,7 @@ impl LlamaModel {
         let rows: Vec<Row> = tokens
             .iter()
             .enumerate()
-            .map(|(i, &token)| Row {
-                cache: i,
-                pos: caches[i].len(),
-                token,
-            })
+            .map(|(i, &token)| Row { cache: i, pos: caches[i].len(), token })
             .collect();
         self.forward(caches, &rows, logits);
         Ok(())
@@ -505,16 +467,9 @@ impl LlamaModel {
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        if let Some((index, &token)) = tokens
-            .iter()
-            .enumerate()
-            .find(|&(_, &t)| t as usize >= self.cfg.vocab)
+        if let Some((index, &token)) = tokens.iter().enumerate().find(|&(_, &t)| t as usize >= self.cfg.vocab)
         {
-            return Err(EngineError::TokenOutOfRange {
-                token,
-                index,
-                vocab: self.cfg.vocab,
-            });
+            return Err(EngineError::TokenOutOfRange { token, index, vocab: self.cfg.vocab });
         }
         Ok(())
     }
@@ -524,14 +479,8 @@ impl LlamaModel {
         if rows.is_empty() {
             return;
         }
-        let mut scratch = self
-            .scratch
-            .lock()
-            .ok()
-            .and_then(|mut s| s.pop())
-            .unwrap_or_default();
-        self.pool
-            .install(|| self.forward_inner(caches, rows, logits, &mut scratch));
+        let mut scratch = self.scratch.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
+        self.pool.install(|| self.forward_inner(caches, rows, logits, &mut scratch));
         if let Ok(mut s) = self.scratch.lock() {
             s.push(scratch);
         }
@@ -542,13 +491,7 @@ impl LlamaModel {
         }
     }
 
-    fn forward_inner(
-        &self,
-        caches: &mut [&mut KvCache],
-        rows: &[Row],
-        logits: &mut [f32],
-        s: &mut Scratch,
-    ) {
+    fn forward_inner(&self, caches: &mut [&mut KvCache], rows: &[Row], logits: &mut [f32], s: &mut Scratch) {
         let cfg = &self.cfg;
         let n = rows.len();
         let (dim, q_dim, kv_dim, ff) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ff_dim);
@@ -576,9 +519,7 @@ impl LlamaModel {
 
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
-            rows_apply(&mut s.h, dim, &s.x, dim, |h, x| {
-                rms_norm(x, &layer.attn_norm, cfg.rms_eps, h)
-            });
+            rows_apply(&mut s.h, dim, &s.x, dim, |h, x| rms_norm(x, &layer.attn_norm, cfg.rms_eps, h));
             self.quantize(&mut s.acts, &s.h, n, dim);
             self.matmul(&layer.qkv.refs(), &s.acts, &mut s.qkv, layer.qkv.out_dim);
             let rope = &s.rope;
@@ -589,12 +530,7 @@ impl LlamaModel {
                 }
             });
             for (row, qkv) in rows.iter().zip(s.qkv.chunks_exact(qkv_dim)) {
-                caches[row.cache].write(
-                    l,
-                    row.pos,
-                    &qkv[q_dim..q_dim + kv_dim],
-                    &qkv[q_dim + kv_dim..],
-                );
+                caches[row.cache].write(l, row.pos, &qkv[q_dim..q_dim + kv_dim], &qkv[q_dim + kv_dim..]);
             }
             self.attention(l, caches, rows, &s.qkv, &mut s.att);
             self.quantize(&mut s.acts, &s.att, n, q_dim);
@@ -602,16 +538,9 @@ impl LlamaModel {
             add_in_place(&mut s.x, &s.h);
 
             // MLP block.
-            rows_apply(&mut s.h, dim, &s.x, dim, |h, x| {
-                rms_norm(x, &layer.ffn_norm, cfg.rms_eps, h)
-            });
+            rows_apply(&mut s.h, dim, &s.x, dim, |h, x| rms_norm(x, &layer.ffn_norm, cfg.rms_eps, h));
             self.quantize(&mut s.acts, &s.h, n, dim);
-            self.matmul(
-                &layer.gate_up.refs(),
-                &s.acts,
-                &mut s.gate_up,
-                layer.gate_up.out_dim,
-            );
+            self.matmul(&layer.gate_up.refs(), &s.acts, &mut s.gate_up, layer.gate_up.out_dim);
             let kernel = self.kernel;
             rows_apply(&mut s.mlp, ff, &s.gate_up, 2 * ff, |m, gu| {
                 let (g, u) = gu.split_at(ff);
@@ -622,9 +551,7 @@ impl LlamaModel {
             add_in_place(&mut s.x, &s.h);
         }
 
-        rows_apply(&mut s.h, dim, &s.x, dim, |h, x| {
-            rms_norm(x, &self.out_norm, cfg.rms_eps, h)
-        });
+        rows_apply(&mut s.h, dim, &s.x, dim, |h, x| rms_norm(x, &self.out_norm, cfg.rms_eps, h));
         self.quantize(&mut s.acts, &s.h, n, dim);
         let head = self.head.as_ref().unwrap_or(&self.embed);
         self.matmul(&[head], &s.acts, logits, cfg.vocab);
@@ -667,14 +594,7 @@ impl LlamaModel {
     /// up to [`ATTN_TILE`] consecutive positions of one sequence, one key/value head, some of its query
     /// heads); a task converts each key and value once for all its queries. Every query is computed by
     /// [`kernels::attend`] with the same arithmetic whatever the task shape, so the split is free.
-    fn attention(
-        &self,
-        layer: usize,
-        caches: &[&mut KvCache],
-        rows: &[Row],
-        qkv: &[f32],
-        att: &mut [f32],
-    ) {
+    fn attention(&self, layer: usize, caches: &[&mut KvCache], rows: &[Row], qkv: &[f32], att: &mut [f32]) {
         let cfg = &self.cfg;
         let (hd, q_dim, kv_dim) = (cfg.head_dim, cfg.q_dim(), cfg.kv_dim());
         let qkv_dim = q_dim + 2 * kv_dim;
@@ -698,11 +618,7 @@ impl LlamaModel {
             r += len;
         }
         // Few tiles (decoding one or two sequences): one task per query head keeps the threads busy.
-        let heads_per_task = if tiles.len() * cfg.n_kv_heads >= 4 * self.threads {
-            group
-        } else {
-            1
-        };
+        let heads_per_task = if tiles.len() * cfg.n_kv_heads >= 4 * self.threads { group } else { 1 };
         let mut tasks = Vec::with_capacity(tiles.len() * cfg.n_heads / heads_per_task);
         for &(r0, len) in &tiles {
             for h0 in (0..cfg.n_heads).step_by(heads_per_task) {
@@ -730,15 +646,7 @@ impl LlamaModel {
                 }
             }
             ATTN_SCRATCH.with(|s| {
-                kernels::attend(
-                    kernel,
-                    &mut queries,
-                    keys,
-                    values,
-                    hd,
-                    scale,
-                    &mut s.borrow_mut(),
-                )
+                kernels::attend(kernel, &mut queries, keys, values, hd, scale, &mut s.borrow_mut())
             });
         });
     }
@@ -762,9 +670,7 @@ where
     let n = x.len() / width;
     let out = &mut out[..n * out_width];
     if x.len() >= PAR_MIN_ELEMS {
-        out.par_chunks_exact_mut(out_width)
-            .zip(x.par_chunks_exact(width))
-            .for_each(|(o, x)| f(o, x));
+        out.par_chunks_exact_mut(out_width).zip(x.par_chunks_exact(width)).for_each(|(o, x)| f(o, x));
     } else {
         for (o, x) in out.chunks_exact_mut(out_width).zip(x.chunks_exact(width)) {
             f(o, x);
@@ -778,9 +684,7 @@ where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     if x.len() >= PAR_MIN_ELEMS {
-        x.par_chunks_exact_mut(width)
-            .enumerate()
-            .for_each(|(r, x)| f(r, x));
+        x.par_chunks_exact_mut(width).enumerate().for_each(|(r, x)| f(r, x));
     } else {
         for (r, x) in x.chunks_exact_mut(width).enumerate() {
             f(r, x);

@@ -62,34 +62,19 @@ pub enum EngineError {
     #[error("GGUF metadata key '{key}' is missing; the file is not a complete llama GGUF")]
     MissingMetadata { key: String },
     #[error("GGUF metadata key '{key}' has {seen}, expected {expected}")]
-    BadMetadata {
-        key: String,
-        seen: String,
-        expected: String,
-    },
-    #[error(
-        "tensor '{name}' is missing from the GGUF; a llama model needs it (is the file complete?)"
-    )]
+    BadMetadata { key: String, seen: String, expected: String },
+    #[error("tensor '{name}' is missing from the GGUF; a llama model needs it (is the file complete?)")]
     MissingTensor { name: String },
     #[error(
         "tensor '{name}' has type {dtype}, which this engine cannot read; re-export the model as Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 or F32"
     )]
     UnsupportedTensorType { name: String, dtype: String },
     #[error("tensor '{name}' has shape {seen}, expected {expected}")]
-    TensorShape {
-        name: String,
-        seen: String,
-        expected: String,
-    },
+    TensorShape { name: String, seen: String, expected: String },
     #[error(
         "tensor '{name}' needs bytes {start}..{end} of the file but the file has {file_len} bytes; the GGUF is truncated"
     )]
-    TensorOutOfFile {
-        name: String,
-        start: u64,
-        end: u64,
-        file_len: usize,
-    },
+    TensorOutOfFile { name: String, start: u64, end: u64, file_len: usize },
     #[error("model shape not supported: {what}")]
     UnsupportedShape { what: String },
     #[error("reading tensor '{name}' with candle failed: {message}")]
@@ -97,45 +82,21 @@ pub enum EngineError {
     #[error(
         "KV cache full: it holds {len} of {capacity} positions and {adding} more were given; create the cache with a larger capacity or start a new window"
     )]
-    CapacityExceeded {
-        len: usize,
-        capacity: usize,
-        adding: usize,
-    },
-    #[error(
-        "token id {token} at index {index} is out of range: the model's vocabulary has {vocab} tokens"
-    )]
-    TokenOutOfRange {
-        token: u32,
-        index: usize,
-        vocab: usize,
-    },
+    CapacityExceeded { len: usize, capacity: usize, adding: usize },
+    #[error("token id {token} at index {index} is out of range: the model's vocabulary has {vocab} tokens")]
+    TokenOutOfRange { token: u32, index: usize, vocab: usize },
     #[error("{what}: got {seen}, expected {expected}")]
-    LengthMismatch {
-        what: &'static str,
-        seen: usize,
-        expected: usize,
-    },
+    LengthMismatch { what: &'static str, seen: usize, expected: usize },
     #[error(
         "KV cache does not fit this model: it has {seen_layers} layers x {seen_kv_dim} dims, the model needs {layers} x {kv_dim}; create it with this model's new_cache"
     )]
-    CacheMismatch {
-        seen_layers: usize,
-        seen_kv_dim: usize,
-        layers: usize,
-        kv_dim: usize,
-    },
-    #[error(
-        "position {position} is beyond what RoPE supports here (at most {max}); use a shorter context"
-    )]
+    CacheMismatch { seen_layers: usize, seen_kv_dim: usize, layers: usize, kv_dim: usize },
+    #[error("position {position} is beyond what RoPE supports here (at most {max}); use a shorter context")]
     PositionTooLarge { position: usize, max: usize },
     #[error(
         "kernel path '{requested}' is not available on this CPU ({reason}); unset {KERNEL_ENV} or set it to 'scalar'"
     )]
-    KernelUnavailable {
-        requested: &'static str,
-        reason: &'static str,
-    },
+    KernelUnavailable { requested: &'static str, reason: &'static str },
     #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar' or 'avx2'")]
     UnknownKernel { value: String },
     #[error("could not start {threads} engine threads: {message}")]

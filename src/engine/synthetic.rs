@@ -160,18 +160,13 @@ pub fn write_synthetic_llama_with(path: &Path, cfg: &SyntheticConfig, seed: u64)
     let vocab = tokens.len();
     let mut token_type = vec![Value::I32(1); vocab];
     token_type[0] = Value::I32(3);
-    let merges: Vec<Value> = SYNTHETIC_MERGES
-        .iter()
-        .map(|(a, b)| Value::String(format!("{a} {b}")))
-        .collect();
+    let merges: Vec<Value> =
+        SYNTHETIC_MERGES.iter().map(|(a, b)| Value::String(format!("{a} {b}"))).collect();
 
     let u32v = |n: usize| Value::U32(n as u32);
     let metadata: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String("llama".into())),
-        (
-            "general.name",
-            Value::String("llmzip synthetic llama".into()),
-        ),
+        ("general.name", Value::String("llmzip synthetic llama".into())),
         ("llama.context_length", u32v(cfg.context_length)),
         ("llama.embedding_length", u32v(cfg.dim)),
         ("llama.block_count", u32v(cfg.n_layers)),
@@ -184,10 +179,7 @@ pub fn write_synthetic_llama_with(path: &Path, cfg: &SyntheticConfig, seed: u64)
         ("llama.vocab_size", u32v(vocab)),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("smollm".into())),
-        (
-            "tokenizer.ggml.tokens",
-            Value::Array(tokens.into_iter().map(Value::String).collect()),
-        ),
+        ("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect())),
         ("tokenizer.ggml.token_type", Value::Array(token_type)),
         ("tokenizer.ggml.merges", Value::Array(merges)),
         ("tokenizer.ggml.bos_token_id", Value::U32(0)),
@@ -208,66 +200,21 @@ pub fn write_synthetic_llama_with(path: &Path, cfg: &SyntheticConfig, seed: u64)
     let linear = |rng: &mut SplitMix64, rows: usize, cols: usize| {
         rng.vec(rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
     };
-    add(
-        "token_embd.weight".into(),
-        rng.vec(vocab * cfg.dim, 0.5, 0.0),
-        &[vocab, cfg.dim],
-        GgmlDType::Q8_0,
-    )?;
+    add("token_embd.weight".into(), rng.vec(vocab * cfg.dim, 0.5, 0.0), &[vocab, cfg.dim], GgmlDType::Q8_0)?;
     for l in 0..cfg.n_layers {
         let n = |t: &str| format!("blk.{l}.{t}.weight");
         let (d, f) = (cfg.dim, cfg.ff_dim);
         add(n("attn_norm"), rng.vec(d, 0.1, 1.0), &[d], GgmlDType::F32)?;
-        add(
-            n("attn_q"),
-            linear(&mut rng, d, d),
-            &[d, d],
-            GgmlDType::Q4_1,
-        )?;
-        add(
-            n("attn_k"),
-            linear(&mut rng, kv_dim, d),
-            &[kv_dim, d],
-            GgmlDType::Q4_1,
-        )?;
-        add(
-            n("attn_v"),
-            linear(&mut rng, kv_dim, d),
-            &[kv_dim, d],
-            GgmlDType::Q4_1,
-        )?;
-        add(
-            n("attn_output"),
-            linear(&mut rng, d, d),
-            &[d, d],
-            GgmlDType::Q4_1,
-        )?;
+        add(n("attn_q"), linear(&mut rng, d, d), &[d, d], GgmlDType::Q4_1)?;
+        add(n("attn_k"), linear(&mut rng, kv_dim, d), &[kv_dim, d], GgmlDType::Q4_1)?;
+        add(n("attn_v"), linear(&mut rng, kv_dim, d), &[kv_dim, d], GgmlDType::Q4_1)?;
+        add(n("attn_output"), linear(&mut rng, d, d), &[d, d], GgmlDType::Q4_1)?;
         add(n("ffn_norm"), rng.vec(d, 0.1, 1.0), &[d], GgmlDType::F32)?;
-        add(
-            n("ffn_gate"),
-            linear(&mut rng, f, d),
-            &[f, d],
-            GgmlDType::Q4_1,
-        )?;
-        add(
-            n("ffn_up"),
-            linear(&mut rng, f, d),
-            &[f, d],
-            GgmlDType::Q4_1,
-        )?;
-        add(
-            n("ffn_down"),
-            linear(&mut rng, d, f),
-            &[d, f],
-            GgmlDType::Q4_1,
-        )?;
+        add(n("ffn_gate"), linear(&mut rng, f, d), &[f, d], GgmlDType::Q4_1)?;
+        add(n("ffn_up"), linear(&mut rng, f, d), &[f, d], GgmlDType::Q4_1)?;
+        add(n("ffn_down"), linear(&mut rng, d, f), &[d, f], GgmlDType::Q4_1)?;
     }
-    add(
-        "output_norm.weight".into(),
-        rng.vec(cfg.dim, 0.1, 1.0),
-        &[cfg.dim],
-        GgmlDType::F32,
-    )?;
+    add("output_norm.weight".into(), rng.vec(cfg.dim, 0.1, 1.0), &[cfg.dim], GgmlDType::F32)?;
 
     let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -297,10 +244,7 @@ mod tests {
 
     #[test]
     fn merges_build_on_existing_tokens_and_are_new() {
-        let mut known: Vec<String> = bytes_to_unicode()
-            .iter()
-            .map(|&(_, c)| c.to_string())
-            .collect();
+        let mut known: Vec<String> = bytes_to_unicode().iter().map(|&(_, c)| c.to_string()).collect();
         for (a, b) in SYNTHETIC_MERGES {
             assert!(known.iter().any(|k| k == a), "left part {a} unknown");
             assert!(known.iter().any(|k| k == b), "right part {b} unknown");

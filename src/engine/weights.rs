@@ -41,9 +41,7 @@ impl<'a> TensorSource<'a> {
         self.content
             .tensor_infos
             .get(name)
-            .ok_or_else(|| EngineError::MissingTensor {
-                name: name.to_string(),
-            })
+            .ok_or_else(|| EngineError::MissingTensor { name: name.to_string() })
     }
 
     /// The tensor's shape, outermost dimension first (for a weight matrix: `[outputs, inputs]`).
@@ -78,18 +76,10 @@ impl<'a> TensorSource<'a> {
 
     /// Dequantizes any tensor to f32 with candle (the path for types without an exact conversion).
     fn dequantize(&self, name: &str) -> Result<Vec<f32>, EngineError> {
-        let err = |e: candle_core::Error| EngineError::Candle {
-            name: name.to_string(),
-            message: e.to_string(),
-        };
-        let q = self
-            .content
-            .tensor(&mut Cursor::new(self.file), name, &Device::Cpu)
-            .map_err(err)?;
-        q.dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(err)
+        let err =
+            |e: candle_core::Error| EngineError::Candle { name: name.to_string(), message: e.to_string() };
+        let q = self.content.tensor(&mut Cursor::new(self.file), name, &Device::Cpu).map_err(err)?;
+        q.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(err)
     }
 
     /// A weight matrix `[rows = outputs][cols = inputs]`, checked against the expected shape.
@@ -187,10 +177,9 @@ impl<'a> TensorSource<'a> {
         }
         let raw = self.raw(name, info)?;
         match info.ggml_dtype {
-            GgmlDType::F32 => Ok(raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()),
+            GgmlDType::F32 => {
+                Ok(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            }
             _ => self.dequantize(name),
         }
     }
@@ -209,20 +198,13 @@ fn convert_q4k(sb: &[u8], nib: &mut Vec<u8>, scale: &mut Vec<f32>, min: &mut Vec
         let (s, m) = if sub < 4 {
             (sc[sub] & 63, sc[sub + 4] & 63)
         } else {
-            (
-                (sc[sub + 4] & 0x0F) | ((sc[sub - 4] >> 6) << 4),
-                (sc[sub + 4] >> 4) | ((sc[sub] >> 6) << 4),
-            )
+            ((sc[sub + 4] & 0x0F) | ((sc[sub - 4] >> 6) << 4), (sc[sub + 4] >> 4) | ((sc[sub] >> 6) << 4))
         };
         scale.push(d * s as f32);
         min.push(-(dmin * m as f32));
         let bytes = &qs[(sub / 2) * 32..(sub / 2) * 32 + 32];
         let value = |j: usize| {
-            if sub % 2 == 0 {
-                bytes[j] & 0x0F
-            } else {
-                bytes[j] >> 4
-            }
+            if sub % 2 == 0 { bytes[j] & 0x0F } else { bytes[j] >> 4 }
         };
         for j in 0..16 {
             nib.push(value(j) | (value(j + 16) << 4));

@@ -40,10 +40,7 @@ fn tree8_ps(v: __m256) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn lanes_below(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(n as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
 /// One weight block prepared for [`block_dot`]: the unsigned operand, and for 8-bit blocks the
@@ -75,14 +72,7 @@ unsafe fn load_pair<const Q4: bool>(wq: *const u8, b: usize, both: bool) -> [WBl
                 let v = _mm256_loadu_si256(wq.add(b * BLOCK) as *const __m256i);
                 WBlock(_mm256_abs_epi8(v), v)
             };
-            [
-                load(b),
-                if both {
-                    load(b + 1)
-                } else {
-                    WBlock(zero, zero)
-                },
-            ]
+            [load(b), if both { load(b + 1) } else { WBlock(zero, zero) }]
         }
     }
 }
@@ -92,11 +82,7 @@ unsafe fn load_pair<const Q4: bool>(wq: *const u8, b: usize, both: bool) -> [WBl
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn block_pairs<const Q4: bool>(w: WBlock, a: __m256i) -> __m256i {
-    if Q4 {
-        _mm256_maddubs_epi16(w.0, a)
-    } else {
-        _mm256_maddubs_epi16(w.0, _mm256_sign_epi8(a, w.1))
-    }
+    if Q4 { _mm256_maddubs_epi16(w.0, a) } else { _mm256_maddubs_epi16(w.0, _mm256_sign_epi8(a, w.1)) }
 }
 
 /// Activation rows `c0..c0+R` of a product: their int8 values (rows `qs` bytes apart), scales and
@@ -177,10 +163,7 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
                 h[r][half] = if Q4 {
                     // 4-bit: sums of 16 products fit in i16 (16*15*127 = 30480), so two i16
                     // horizontal adds come before the one widening madd.
-                    let s = _mm256_hadd_epi16(
-                        _mm256_hadd_epi16(p[0], p[1]),
-                        _mm256_hadd_epi16(p[2], p[3]),
-                    );
+                    let s = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
                     _mm256_madd_epi16(s, _mm256_set1_epi16(1))
                 } else {
                     let q: [__m256i; 4] = p.map(|v| _mm256_madd_epi16(v, _mm256_set1_epi16(1)));
@@ -190,28 +173,16 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
         }
         let lanes = lanes_below(N);
         let load = |p: *const f32| {
-            if N == 8 {
-                _mm256_loadu_ps(p)
-            } else {
-                _mm256_maskload_ps(p, lanes)
-            }
+            if N == 8 { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, lanes) }
         };
         let dwv = load(dw.add(b0));
-        let mwv = if Q4 {
-            load(mw.add(b0))
-        } else {
-            _mm256_setzero_ps()
-        };
+        let mwv = if Q4 { load(mw.add(b0)) } else { _mm256_setzero_ps() };
         for r in 0..R {
             let lo = _mm256_permute2x128_si256::<0x20>(h[r][0], h[r][1]);
             let hi = _mm256_permute2x128_si256::<0x31>(h[r][0], h[r][1]);
             let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
             let t = _mm256_mul_ps(_mm256_mul_ps(dwv, load(x.d(r, b0))), isum);
-            let v = if Q4 {
-                _mm256_add_ps(t, _mm256_mul_ps(mwv, load(x.s(r, b0))))
-            } else {
-                t
-            };
+            let v = if Q4 { _mm256_add_ps(t, _mm256_mul_ps(mwv, load(x.s(r, b0)))) } else { t };
             acc[r] = _mm256_add_ps(acc[r], v);
         }
     }
@@ -251,10 +222,7 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
             for r in 0..R {
                 let a = x.q(r, b0);
                 let m = |v: usize| {
-                    _mm256_maddubs_epi16(
-                        w[v],
-                        _mm256_loadu_si256(a.add(v * BLOCK) as *const __m256i),
-                    )
+                    _mm256_maddubs_epi16(w[v], _mm256_loadu_si256(a.add(v * BLOCK) as *const __m256i))
                 };
                 // Each i16 lane sums 2 products per slice, 16 over the group: at most 16*15*127 = 30480.
                 let s = _mm256_add_epi16(
@@ -273,8 +241,7 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
                 let a = x.q(r, b0);
                 let p = |v: usize| {
                     let w = _mm256_loadu_si256(wg.add(v * BLOCK) as *const __m256i);
-                    let av =
-                        _mm256_sign_epi8(_mm256_loadu_si256(a.add(v * BLOCK) as *const __m256i), w);
+                    let av = _mm256_sign_epi8(_mm256_loadu_si256(a.add(v * BLOCK) as *const __m256i), w);
                     _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[v], av), ones)
                 };
                 isums[r] = _mm256_add_epi32(
@@ -284,19 +251,11 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
             }
         }
         let dwv = _mm256_loadu_ps(dw.add(b0));
-        let mwv = if Q4 {
-            _mm256_loadu_ps(mw.add(b0))
-        } else {
-            _mm256_setzero_ps()
-        };
+        let mwv = if Q4 { _mm256_loadu_ps(mw.add(b0)) } else { _mm256_setzero_ps() };
         for r in 0..R {
             let isum = _mm256_cvtepi32_ps(isums[r]);
             let t = _mm256_mul_ps(_mm256_mul_ps(dwv, _mm256_loadu_ps(x.d(r, b0))), isum);
-            let v = if Q4 {
-                _mm256_add_ps(t, _mm256_mul_ps(mwv, _mm256_loadu_ps(x.s(r, b0))))
-            } else {
-                t
-            };
+            let v = if Q4 { _mm256_add_ps(t, _mm256_mul_ps(mwv, _mm256_loadu_ps(x.s(r, b0)))) } else { t };
             acc[r] = _mm256_add_ps(acc[r], v);
         }
     }
@@ -308,24 +267,13 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
 /// AVX2 and F16C available; `n < w.rows()`, `c0 + R <= x.rows()`, `x.cols() == w.cols()`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn row_dots<const R: usize, const Q4: bool>(
-    w: &QMatrix,
-    n: usize,
-    x: &QActs,
-    c0: usize,
-) -> [f32; R] {
+unsafe fn row_dots<const R: usize, const Q4: bool>(w: &QMatrix, n: usize, x: &QActs, c0: usize) -> [f32; R] {
     let nb = w.blocks();
     let wq = w.row_quants(n).as_ptr();
     let dw = w.row_scale(n).as_ptr();
     let mw = w.row_min(n).as_ptr();
     let (q, d, s) = x.rows_from(c0);
-    let rows = ActRows::<R> {
-        q,
-        d,
-        s,
-        qs: x.cols(),
-        ds: nb,
-    };
+    let rows = ActRows::<R> { q, d, s, qs: x.cols(), ds: nb };
     let mut acc = [_mm256_setzero_ps(); R];
     let full = nb / LANES * LANES;
     // SAFETY: groups cover blocks 0..nb exactly; rows as guaranteed by the caller.
@@ -398,14 +346,7 @@ unsafe fn matmul_kind<const Q4: bool>(
 /// # Safety
 /// AVX2 and F16C available; arguments as checked by [`super::matmul_rows`].
 #[target_feature(enable = "avx2,f16c")]
-pub unsafe fn matmul_rows(
-    w: &QMatrix,
-    n0: usize,
-    n1: usize,
-    x: &QActs,
-    out: &StridedOut,
-    col0: usize,
-) {
+pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match w.kind() {
@@ -508,11 +449,7 @@ unsafe fn exp8(x: __m256) -> __m256 {
     let mut y = _mm256_blendv_ps(normal, big, k_big);
     y = _mm256_blendv_ps(y, small, k_small);
     // The early returns of the scalar code, last test first so the first one wins.
-    y = _mm256_blendv_ps(
-        y,
-        zero,
-        _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-103.0)),
-    );
+    y = _mm256_blendv_ps(y, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-103.0)));
     y = _mm256_blendv_ps(
         y,
         _mm256_set1_ps(f32::INFINITY),
@@ -666,9 +603,7 @@ pub unsafe fn attend(
                         let k = if single {
                             // Past `count`, reuse the last valid key: finite, and never used.
                             let jj = (jb + j).min(maxn - 1);
-                            _mm256_cvtph_ps(_mm_loadu_si128(
-                                kp.add(jj * stride + c) as *const __m128i
-                            ))
+                            _mm256_cvtph_ps(_mm_loadu_si128(kp.add(jj * stride + c) as *const __m128i))
                         } else {
                             _mm256_loadu_ps(kv.add(j * hd + c))
                         };
@@ -690,11 +625,8 @@ pub unsafe fn attend(
             let mut jb = 0;
             while jb < n {
                 let s = _mm256_loadu_ps(row.add(jb));
-                let s = if n - jb >= LANES {
-                    s
-                } else {
-                    _mm256_blendv_ps(m, s, _mm256_castsi256_ps(valid(jb)))
-                };
+                let s =
+                    if n - jb >= LANES { s } else { _mm256_blendv_ps(m, s, _mm256_castsi256_ps(valid(jb))) };
                 m = _mm256_max_ps(s, m);
                 jb += LANES;
             }
@@ -739,11 +671,8 @@ pub unsafe fn attend(
                 let used = (query.npos - jb).min(LANES);
                 let row = scores.add(i * padded + jb);
                 let out = query.out.as_mut_ptr();
-                let (src, src_stride) = if single {
-                    (Src::F16(vp.add(jb * stride)), stride)
-                } else {
-                    (Src::F32(kv), hd)
-                };
+                let (src, src_stride) =
+                    if single { (Src::F16(vp.add(jb * stride)), stride) } else { (Src::F32(kv), hd) };
                 // Up to 64 dimensions at a time stay in registers while the positions stream past.
                 let mut c0 = 0;
                 while c0 < hd {

@@ -81,9 +81,7 @@ impl KernelPath {
         match value.trim().to_ascii_lowercase().as_str() {
             "scalar" => Ok(KernelPath::Scalar),
             "avx2" => Ok(KernelPath::Avx2),
-            _ => Err(EngineError::UnknownKernel {
-                value: value.to_string(),
-            }),
+            _ => Err(EngineError::UnknownKernel { value: value.to_string() }),
         }
     }
 
@@ -109,21 +107,14 @@ impl KernelPath {
                     Ok(())
                 }
                 #[cfg(not(target_arch = "x86_64"))]
-                Err(EngineError::KernelUnavailable {
-                    requested: "avx2",
-                    reason: "not an x86-64 CPU",
-                })
+                Err(EngineError::KernelUnavailable { requested: "avx2", reason: "not an x86-64 CPU" })
             }
         }
     }
 
     /// The fastest path this CPU supports.
     pub fn best_available() -> Self {
-        if KernelPath::Avx2.check_available().is_ok() {
-            KernelPath::Avx2
-        } else {
-            KernelPath::Scalar
-        }
+        if KernelPath::Avx2.check_available().is_ok() { KernelPath::Avx2 } else { KernelPath::Scalar }
     }
 
     /// Picks the path: an explicit choice wins, then [`KERNEL_ENV`], then the best available. A requested
@@ -178,11 +169,7 @@ impl QMatrix {
         min: Vec<f32>,
     ) -> Result<Self, EngineError> {
         let blocks = check_cols(cols)?;
-        check_len(
-            "4-bit weight bytes",
-            nibbles.len(),
-            rows * blocks * BLOCK / 2,
-        )?;
+        check_len("4-bit weight bytes", nibbles.len(), rows * blocks * BLOCK / 2)?;
         check_len("4-bit weight scales", scale.len(), rows * blocks)?;
         check_len("4-bit weight minimums", min.len(), rows * blocks)?;
         let row_bytes = u4_row_bytes(blocks);
@@ -197,24 +184,11 @@ impl QMatrix {
                 }
             }
         }
-        Ok(QMatrix {
-            rows,
-            cols,
-            blocks,
-            kind: WeightKind::U4,
-            scale,
-            min,
-            quants,
-        })
+        Ok(QMatrix { rows, cols, blocks, kind: WeightKind::U4, scale, min, quants })
     }
 
     /// An 8-bit matrix from its parts (`values` row-major in element order).
-    pub fn from_i8(
-        rows: usize,
-        cols: usize,
-        values: Vec<i8>,
-        scale: Vec<f32>,
-    ) -> Result<Self, EngineError> {
+    pub fn from_i8(rows: usize, cols: usize, values: Vec<i8>, scale: Vec<f32>) -> Result<Self, EngineError> {
         let blocks = check_cols(cols)?;
         check_len("8-bit weight values", values.len(), rows * blocks * BLOCK)?;
         check_len("8-bit weight scales", scale.len(), rows * blocks)?;
@@ -224,15 +198,7 @@ impl QMatrix {
             let (r, k) = (i / row_bytes, i % row_bytes);
             quants[r * row_bytes + i8_offset(blocks, k / BLOCK, k % BLOCK)] = v as u8;
         }
-        Ok(QMatrix {
-            rows,
-            cols,
-            blocks,
-            kind: WeightKind::I8,
-            scale,
-            min: Vec::new(),
-            quants,
-        })
+        Ok(QMatrix { rows, cols, blocks, kind: WeightKind::I8, scale, min: Vec::new(), quants })
     }
 
     /// Quantizes f32 weights `[rows][cols]` to 8-bit blocks with the engine's own fixed rule (the same as
@@ -243,11 +209,7 @@ impl QMatrix {
         check_len("f32 weights", values.len(), rows * cols)?;
         let mut q = vec![0i8; rows * cols];
         let mut scale = vec![0f32; rows * blocks];
-        for (i, (src, dst)) in values
-            .chunks_exact(BLOCK)
-            .zip(q.chunks_exact_mut(BLOCK))
-            .enumerate()
-        {
+        for (i, (src, dst)) in values.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).enumerate() {
             let (d, _) = quantize_block(src, dst);
             scale[i] = d;
         }
@@ -259,10 +221,7 @@ impl QMatrix {
     /// changes no bit; it only shares one quantization of the input and one parallel launch.
     pub fn concat_rows(parts: &[QMatrix]) -> Option<QMatrix> {
         let first = parts.first()?;
-        if parts
-            .iter()
-            .any(|p| p.kind != first.kind || p.cols != first.cols)
-        {
+        if parts.iter().any(|p| p.kind != first.kind || p.cols != first.cols) {
             return None;
         }
         let mut out = QMatrix {
@@ -343,11 +302,7 @@ impl QMatrix {
     /// Empty for [`WeightKind::I8`].
     #[inline(always)]
     pub(crate) fn row_min(&self, r: usize) -> &[f32] {
-        if self.min.is_empty() {
-            &[]
-        } else {
-            &self.min[r * self.blocks..(r + 1) * self.blocks]
-        }
+        if self.min.is_empty() { &[] } else { &self.min[r * self.blocks..(r + 1) * self.blocks] }
     }
 
     pub(crate) fn blocks(&self) -> usize {
@@ -366,11 +321,7 @@ fn check_cols(cols: usize) -> Result<usize, EngineError> {
 
 fn check_len(what: &'static str, seen: usize, expected: usize) -> Result<(), EngineError> {
     if seen != expected {
-        return Err(EngineError::LengthMismatch {
-            what,
-            seen,
-            expected,
-        });
+        return Err(EngineError::LengthMismatch { what, seen, expected });
     }
     Ok(())
 }
@@ -399,10 +350,7 @@ pub fn u4_offset(blocks: usize, b: usize, e: usize) -> (usize, u32) {
     if b < full {
         let (g, l, v) = (b / GROUP, b % GROUP, e / 4);
         let shift = if v >= 4 { 4 } else { 0 };
-        (
-            g * GROUP * BLOCK / 2 + (v % 4) * BLOCK + l * 4 + e % 4,
-            shift,
-        )
+        (g * GROUP * BLOCK / 2 + (v % 4) * BLOCK + l * 4 + e % 4, shift)
     } else {
         let t = b - full;
         (full * BLOCK / 2 + (t / 2) * BLOCK + e, 4 * (t % 2) as u32)
@@ -480,12 +428,7 @@ impl QActs {
         self.s.resize(rows * blocks, 0.0);
         let one_row = |((x, q), (d, s)): RowParts<'_>| {
             let mut block = [0i8; BLOCK];
-            for (b, ((src, d), s)) in x
-                .chunks_exact(BLOCK)
-                .zip(d.iter_mut())
-                .zip(s.iter_mut())
-                .enumerate()
-            {
+            for (b, ((src, d), s)) in x.chunks_exact(BLOCK).zip(d.iter_mut()).zip(s.iter_mut()).enumerate() {
                 let (scale, sum) = quantize_block(src, &mut block);
                 *d = scale;
                 *s = scale * sum as f32;
@@ -504,20 +447,12 @@ impl QActs {
             use rayon::prelude::*;
             x.par_chunks_exact(cols)
                 .zip(self.q.par_chunks_exact_mut(cols))
-                .zip(
-                    self.d
-                        .par_chunks_exact_mut(blocks)
-                        .zip(self.s.par_chunks_exact_mut(blocks)),
-                )
+                .zip(self.d.par_chunks_exact_mut(blocks).zip(self.s.par_chunks_exact_mut(blocks)))
                 .for_each(one_row);
         } else {
             x.chunks_exact(cols)
                 .zip(self.q.chunks_exact_mut(cols))
-                .zip(
-                    self.d
-                        .chunks_exact_mut(blocks)
-                        .zip(self.s.chunks_exact_mut(blocks)),
-                )
+                .zip(self.d.chunks_exact_mut(blocks).zip(self.s.chunks_exact_mut(blocks)))
                 .for_each(one_row);
         }
     }
@@ -579,11 +514,7 @@ impl StridedOut {
     /// `out` must outlive every use, and concurrent users must write disjoint `(row, col)` pairs.
     pub unsafe fn new(out: &mut [f32], rows: usize, stride: usize) -> Self {
         assert!(out.len() >= rows * stride);
-        StridedOut {
-            ptr: out.as_mut_ptr(),
-            rows,
-            stride,
-        }
+        StridedOut { ptr: out.as_mut_ptr(), rows, stride }
     }
 
     #[inline(always)]
@@ -727,10 +658,7 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (self.0 >> 33) as u32
         }
         fn f32(&mut self) -> f32 {
@@ -749,9 +677,7 @@ mod tests {
             }
             WeightKind::I8 => {
                 // Include -128, which a GGUF Q8_0 block may contain.
-                let q = (0..blocks * BLOCK)
-                    .map(|_| rng.next() as u8 as i8)
-                    .collect();
+                let q = (0..blocks * BLOCK).map(|_| rng.next() as u8 as i8).collect();
                 QMatrix::from_i8(rows, cols, q, scale).unwrap()
             }
         }
@@ -795,12 +721,8 @@ mod tests {
             for n in 0..rows {
                 w.dequantize_row(n, &mut wrow);
                 for c in 0..3 {
-                    let exact: f64 = (0..cols)
-                        .map(|k| wrow[k] as f64 * xs[c * cols + k] as f64)
-                        .sum();
-                    let norm: f64 = (0..cols)
-                        .map(|k| (wrow[k] as f64 * xs[c * cols + k] as f64).abs())
-                        .sum();
+                    let exact: f64 = (0..cols).map(|k| wrow[k] as f64 * xs[c * cols + k] as f64).sum();
+                    let norm: f64 = (0..cols).map(|k| (wrow[k] as f64 * xs[c * cols + k] as f64).abs()).sum();
                     let err = (got[c * rows + n] as f64 - exact).abs();
                     assert!(err <= 0.02 * norm, "{kind:?} n={n} c={c}: {err} vs {norm}");
                 }
@@ -866,12 +788,8 @@ mod tests {
         for hd in [8, 16, 64, 72, 128] {
             let stride = hd * 3 + 8;
             let maxn = 37;
-            let keys: Vec<f16> = (0..maxn * stride)
-                .map(|_| f16::from_f32(rng.f32() * 4.0))
-                .collect();
-            let values: Vec<f16> = (0..maxn * stride)
-                .map(|_| f16::from_f32(rng.f32() * 4.0))
-                .collect();
+            let keys: Vec<f16> = (0..maxn * stride).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
+            let values: Vec<f16> = (0..maxn * stride).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
             let qs: Vec<f32> = (0..6 * hd).map(|_| rng.f32() * 3.0).collect();
             let npos = [1, 8, 9, 30, 36, 37];
             let run = |path: KernelPath| {
@@ -879,22 +797,10 @@ mod tests {
                 let mut queries: Vec<Query> = outs
                     .chunks_exact_mut(hd)
                     .enumerate()
-                    .map(|(i, out)| Query {
-                        q: &qs[i * hd..(i + 1) * hd],
-                        npos: npos[i],
-                        out,
-                    })
+                    .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos[i], out })
                     .collect();
                 let mut scratch = AttnScratch::default();
-                attend(
-                    path,
-                    &mut queries,
-                    &keys[hd..],
-                    &values[hd..],
-                    stride,
-                    0.125,
-                    &mut scratch,
-                );
+                attend(path, &mut queries, &keys[hd..], &values[hd..], stride, 0.125, &mut scratch);
                 drop(queries);
                 outs
             };
@@ -973,9 +879,6 @@ mod tests {
         assert_eq!(KernelPath::parse(" AVX2 ").unwrap(), KernelPath::Avx2);
         let err = KernelPath::parse("neon").unwrap_err().to_string();
         assert!(err.contains("'neon'") && err.contains("scalar"), "{err}");
-        assert_eq!(
-            KernelPath::resolve(Some(KernelPath::Scalar)).unwrap(),
-            KernelPath::Scalar
-        );
+        assert_eq!(KernelPath::resolve(Some(KernelPath::Scalar)).unwrap(), KernelPath::Scalar);
     }
 }

@@ -5,8 +5,8 @@
 use half::f16;
 
 use super::{
-    AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset,
-    tree8, u4_offset,
+    AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset, tree8,
+    u4_offset,
 };
 
 /// Exact integer dot products of one interleaved group (module docs of [`super`]) of weights `w` (128

@@ -65,19 +65,11 @@ impl Reference {
                 w2: dense(&format!("{p}.ffn_down.weight"))?,
                 w3: dense(&format!("{p}.ffn_up.weight"))?,
                 attn_norm: RmsNorm::from_qtensor(
-                    ct.tensor(
-                        &mut std::io::Cursor::new(bytes),
-                        &format!("{p}.attn_norm.weight"),
-                        &dev,
-                    )?,
+                    ct.tensor(&mut std::io::Cursor::new(bytes), &format!("{p}.attn_norm.weight"), &dev)?,
                     eps,
                 )?,
                 ffn_norm: RmsNorm::from_qtensor(
-                    ct.tensor(
-                        &mut std::io::Cursor::new(bytes),
-                        &format!("{p}.ffn_norm.weight"),
-                        &dev,
-                    )?,
+                    ct.tensor(&mut std::io::Cursor::new(bytes), &format!("{p}.ffn_norm.weight"), &dev)?,
                     eps,
                 )?,
             });
@@ -117,9 +109,7 @@ impl Reference {
             .map(|i| 1f32 / self.rope_base.powf((2 * i) as f32 / self.rope_dim as f32))
             .collect();
         let theta = Tensor::new(theta.as_slice(), &dev)?.reshape((1, ()))?;
-        let pos = Tensor::arange(0u32, t as u32, &dev)?
-            .to_dtype(DType::F32)?
-            .reshape(((), 1))?;
+        let pos = Tensor::arange(0u32, t as u32, &dev)?.to_dtype(DType::F32)?.reshape(((), 1))?;
         let angles = pos.matmul(&theta)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
         let mask = candle_transformers::utils::build_causal_mask(t, 0, &dev)?;
@@ -131,22 +121,9 @@ impl Reference {
         for layer in &self.layers {
             let residual = x.clone();
             let h = layer.attn_norm.forward(&x)?;
-            let q = layer
-                .wq
-                .forward(&h)?
-                .reshape((1, t, nh, hd))?
-                .transpose(1, 2)?;
-            let k = layer
-                .wk
-                .forward(&h)?
-                .reshape((1, t, nkv, hd))?
-                .transpose(1, 2)?;
-            let v = layer
-                .wv
-                .forward(&h)?
-                .reshape((1, t, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
+            let q = layer.wq.forward(&h)?.reshape((1, t, nh, hd))?.transpose(1, 2)?;
+            let k = layer.wk.forward(&h)?.reshape((1, t, nkv, hd))?.transpose(1, 2)?;
+            let v = layer.wv.forward(&h)?.reshape((1, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
             let q = candle_nn::rotary_emb::rope_i(&q.contiguous()?, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k.contiguous()?, &cos, &sin)?;
             let k = candle_transformers::utils::repeat_kv(k, nh / nkv)?;
