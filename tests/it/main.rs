@@ -5,6 +5,7 @@ mod cli_plan;
 mod common;
 mod container;
 mod engine;
+mod golden;
 mod model;
 mod pipeline;
 mod real;

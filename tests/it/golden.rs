@@ -1,0 +1,63 @@
+//! Golden archives: files committed under tests/golden that must keep decoding byte for byte. They pin
+//! the format, the tokenizer, the quantizer, the coder and the engine's arithmetic at once; a change that
+//! breaks them is a format or ENGINE_VERSION change, and needs new golden files made deliberately with
+//! `cargo test --release --test it golden::regenerate -- --ignored`.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use llmzip::io::NoProgress;
+use llmzip::pipeline::{CodecOptions, compress, decompress};
+
+use crate::common;
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+/// (original, archive, settings) triples.
+fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
+    let synthetic = common::synthetic_model();
+    let real = common::default_model();
+    let with = |model: &Path, force_model: bool| CodecOptions {
+        model: Some(model.to_string_lossy().into_owned()),
+        context: 64,
+        overlap: 16,
+        chunk_bytes: 1024,
+        force_model,
+        ..CodecOptions::default()
+    };
+    vec![
+        ("alice-1500.txt", "alice-1500.synthetic.lz", with(&synthetic, true)),
+        ("odd-bytes.bin", "odd-bytes.synthetic.lz", with(&synthetic, true)),
+        ("alice-1500.txt", "alice-1500.smollm2.lz", with(&real, false)),
+        ("odd-bytes.bin", "odd-bytes.smollm2.lz", with(&real, true)),
+    ]
+}
+
+#[test]
+fn golden_archives_decode_byte_for_byte() {
+    for (original, archive, opts) in cases() {
+        let expected = std::fs::read(golden(original)).unwrap();
+        let bytes = std::fs::read(golden(archive)).unwrap_or_else(|e| panic!("{archive}: {e}"));
+        let mut out = Vec::new();
+        decompress(&mut Cursor::new(&bytes), &mut out, &opts, &NoProgress)
+            .unwrap_or_else(|e| panic!("{archive}: {e}"));
+        assert!(out == expected, "{archive} no longer decodes to {original}");
+        // And compressing again gives the very same bytes: the encoder is as stable as the decoder.
+        let mut again = Vec::new();
+        compress(&mut Cursor::new(&expected), &mut again, &opts, &NoProgress).unwrap();
+        assert!(again == bytes, "compressing {original} no longer gives {archive}");
+    }
+}
+
+#[test]
+#[ignore = "writes new golden files; run by hand when the format or engine version changes"]
+fn regenerate() {
+    for (original, archive, opts) in cases() {
+        let data = std::fs::read(golden(original)).unwrap();
+        let mut out = Vec::new();
+        compress(&mut Cursor::new(&data), &mut out, &opts, &NoProgress).unwrap();
+        std::fs::write(golden(archive), out).unwrap();
+    }
+}
