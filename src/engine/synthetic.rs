@@ -91,21 +91,13 @@ pub const SYNTHETIC_MERGES: &[(&str, &str)] = &[
 /// The token that starts every chunk (and the BOS/EOS id) of the synthetic model.
 pub const SYNTHETIC_END_OF_TEXT: &str = "<|endoftext|>";
 
-/// GPT-2's byte-level alphabet: `(byte, char)` in `bytes_to_unicode` order (the printable bytes keep
-/// their own code point and come first; the other 68 bytes map to U+0100 onwards, in byte order).
+/// GPT-2's byte-level alphabet as `(byte, char)` in `bytes_to_unicode` order: the printable bytes keep
+/// their own code point and come first, the other 68 follow from U+0100, which is the bytes sorted by
+/// their character. The alphabet itself is the tokenizer's ([`crate::tokenizer::byte_to_char`]).
 pub fn bytes_to_unicode() -> Vec<(u8, char)> {
-    let mut printable: Vec<u8> = (b'!'..=b'~').collect();
-    printable.extend(0xA1u8..=0xAC);
-    printable.extend(0xAEu8..=0xFF);
-    let mut out: Vec<(u8, char)> = printable.iter().map(|&b| (b, b as char)).collect();
-    let mut next = 256u32;
-    for b in 0..=255u8 {
-        if !printable.contains(&b) {
-            out.push((b, char::from_u32(next).expect("valid code point")));
-            next += 1;
-        }
-    }
-    out
+    let mut alphabet: Vec<(u8, char)> = (0..=255u8).map(|b| (b, crate::tokenizer::byte_to_char(b))).collect();
+    alphabet.sort_by_key(|&(_, c)| c);
+    alphabet
 }
 
 /// splitmix64: a tiny, well-mixed generator whose output is fixed by its seed forever.
