@@ -1,9 +1,15 @@
 //! Integer matrix-product kernels: multiply-accumulates per second (criterion's "elements" are MACs),
 //! scalar and AVX2, for a 576 -> 1536 product (SmolLM2's gate/up shape) of 4-bit (Q4_1-like) and
-//! 8-bit (Q8_0-like) weights, at batch 1 (decoding) and 64 (prefill).
+//! 8-bit (Q8_0-like) weights, at batch 1 (decoding) and 64 (prefill); and attention (criterion's
+//! "elements" are query-key pairs, 2 * head_dim multiply-adds each) for one SmolLM2 key/value head at
+//! position 1024: a lone query (decoding one sequence), a GQA group of 3 (lock-step decoding) and
+//! 4 positions x 3 heads (a prefill tile).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use llmzip::engine::kernels::{KernelPath, QActs, QMatrix, StridedOut, WeightKind, matmul_rows};
+use half::f16;
+use llmzip::engine::kernels::{
+    AttnScratch, KernelPath, QActs, QMatrix, Query, StridedOut, WeightKind, attend, matmul_rows,
+};
 
 /// Deterministic pseudo-random bytes (an LCG; benches need no statistical quality).
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -59,5 +65,39 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels);
+fn attention(c: &mut Criterion) {
+    let (hd, npos) = (64, 1024);
+    let mut paths = vec![KernelPath::Scalar];
+    if KernelPath::Avx2.check_available().is_ok() {
+        paths.push(KernelPath::Avx2);
+    }
+    let f16s = |seed| -> Vec<f16> {
+        bytes((npos + 4) * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
+    };
+    let (keys, values) = (f16s(6), f16s(7));
+    let mut group = c.benchmark_group("attention_hd64_pos1024");
+    for (name, positions, heads) in [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3)] {
+        let n = positions * heads;
+        let qs: Vec<f32> = bytes(n * hd, 8).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
+        let mut outs = vec![0f32; n * hd];
+        let pairs: usize = (0..positions).map(|t| heads * (npos + t)).sum();
+        group.throughput(Throughput::Elements(pairs as u64));
+        for &path in &paths {
+            let mut scratch = AttnScratch::default();
+            group.bench_function(BenchmarkId::new(name, path.name()), |b| {
+                b.iter(|| {
+                    let mut queries: Vec<Query> = outs
+                        .chunks_exact_mut(hd)
+                        .enumerate()
+                        .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos + i / heads, out })
+                        .collect();
+                    attend(path, &mut queries, &keys, &values, hd, 0.125, &mut scratch);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, attention);
 criterion_main!(benches);

@@ -414,6 +414,26 @@ const LN2_LO: f32 = 1.428_606_8e-6;
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn exp8(x: __m256) -> __m256 {
+    // Softmax arguments (`s - max <= 0`) and SiLU's are almost always in [-87, 88], where the scalar
+    // code takes none of its branches: k = round(x * log2 e) lies in [-126, 127], so `p * 2^k` is the
+    // `normal` case of `exp8_full`. Testing the range once skips the selections; NaN fails the
+    // ordered compares.
+    let in_range = _mm256_and_ps(
+        _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(-87.0)),
+        _mm256_cmp_ps::<_CMP_LE_OQ>(x, _mm256_set1_ps(88.0)),
+    );
+    if _mm256_movemask_ps(in_range) == 0xFF {
+        let (p, k) = exp8_parts(x);
+        let pow = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
+        return _mm256_mul_ps(p, pow);
+    }
+    exp8_full(x)
+}
+
+/// The polynomial `p` and the exponent `k` of [`crate::math::exp`] on 8 lanes (`e^x = p * 2^k`).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn exp8_parts(x: __m256) -> (__m256, __m256i) {
     let zero = _mm256_setzero_ps();
     let one = _mm256_set1_ps(1.0);
     // round_to_i32(x * LOG2_E): add +-0.5 by sign, then truncate.
@@ -432,7 +452,15 @@ unsafe fn exp8(x: __m256) -> __m256 {
     p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 6.0), p));
     p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.5), p));
     p = _mm256_mul_ps(r, _mm256_add_ps(one, p));
-    p = _mm256_add_ps(one, p);
+    (_mm256_add_ps(one, p), k)
+}
+
+/// [`exp8`] for any input: every branch of the scalar code as a selection.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn exp8_full(x: __m256) -> __m256 {
+    let zero = _mm256_setzero_ps();
+    let (p, k) = exp8_parts(x);
     // p * 2^k in the three ranges of the scalar scale_by_pow2.
     let pow = |e: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e));
     let normal = _mm256_mul_ps(p, pow(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
@@ -553,6 +581,108 @@ unsafe fn wsum<const NC: usize>(
     }
 }
 
+/// Lane `j < 4` of the result is `tree8` of `a[j]` ([`reduce8_ps`] for 4 vectors).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn reduce4_ps(a: &[__m256; 4]) -> __m128 {
+    // Lane j: (a_j0+a_j1)+(a_j2+a_j3) in the low half, (a_j4+a_j5)+(a_j6+a_j7) in the high half.
+    let h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h))
+}
+
+/// The scores of two queries against the 8 converted keys in `kv` (rows `hd` apart), 4 keys at a
+/// time: each key load serves both queries, and 8 accumulators leave registers for the operands.
+/// Every score is `tree8(lanes of q . k) * scale`, as for a lone query.
+///
+/// # Safety
+/// AVX2; `qa`, `qb` hold `hd` floats, `kv` 8 rows of `hd`, each output 8 writable floats.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn scores_pair(
+    qa: *const f32,
+    qb: *const f32,
+    kv: *const f32,
+    hd: usize,
+    scale: f32,
+    out: (*mut f32, *mut f32),
+) {
+    let scalev = _mm_set1_ps(scale);
+    // SAFETY: the caller's bounds.
+    unsafe {
+        for half in [0, 4] {
+            let mut acc_a = [_mm256_setzero_ps(); 4];
+            let mut acc_b = [_mm256_setzero_ps(); 4];
+            for c in (0..hd).step_by(LANES) {
+                let (a, b) = (_mm256_loadu_ps(qa.add(c)), _mm256_loadu_ps(qb.add(c)));
+                for j in 0..4 {
+                    let k = _mm256_loadu_ps(kv.add((half + j) * hd + c));
+                    acc_a[j] = _mm256_add_ps(acc_a[j], _mm256_mul_ps(a, k));
+                    acc_b[j] = _mm256_add_ps(acc_b[j], _mm256_mul_ps(b, k));
+                }
+            }
+            _mm_storeu_ps(out.0.add(half), _mm_mul_ps(reduce4_ps(&acc_a), scalev));
+            _mm_storeu_ps(out.1.add(half), _mm_mul_ps(reduce4_ps(&acc_b), scalev));
+        }
+    }
+}
+
+/// `out_a += sum_j pa[j] * v_j` and likewise for `b`, over the 8 converted values in `kv`, positions in
+/// increasing order: [`wsum`] for two queries, 32 dimensions at a time so that each value load serves
+/// both and the 8 sums stay in registers.
+///
+/// # Safety
+/// AVX2; `p.0`, `p.1` hold 8 floats, `kv` 8 rows of `hd`, each output `hd` floats.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn wsum_pair(p: (*const f32, *const f32), kv: *const f32, hd: usize, out: (*mut f32, *mut f32)) {
+    let mut c0 = 0;
+    while c0 < hd {
+        let nc = ((hd - c0) / LANES).min(4);
+        // SAFETY: the caller's bounds; `c0 + 8 * nc <= hd`.
+        unsafe {
+            match nc {
+                4 => wsum_pair_cols::<4>(p, kv, hd, out, c0),
+                3 => wsum_pair_cols::<3>(p, kv, hd, out, c0),
+                2 => wsum_pair_cols::<2>(p, kv, hd, out, c0),
+                _ => wsum_pair_cols::<1>(p, kv, hd, out, c0),
+            }
+        }
+        c0 += nc * LANES;
+    }
+}
+
+/// [`wsum_pair`] for dimensions `c0..c0 + 8 * NC`, the `2 * NC` sums in registers.
+///
+/// # Safety
+/// As [`wsum_pair`], and `c0 + 8 * NC <= hd`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn wsum_pair_cols<const NC: usize>(
+    p: (*const f32, *const f32),
+    kv: *const f32,
+    hd: usize,
+    out: (*mut f32, *mut f32),
+    c0: usize,
+) {
+    // SAFETY: the caller's bounds.
+    unsafe {
+        let mut oa: [__m256; NC] = std::array::from_fn(|k| _mm256_loadu_ps(out.0.add(c0 + k * LANES)));
+        let mut ob: [__m256; NC] = std::array::from_fn(|k| _mm256_loadu_ps(out.1.add(c0 + k * LANES)));
+        for j in 0..LANES {
+            let (pa, pb) = (_mm256_set1_ps(*p.0.add(j)), _mm256_set1_ps(*p.1.add(j)));
+            for k in 0..NC {
+                let v = _mm256_loadu_ps(kv.add(j * hd + c0 + k * LANES));
+                oa[k] = _mm256_add_ps(oa[k], _mm256_mul_ps(pa, v));
+                ob[k] = _mm256_add_ps(ob[k], _mm256_mul_ps(pb, v));
+            }
+        }
+        for k in 0..NC {
+            _mm256_storeu_ps(out.0.add(c0 + k * LANES), oa[k]);
+            _mm256_storeu_ps(out.1.add(c0 + k * LANES), ob[k]);
+        }
+    }
+}
+
 /// See [`super::attend`]. Keys and values are converted to f32 8 positions at a time, once for all
 /// queries of the group; 8 scores of one query come out of one transposed reduction.
 ///
@@ -570,9 +700,11 @@ pub unsafe fn attend(
     let hd = queries[0].q.len();
     let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
     let padded = maxn.div_ceil(LANES) * LANES;
-    scratch.scores.resize(queries.len() * padded, 0.0);
-    scratch.kv.resize(LANES * hd, 0.0);
-    scratch.sums.resize(queries.len(), 0.0);
+    // Buffers only grow: shrinking and regrowing would zero the regrown part at every call. Leftovers
+    // of earlier calls are finite and, like the padding lanes, never reach a result.
+    grow(&mut scratch.scores, queries.len() * padded);
+    grow(&mut scratch.kv, LANES * hd);
+    grow(&mut scratch.sums, queries.len());
     let kp = keys.as_ptr() as *const u16;
     let vp = values.as_ptr() as *const u16;
     let kv = scratch.kv.as_mut_ptr();
@@ -591,7 +723,20 @@ pub unsafe fn attend(
             if !single {
                 convert_rows(kp.add(jb * stride), stride, count, hd, kv);
             }
-            for (i, query) in queries.iter().enumerate() {
+            // Two queries at a time share each key load (see `scores_pair`).
+            let mut i = 0;
+            while !single && i + 1 < queries.len() {
+                let (a, b) = (&queries[i], &queries[i + 1]);
+                if a.npos > jb && b.npos > jb {
+                    let out = (scores.add(i * padded + jb), scores.add((i + 1) * padded + jb));
+                    scores_pair(a.q.as_ptr(), b.q.as_ptr(), kv, hd, scale, out);
+                } else if a.npos > jb || b.npos > jb {
+                    // One of the two has seen all its positions: the other goes alone below.
+                    break;
+                }
+                i += 2;
+            }
+            for (i, query) in queries.iter().enumerate().skip(i) {
                 if query.npos <= jb {
                     continue;
                 }
@@ -664,7 +809,24 @@ pub unsafe fn attend(
             if !single {
                 convert_rows(vp.add(jb * stride), stride, count, hd, kv);
             }
-            for (i, query) in queries.iter_mut().enumerate() {
+            // Two queries at a time share each value load when both use all 8 positions.
+            let mut first = 0;
+            if !single {
+                while first + 1 < queries.len()
+                    && queries[first].npos >= jb + LANES
+                    && queries[first + 1].npos >= jb + LANES
+                {
+                    let (a, b) = queries.split_at_mut(first + 1);
+                    let (qa, qb) = (&mut a[first], &mut b[0]);
+                    let rows = (
+                        scores.add(first * padded + jb) as *const f32,
+                        scores.add((first + 1) * padded + jb) as *const f32,
+                    );
+                    wsum_pair(rows, kv, hd, (qa.out.as_mut_ptr(), qb.out.as_mut_ptr()));
+                    first += 2;
+                }
+            }
+            for (i, query) in queries.iter_mut().enumerate().skip(first) {
                 if query.npos <= jb {
                     continue;
                 }
@@ -700,6 +862,13 @@ pub unsafe fn attend(
                 _mm256_storeu_ps(out.add(c), _mm256_div_ps(_mm256_loadu_ps(out.add(c)), sum));
             }
         }
+    }
+}
+
+/// Makes `v` at least `len` long.
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
     }
 }
 

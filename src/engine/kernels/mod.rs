@@ -401,11 +401,13 @@ pub struct QActs {
     rows: usize,
     cols: usize,
     blocks: usize,
-    /// `rows * cols` int8 values, each row in the layout of the module docs.
+    /// `rows * cols` int8 values, each row in the layout of the module docs (and stale bytes after
+    /// them: buffers only grow).
     q: Vec<i8>,
-    /// `rows * blocks` scales `da`.
+    /// `rows * blocks` scales `da` (then stale values).
     d: Vec<f32>,
-    /// `rows * blocks` products `da * (sum of the block's q)`, for the weight minimum term.
+    /// `rows * blocks` products `da * (sum of the block's q)`, for the weight minimum term (then stale
+    /// values).
     s: Vec<f32>,
 }
 
@@ -423,9 +425,18 @@ impl QActs {
         self.rows = rows;
         self.cols = cols;
         self.blocks = blocks;
-        self.q.resize(rows * cols, 0);
-        self.d.resize(rows * blocks, 0.0);
-        self.s.resize(rows * blocks, 0.0);
+        // The buffers only grow: the widths alternate (model width, MLP width) many times per forward
+        // pass, and resizing down and up again would zero the regrown part each time. Only the first
+        // `rows` rows of the current width are meaningful.
+        if self.q.len() < rows * cols {
+            self.q.resize(rows * cols, 0);
+        }
+        if self.d.len() < rows * blocks {
+            self.d.resize(rows * blocks, 0.0);
+            self.s.resize(rows * blocks, 0.0);
+        }
+        let (q_all, d_all, s_all) =
+            (&mut self.q[..rows * cols], &mut self.d[..rows * blocks], &mut self.s[..rows * blocks]);
         let one_row = |((x, q), (d, s)): RowParts<'_>| {
             let mut block = [0i8; BLOCK];
             for (b, ((src, d), s)) in x.chunks_exact(BLOCK).zip(d.iter_mut()).zip(s.iter_mut()).enumerate() {
@@ -446,13 +457,13 @@ impl QActs {
         if parallel {
             use rayon::prelude::*;
             x.par_chunks_exact(cols)
-                .zip(self.q.par_chunks_exact_mut(cols))
-                .zip(self.d.par_chunks_exact_mut(blocks).zip(self.s.par_chunks_exact_mut(blocks)))
+                .zip(q_all.par_chunks_exact_mut(cols))
+                .zip(d_all.par_chunks_exact_mut(blocks).zip(s_all.par_chunks_exact_mut(blocks)))
                 .for_each(one_row);
         } else {
             x.chunks_exact(cols)
-                .zip(self.q.chunks_exact_mut(cols))
-                .zip(self.d.chunks_exact_mut(blocks).zip(self.s.chunks_exact_mut(blocks)))
+                .zip(q_all.chunks_exact_mut(cols))
+                .zip(d_all.chunks_exact_mut(blocks).zip(s_all.chunks_exact_mut(blocks)))
                 .for_each(one_row);
         }
     }
