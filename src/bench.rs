@@ -58,7 +58,8 @@ impl Tool {
 
     /// This llmzip binary with the given extra compression arguments (model, context...).
     pub fn llmzip(exe: PathBuf, extra: &[OsString]) -> Tool {
-        let mut compress: Vec<OsString> = vec!["c".into(), "-q".into(), "-c".into()];
+        // -v: the statistics line carries the model's ideal code length (see `ideal_from_stats`).
+        let mut compress: Vec<OsString> = vec!["c".into(), "-v".into(), "-c".into()];
         compress.extend(extra.iter().cloned());
         let mut decompress: Vec<OsString> = vec!["d".into(), "-q".into(), "-c".into()];
         // Decompression takes the model from the archive unless it is a local file, which must be passed.
@@ -99,6 +100,8 @@ pub struct Measurement {
     /// Peak resident memory of the compressing and decompressing process, in bytes (None if unknown).
     pub compress_peak: Option<u64>,
     pub decompress_peak: Option<u64>,
+    /// llmzip only: the model's ideal code length in bytes for the windows it coded, and their count.
+    pub ideal: Option<(f64, u64)>,
 }
 
 impl Measurement {
@@ -116,8 +119,8 @@ pub fn measure(
     compressed: &Path,
     restored: &Path,
 ) -> Result<Measurement, BenchError> {
-    let (compress_seconds, compress_peak) = run(tool, &tool.compress, input, compressed, file_label)?;
-    let (decompress_seconds, decompress_peak) =
+    let (compress_seconds, compress_peak, stderr) = run(tool, &tool.compress, input, compressed, file_label)?;
+    let (decompress_seconds, decompress_peak, _) =
         run(tool, &tool.decompress, compressed, restored, file_label)?;
     let original = read(input)?;
     if read(restored)? != original {
@@ -132,7 +135,18 @@ pub fn measure(
         decompress_seconds,
         compress_peak,
         decompress_peak,
+        ideal: ideal_from_stats(&stderr),
     })
+}
+
+/// The model's ideal bytes and window count from llmzip's `-v` statistics line, which ends with
+/// `, model ideal N bytes over W windows` (see [`crate::cli::run::IDEAL_MARK`]); None for other tools.
+fn ideal_from_stats(stderr: &str) -> Option<(f64, u64)> {
+    let tail = stderr.lines().rev().find_map(|l| l.split_once(crate::cli::run::IDEAL_MARK))?.1;
+    let mut words = tail.split_whitespace();
+    let bytes = words.next()?.parse().ok()?;
+    let windows = words.nth(2)?.parse().ok()?;
+    Some((bytes, windows))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BenchError> {
@@ -145,14 +159,15 @@ fn size(path: &Path) -> Result<u64, BenchError> {
         .map_err(|source| BenchError::Io { path: path.to_path_buf(), source })
 }
 
-/// Runs one child with `from` on stdin and `to` as stdout; returns wall seconds and peak RSS.
+/// Runs one child with `from` on stdin and `to` as stdout; returns wall seconds, peak RSS and what it
+/// wrote on stderr.
 fn run(
     tool: &Tool,
     args: &[OsString],
     from: &Path,
     to: &Path,
     file: &str,
-) -> Result<(f64, Option<u64>), BenchError> {
+) -> Result<(f64, Option<u64>, String), BenchError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BenchError::Io { path, source }
@@ -184,7 +199,7 @@ fn run(
             what: format!("exit status {}: {}", status.1, status.2.trim()),
         });
     }
-    Ok((seconds, peak))
+    Ok((seconds, peak, status.2))
 }
 
 /// Waits for `child`, returning (success, exit code, stderr) and its peak RSS in bytes.
@@ -238,6 +253,7 @@ pub fn format_table(rows: &[Row], robot: bool) -> String {
         "decompress s",
         "decompress KB/s",
         "peak MB (c/d)",
+        "model ideal bytes (windows)",
     ];
     if robot {
         out.push_str(&header.join("\t"));
@@ -272,6 +288,7 @@ pub fn format_table(rows: &[Row], robot: bool) -> String {
                     format!("{:.2}", m.decompress_seconds),
                     kbs(m.decompress_seconds),
                     format!("{}/{}", mb(m.compress_peak), mb(m.decompress_peak)),
+                    m.ideal.map_or("-".into(), |(bytes, windows)| format!("{bytes:.0} ({windows})")),
                 ]
             }
         };
@@ -299,6 +316,7 @@ mod tests {
             decompress_seconds: 0.25,
             compress_peak: Some(2_000_000),
             decompress_peak: None,
+            ideal: (tool == "llmzip").then_some((190.4, 3)),
         })
     }
 
@@ -313,14 +331,27 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), 5);
         assert!(
-            lines[3]
-                .starts_with("| f | llmzip | 1000 | 200 | 1.600 | 2.00 | 0.50 | 2.0 | 0.25 | 4.0 | 2/- |"),
+            lines[3].starts_with(
+                "| f | llmzip | 1000 | 200 | 1.600 | 2.00 | 0.50 | 2.0 | 0.25 | 4.0 | 2/- | 190 (3) |"
+            ),
             "{}",
             lines[3]
         );
         assert!(lines[4].contains("skipped: not found on PATH"));
         let tsv = format_table(&rows, true);
-        assert_eq!(tsv.lines().nth(1).unwrap().split('\t').count(), 11);
+        assert_eq!(tsv.lines().nth(1).unwrap().split('\t').count(), 12);
+        assert!(md.lines().nth(2).unwrap().ends_with("| - |"), "xz has no model figure");
+    }
+
+    #[test]
+    fn the_ideal_code_length_is_read_from_the_statistics_line() {
+        let line = format!(
+            "-: 1000 -> 250 bytes, ratio 0.250, 2.000 bits/byte{}240 bytes over 2 windows\n",
+            crate::cli::run::IDEAL_MARK
+        );
+        assert_eq!(ideal_from_stats(&line), Some((240.0, 2)));
+        assert_eq!(ideal_from_stats("-: 1000 -> 250 bytes, ratio 0.250\n"), None);
+        assert_eq!(ideal_from_stats(""), None);
     }
 
     #[test]

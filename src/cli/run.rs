@@ -8,6 +8,7 @@
 //! - `PipelineError: std::error::Error + 'static` whose `source()` chain reaches the `io::Error` of a
 //!   failed read or write (so a closed stdout pipe is recognised; see also [`StdoutSink`]).
 
+use std::fmt::Write as _;
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -246,7 +247,7 @@ pub fn stats_line(op: Operation, name: &str, s: &Stats) -> String {
     let fixed3 = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     let rate = if s.seconds > 0.0 { format!("{:.0}", s.tokens as f64 / s.seconds) } else { "-".to_owned() };
     let verdict = if op == Operation::Test { "OK, " } else { "" };
-    format!(
+    let mut line = format!(
         "{name}: {verdict}{} -> {} bytes, ratio {}, {} bits/byte, {} tokens, {rate} tokens/s, {:.2} s",
         s.input_bytes,
         s.output_bytes,
@@ -254,8 +255,17 @@ pub fn stats_line(op: Operation, name: &str, s: &Stats) -> String {
         fixed3(ratio.map(|r| 8.0 * r)),
         s.tokens,
         s.seconds,
-    )
+    );
+    if op == Operation::Compress && s.windows > 0 {
+        let plural = if s.windows == 1 { "" } else { "s" };
+        let _ = write!(line, "{IDEAL_MARK}{:.0} bytes over {} window{plural}", s.ideal_bits / 8.0, s.windows);
+    }
+    line
 }
+
+/// Introduces the model's ideal code length in the compression `-v` line; `llmzip bench` reads the
+/// figure after it.
+pub const IDEAL_MARK: &str = ", model ideal ";
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,8 @@ pub fn compress(
             Some(payload) if payload.len() < bytes.len() || opts.force_model => {
                 writer.write_chunk(ChunkKind::Coded, &bytes, tokens.len() as u64, &payload)?;
                 stats.tokens += tokens.len() as u64;
+                stats.windows += coder.windows;
+                stats.ideal_bits += coder.ideal_bits;
             }
             _ => {
                 writer.write_chunk(ChunkKind::Stored, &bytes, 0, &bytes)?;
@@ -71,6 +73,9 @@ pub(super) struct ChunkCoder<'s> {
     /// One table per row of a prefill slice, built in parallel, then coded in order.
     tables: Vec<FreqTable>,
     input: Vec<u32>,
+    /// Of the last [`ChunkCoder::encode`]: its windows and the model's ideal bits (see [`Stats`]).
+    pub(super) windows: u64,
+    pub(super) ideal_bits: f64,
 }
 
 impl<'s> ChunkCoder<'s> {
@@ -85,6 +90,8 @@ impl<'s> ChunkCoder<'s> {
             logits: vec![0.0; PREFILL_SLICE * vocab],
             tables: (0..PREFILL_SLICE).map(|_| FreqTable::new(vocab)).collect(),
             input: Vec::with_capacity(context),
+            windows: 0,
+            ideal_bits: 0.0,
         }
     }
 
@@ -96,7 +103,9 @@ impl<'s> ChunkCoder<'s> {
         let mut cost_bits = 0u64;
         let start = [self.session.tokenizer.start_token()];
         let vocab = self.session.engine.vocab_size();
+        (self.windows, self.ideal_bits) = (0, 0.0);
         for window in Schedule::new(tokens.len(), self.context, self.overlap)? {
+            self.windows += 1;
             self.cache.clear();
             self.input.clear();
             self.input.extend_from_slice(window.context_tokens(tokens, &start));
@@ -109,10 +118,11 @@ impl<'s> ChunkCoder<'s> {
                 let skip = first_row.saturating_sub(slice_no * PREFILL_SLICE).min(slice.len());
                 let rows = logits.chunks_exact(vocab).skip(skip);
                 let n = slice.len() - skip;
-                self.session.quantize_rows(rows, &mut self.tables[..n]);
-                for (i, table) in self.tables[..n].iter().enumerate() {
+                self.session.quantize_rows(rows.clone(), &mut self.tables[..n]);
+                for (i, (table, row)) in self.tables[..n].iter().zip(rows).enumerate() {
                     let position = slice_no * PREFILL_SLICE + skip + i;
                     let token = tokens[window.coded.start + position - first_row];
+                    self.ideal_bits += table.model_bits(row[token as usize]);
                     encoder.encode(token, table)?;
                     cost_bits += cost_upper_bits(table.freq(token));
                     coded += 1;

@@ -73,6 +73,11 @@ pub struct Stats {
     pub tokens: u64,
     pub chunks: u64,
     pub stored_chunks: u64,
+    /// Compression only: windows the model-coded chunks were cut into, and the model's ideal code
+    /// length of their tokens in those windows (sum of `-log2 p` under the float softmax). The archive
+    /// is this plus the table rounding, the coder's flush and the container.
+    pub windows: u64,
+    pub ideal_bits: f64,
     pub seconds: f64,
 }
 

@@ -31,6 +31,10 @@ pub struct FreqTable {
     /// Invariant: `cumulative[0] == 0`, `cumulative[i + 1] == cumulative[i] + freqs[i]`, so it is strictly
     /// increasing and ends at `2^24`.
     cumulative: Vec<u32>,
+    /// The largest logit `m` and the sum `s` of `exp(l_i - m)` of the last [`quantize`]: the float
+    /// distribution the table approximates, kept (as bits, so tables stay `Eq`) for
+    /// [`FreqTable::model_bits`]: statistics, not coding.
+    softmax: (u32, u64),
 }
 
 impl FreqTable {
@@ -40,7 +44,8 @@ impl FreqTable {
     /// If `vocab` is 0 or above [`MAX_SYMBOLS`] (a programming error: vocabularies are checked at load).
     pub fn new(vocab: usize) -> Self {
         assert!((1..=MAX_SYMBOLS).contains(&vocab), "vocabulary of {vocab} symbols is outside 1..=2^20");
-        let mut table = Self { freqs: vec![0; vocab], cumulative: vec![0; vocab + 1] };
+        let softmax = (0f32.to_bits(), (vocab as f64).to_bits());
+        let mut table = Self { freqs: vec![0; vocab], cumulative: vec![0; vocab + 1], softmax };
         let base = TOTAL / vocab as u32;
         table.freqs.fill(base);
         table.freqs[0] += TOTAL - base * vocab as u32;
@@ -75,6 +80,14 @@ impl FreqTable {
 
     pub fn freqs(&self) -> &[u32] {
         &self.freqs
+    }
+
+    /// The ideal cost in bits, `-log2 p`, of a symbol whose logit was `logit` under the float softmax
+    /// this table was built from (before the integer rounding and the floor of 1). A statistic for
+    /// reports (the archive's distance from the model's ideal code length); coding never uses it.
+    pub fn model_bits(&self, logit: f32) -> f64 {
+        let (max, sum) = (f32::from_bits(self.softmax.0), f64::from_bits(self.softmax.1));
+        (crate::math::ln_f64(sum) - (logit - max) as f64) / std::f64::consts::LN_2
     }
 
     fn rebuild_cumulative(&mut self) {
@@ -121,6 +134,7 @@ pub fn quantize(logits: &[f32], table: &mut FreqTable) {
         sum += v as f64;
         *slot = v.to_bits();
     }
+    table.softmax = (max.to_bits(), sum.to_bits());
     let scale = (TOTAL - vocab as u32) as f64 / sum;
     let mut total = 0u64;
     let (mut best, mut best_f) = (0usize, 0u32);

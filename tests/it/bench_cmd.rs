@@ -76,5 +76,5 @@ fn bench_robot_output_is_tab_separated() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines.iter().all(|l| l.split('\t').count() == 11), "{stdout}");
+    assert!(lines.iter().all(|l| l.split('\t').count() == 12), "{stdout}");
 }
