@@ -2,19 +2,17 @@
 //! The mirror image of `decompress.rs`.
 
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
+use super::predict::Predictor;
 use super::segment::ChunkReader;
 use super::session::Session;
-use super::window::Schedule;
 use super::{CodecOptions, PipelineError, Stats};
 use crate::coder::Encoder;
 use crate::container::{ArchiveWriter, ChunkKind};
 use crate::io::Progress;
-use crate::quant::{FreqTable, PRECISION_BITS};
-
-/// Positions per engine prefill call: bounds the logits buffer (rows x vocabulary x 4 bytes).
-pub(super) const PREFILL_SLICE: usize = 128;
+use crate::quant::PRECISION_BITS;
 
 /// Tokens coded before deciding whether a chunk is worth model-coding at all (binary data is stored).
 const PROBE_TOKENS: usize = 512;
@@ -64,15 +62,9 @@ pub fn compress(
 /// Codes one chunk's tokens; owns the scratch buffers reused across chunks.
 pub(super) struct ChunkCoder<'s> {
     session: &'s Session,
-    context: usize,
-    overlap: usize,
+    predictor: Predictor<'s>,
     /// Skip the probe that gives up on chunks the model cannot shrink.
     force: bool,
-    cache: crate::engine::KvCache,
-    logits: Vec<f32>,
-    /// One table per row of a prefill slice, built in parallel, then coded in order.
-    tables: Vec<FreqTable>,
-    input: Vec<u32>,
     /// Of the last [`ChunkCoder::encode`]: its windows and the model's ideal bits (see [`Stats`]).
     pub(super) windows: u64,
     pub(super) ideal_bits: f64,
@@ -80,64 +72,34 @@ pub(super) struct ChunkCoder<'s> {
 
 impl<'s> ChunkCoder<'s> {
     pub(super) fn new(session: &'s Session, context: usize, overlap: usize, force: bool) -> Self {
-        let vocab = session.engine.vocab_size();
-        Self {
-            session,
-            context,
-            overlap,
-            force,
-            cache: session.engine.new_cache(context),
-            logits: vec![0.0; PREFILL_SLICE * vocab],
-            tables: (0..PREFILL_SLICE).map(|_| FreqTable::new(vocab)).collect(),
-            input: Vec::with_capacity(context),
-            windows: 0,
-            ideal_bits: 0.0,
-        }
+        let predictor = Predictor::new(session, context, overlap);
+        Self { session, predictor, force, windows: 0, ideal_bits: 0.0 }
     }
 
     /// The range-coded payload for `tokens`, or `None` when the first [`PROBE_TOKENS`] already cost more
     /// bits than the raw bytes would (binary data: the caller stores the chunk instead).
     pub(super) fn encode(&mut self, tokens: &[u32]) -> Result<Option<Vec<u8>>, PipelineError> {
         let mut encoder = Encoder::new();
-        let mut coded = 0usize;
-        let mut cost_bits = 0u64;
-        let start = [self.session.tokenizer.start_token()];
-        let vocab = self.session.engine.vocab_size();
-        (self.windows, self.ideal_bits) = (0, 0.0);
-        for window in Schedule::new(tokens.len(), self.context, self.overlap)? {
-            self.windows += 1;
-            self.cache.clear();
-            self.input.clear();
-            self.input.extend_from_slice(window.context_tokens(tokens, &start));
-            let first_row = self.input.len() - 1;
-            self.input.extend_from_slice(&tokens[window.coded.start..window.coded.end - 1]);
-            for (slice_no, slice) in self.input.chunks(PREFILL_SLICE).enumerate() {
-                let logits = &mut self.logits[..slice.len() * vocab];
-                self.session.engine.prefill(&mut self.cache, slice, logits)?;
-                // Rows before `first_row` predict context tokens, which are not coded.
-                let skip = first_row.saturating_sub(slice_no * PREFILL_SLICE).min(slice.len());
-                let rows = logits.chunks_exact(vocab).skip(skip);
-                let n = slice.len() - skip;
-                self.session.quantize_rows(rows.clone(), &mut self.tables[..n]);
-                for (i, (table, row)) in self.tables[..n].iter().zip(rows).enumerate() {
-                    let position = slice_no * PREFILL_SLICE + skip + i;
-                    let token = tokens[window.coded.start + position - first_row];
-                    self.ideal_bits += table.model_bits(row[token as usize]);
-                    encoder.encode(token, table)?;
-                    cost_bits += cost_upper_bits(table.freq(token));
-                    coded += 1;
-                    if !self.force && coded == PROBE_TOKENS.min(tokens.len()) {
-                        let tokenizer = &self.session.tokenizer;
-                        let probe_bytes: usize =
-                            tokens[..coded].iter().map(|&t| tokenizer.token_bytes(t).len()).sum();
-                        if cost_bits >= 8 * probe_bytes as u64 {
-                            return Ok(None);
-                        }
-                    }
+        let (mut coded, mut cost_bits, mut ideal_bits) = (0usize, 0u64, 0.0f64);
+        let mut gave_up = false;
+        let (force, tokenizer) = (self.force, &self.session.tokenizer);
+        self.windows = self.predictor.run(tokens, |p| {
+            ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
+            encoder.encode(p.token, p.table)?;
+            cost_bits += cost_upper_bits(p.table.freq(p.token));
+            coded += 1;
+            if !force && coded == PROBE_TOKENS.min(tokens.len()) {
+                let probe_bytes: usize =
+                    tokens[..coded].iter().map(|&t| tokenizer.token_bytes(t).len()).sum();
+                if cost_bits >= 8 * probe_bytes as u64 {
+                    gave_up = true;
+                    return Ok(ControlFlow::Break(()));
                 }
             }
-        }
-        Ok(Some(encoder.finish()))
+            Ok(ControlFlow::Continue(()))
+        })?;
+        self.ideal_bits = ideal_bits;
+        Ok(if gave_up { None } else { Some(encoder.finish()) })
     }
 }
 

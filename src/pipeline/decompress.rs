@@ -9,7 +9,8 @@
 use std::io::{Read, Seek, Write};
 use std::time::Instant;
 
-use super::compress::{CountingWriter, PREFILL_SLICE};
+use super::compress::CountingWriter;
+use super::predict::PREFILL_SLICE;
 use super::session::Session;
 use super::window::{Schedule, Window};
 use super::{CodecOptions, PipelineError, Stats};

@@ -1,17 +1,19 @@
 //! `llmzip eval`: how many bits the model would need for a text, without writing an archive.
 //!
 //! Two figures per text: the ideal code length under the model's float distribution (sum of -log2 p of
-//! each actual token, softmax in f64), and the code length under the integer tables the coder really uses.
+//! each actual token, p = e/s from the quantizer's own exponentials and f64 sum), and the code length
+//! under the integer tables the coder really uses.
 //! Their ratio is the quantizer's overhead; the archive adds only the range coder's flush and the container.
-//! These are measurements, not part of the format, so they may use the platform's `ln`.
+//! The ideal figure is [`FreqTable::model_bits`], the same statistic `llmzip c -v` reports, and the tables
+//! are built in parallel as the compressor builds them, so `eval` runs at the compressor's speed.
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::PipelineError;
-use super::compress::PREFILL_SLICE;
+use super::predict::Predictor;
 use super::session::Session;
-use super::window::Schedule;
-use crate::quant::{FreqTable, PRECISION_BITS};
+use crate::quant::PRECISION_BITS;
 
 /// The model's cost for one text.
 #[derive(Clone, Debug, Default)]
@@ -58,54 +60,14 @@ pub fn eval(
 ) -> Result<EvalReport, PipelineError> {
     let started = Instant::now();
     let tokens = session.tokenizer.encode(text)?;
-    let vocab = session.engine.vocab_size();
-    let start = [session.tokenizer.start_token()];
-    let mut cache = session.engine.new_cache(context);
-    let mut logits = vec![0.0f32; PREFILL_SLICE * vocab];
-    let mut table = FreqTable::new(vocab);
     let mut report =
         EvalReport { bytes: text.len() as u64, tokens: tokens.len() as u64, ..Default::default() };
-    let mut input = Vec::with_capacity(context);
-    for window in Schedule::new(tokens.len(), context, overlap)? {
-        cache.clear();
-        input.clear();
-        input.extend_from_slice(window.context_tokens(&tokens, &start));
-        let first_row = input.len() - 1;
-        input.extend_from_slice(&tokens[window.coded.start..window.coded.end - 1]);
-        for (slice_no, slice) in input.chunks(PREFILL_SLICE).enumerate() {
-            let rows = &mut logits[..slice.len() * vocab];
-            session.engine.prefill(&mut cache, slice, rows)?;
-            for (i, row) in rows.chunks_exact(vocab).enumerate() {
-                let position = slice_no * PREFILL_SLICE + i;
-                if position < first_row {
-                    continue;
-                }
-                let token = tokens[window.coded.start + position - first_row] as usize;
-                report.ideal_bits += softmax_cost_bits(row, token);
-                crate::quant::quantize(row, &mut table);
-                let p = table.freq(token as u32) as f64 / (1u64 << PRECISION_BITS) as f64;
-                report.table_bits -= p.log2();
-            }
-        }
-    }
+    Predictor::new(session, context, overlap).run(&tokens, |p| {
+        report.ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
+        let q = p.table.freq(p.token) as f64 / (1u64 << PRECISION_BITS) as f64;
+        report.table_bits -= crate::math::ln_f64(q) / std::f64::consts::LN_2;
+        Ok(ControlFlow::Continue(()))
+    })?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
-}
-
-/// -log2 softmax(row)[token], in f64.
-fn softmax_cost_bits(row: &[f32], token: usize) -> f64 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
-    (sum.ln() - (row[token] as f64 - max)) / std::f64::consts::LN_2
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn softmax_cost_of_a_uniform_row_is_log2_of_its_size() {
-        let row = vec![0.5f32; 1024];
-        assert!((softmax_cost_bits(&row, 7) - 10.0).abs() < 1e-9);
-    }
 }

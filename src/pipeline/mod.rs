@@ -12,6 +12,7 @@ mod compress;
 mod decompress;
 mod error;
 pub mod eval;
+mod predict;
 mod segment;
 mod session;
 pub mod window;

@@ -8,6 +8,9 @@
 //! Every symbol gets at least 1, so any token can be coded; the floor of 1 costs `V / 2^24` of the
 //! probability mass (0.29% for a 49,152-token vocabulary), which is under 0.005 bits per token.
 
+use std::sync::OnceLock;
+
+use crate::engine::kernels::{self, KernelPath};
 use crate::math::exp;
 
 /// Bits of precision: every table sums to exactly `1 << PRECISION_BITS`.
@@ -114,6 +117,18 @@ impl FreqTable {
 /// # Panics
 /// If `logits.len() != table.len()` (a programming error).
 pub fn quantize(logits: &[f32], table: &mut FreqTable) {
+    quantize_with(kernel_path(), logits, table)
+}
+
+/// The kernel path for the exponentials: the engine's ([`crate::engine::KERNEL_ENV`] or the best
+/// available), chosen once. Every path gives the same bits.
+fn kernel_path() -> KernelPath {
+    static PATH: OnceLock<KernelPath> = OnceLock::new();
+    *PATH.get_or_init(|| KernelPath::resolve(None).unwrap_or(KernelPath::Scalar))
+}
+
+/// [`quantize`] with the exponentials of step 2 on a given kernel path (the same table on every path).
+pub fn quantize_with(path: KernelPath, logits: &[f32], table: &mut FreqTable) {
     let vocab = table.len();
     assert_eq!(logits.len(), vocab, "one logit per symbol");
     let max = logits.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
@@ -121,18 +136,25 @@ pub fn quantize(logits: &[f32], table: &mut FreqTable) {
     // The e_i are kept, as f32 bits, in the cumulative buffer (rebuilt at the end) to avoid an allocation.
     let mut e = std::mem::take(&mut table.cumulative);
     e.truncate(vocab);
+    if logits.iter().all(|l| l.is_finite()) {
+        // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is valid for both.
+        let e_f32 = unsafe { std::slice::from_raw_parts_mut(e.as_mut_ptr() as *mut f32, vocab) };
+        kernels::exp_shifted(path, logits, max, e_f32);
+    } else {
+        for (slot, &l) in e.iter_mut().zip(logits) {
+            let l = if l.is_finite() {
+                l
+            } else if l == f32::INFINITY {
+                max
+            } else {
+                max - NON_FINITE_GAP
+            };
+            *slot = exp(l - max).to_bits();
+        }
+    }
     let mut sum = 0.0f64;
-    for (slot, &l) in e.iter_mut().zip(logits) {
-        let l = if l.is_finite() {
-            l
-        } else if l == f32::INFINITY {
-            max
-        } else {
-            max - NON_FINITE_GAP
-        };
-        let v = exp(l - max);
-        sum += v as f64;
-        *slot = v.to_bits();
+    for &bits in &e {
+        sum += f32::from_bits(bits) as f64;
     }
     table.softmax = (max.to_bits(), sum.to_bits());
     let scale = (TOTAL - vocab as u32) as f64 / sum;
@@ -183,6 +205,20 @@ mod tests {
             let mut b = FreqTable::new(vocab);
             quantize(&logits.clone(), &mut b);
             assert_eq!(a, b, "same logits, same table, entry by entry");
+        }
+    }
+
+    #[test]
+    fn every_kernel_path_gives_the_same_table() {
+        for (vocab, t, seed) in [(49_152, 1.0, 1), (49_152, 0.02, 2), (1001, 0.5, 3), (7, 1.0, 4)] {
+            let mut logits = zipf(vocab, t, seed);
+            // Differences far below the largest take exp's flush-to-zero and subnormal branches.
+            logits[vocab / 2] = -1.0e4;
+            let mut a = FreqTable::new(vocab);
+            quantize_with(KernelPath::Scalar, &logits, &mut a);
+            let mut b = FreqTable::new(vocab);
+            quantize_with(KernelPath::best_available(), &logits, &mut b);
+            assert_eq!(a, b, "vocabulary {vocab}, temperature {t}");
         }
     }
 

@@ -865,6 +865,28 @@ pub unsafe fn attend(
     }
 }
 
+/// See [`super::exp_shifted`]: [`exp8`] on full groups of 8, the tail with the scalar function.
+///
+/// # Safety
+/// AVX2 and F16C available; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) {
+    let full = x.len() / LANES * LANES;
+    let shiftv = _mm256_set1_ps(shift);
+    let mut i = 0;
+    while i < full {
+        // SAFETY: i + 8 <= len for both slices.
+        unsafe {
+            let v = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), shiftv);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), exp8(v));
+        }
+        i += LANES;
+    }
+    for j in full..x.len() {
+        out[j] = crate::math::exp(x[j] - shift);
+    }
+}
+
 /// Makes `v` at least `len` long.
 fn grow(v: &mut Vec<f32>, len: usize) {
     if v.len() < len {

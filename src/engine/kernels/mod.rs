@@ -596,6 +596,29 @@ pub fn swiglu(path: KernelPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `out[i] = crate::math::exp(x[i] - shift)` for every `i` (the quantizer's exponentials), 8 lanes at a
+/// time on the AVX2 path: the same bits on every path.
+pub fn exp_shifted(path: KernelPath, x: &[f32], shift: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    match path {
+        KernelPath::Scalar => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = crate::math::exp(v - shift);
+            }
+        }
+        KernelPath::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx2.check_available().is_ok());
+                // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
+                unsafe { avx2::exp_shifted(x, shift, out) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+    }
+}
+
 /// One attention query: its vector (one head), the number of cache positions it sees (causal: its own
 /// position + 1), and where its output goes.
 pub struct Query<'a> {
@@ -882,6 +905,19 @@ mod tests {
         swiglu(KernelPath::Scalar, &gate, &up, &mut a);
         swiglu(KernelPath::Avx2, &gate, &up, &mut b);
         assert_eq!(bits(&a), bits(&b));
+    }
+
+    #[test]
+    fn exp_shifted_is_the_same_on_every_path() {
+        let mut rng = Lcg(13);
+        let mut x: Vec<f32> = (0..1003).map(|_| rng.f32() * 120.0).collect();
+        x[..5].copy_from_slice(&[0.0, -0.0, 95.0, -20.0, f32::NEG_INFINITY]);
+        let want: Vec<f32> = x.iter().map(|&v| crate::math::exp(v - 7.5)).collect();
+        for path in [KernelPath::Scalar, KernelPath::best_available()] {
+            let mut got = vec![f32::NAN; x.len()];
+            exp_shifted(path, &x, 7.5, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{path:?}");
+        }
     }
 
     #[test]
