@@ -351,14 +351,14 @@ fn plan_one(
     };
 
     if let Output::Path { path: out, .. } = &output {
-        if let Some(inp) = path_input {
-            if out == inp || env.paths.same_file(inp, out) {
-                return skip(
-                    Severity::Error,
-                    inp,
-                    format!("input and output are the same file ({})", out.display()),
-                );
-            }
+        if let Some(inp) = path_input
+            && (out == inp || env.paths.same_file(inp, out))
+        {
+            return skip(
+                Severity::Error,
+                inp,
+                format!("input and output are the same file ({})", out.display()),
+            );
         }
         if env.paths.exists(out) {
             if env.paths.kind(out) == PathKind::Dir {

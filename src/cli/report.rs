@@ -87,12 +87,12 @@ pub fn one_line(err: &(dyn Error + 'static)) -> String {
     let mut next: Option<&(dyn Error + 'static)> = Some(err);
     while let Some(e) = next {
         let mut text = e.to_string();
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(code) = io.raw_os_error() {
-                let suffix = format!(" (os error {code})");
-                if let Some(stripped) = text.strip_suffix(&suffix) {
-                    text = stripped.to_owned();
-                }
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(code) = io.raw_os_error()
+        {
+            let suffix = format!(" (os error {code})");
+            if let Some(stripped) = text.strip_suffix(&suffix) {
+                text = stripped.to_owned();
             }
         }
         if !text.is_empty() && !out.ends_with(&text) {

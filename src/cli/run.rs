@@ -126,15 +126,15 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
         }
     }
 
-    if let Operation::List { robot } = plan.operation {
-        if !rows.is_empty() {
-            let text = if robot { listing::robot(&rows) } else { listing::human(&rows) };
-            let sink = stdout.get_or_insert_with(StdoutSink::new);
-            if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    reporter.error(None, &JobError::Stdout(e));
-                }
-            }
+    if let Operation::List { robot } = plan.operation
+        && !rows.is_empty()
+    {
+        let text = if robot { listing::robot(&rows) } else { listing::human(&rows) };
+        let sink = stdout.get_or_insert_with(StdoutSink::new);
+        if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush())
+            && e.kind() != io::ErrorKind::BrokenPipe
+        {
+            reporter.error(None, &JobError::Stdout(e));
         }
     }
 }

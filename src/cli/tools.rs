@@ -18,10 +18,10 @@ use crate::pipeline::{CodecOptions, Session};
 /// Writes `text` to stdout; a reader that closed the pipe early is not an error.
 fn emit(text: &str, reporter: &mut Reporter) {
     let mut out = StdoutSink::new();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            reporter.error(Some("stdout"), &e);
-        }
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        reporter.error(Some("stdout"), &e);
     }
 }
 

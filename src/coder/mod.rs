@@ -93,7 +93,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(payload: &[u8]) -> Result<Self, CoderError> {
-        if payload.len() % 4 != 0 {
+        if !payload.len().is_multiple_of(4) {
             return Err(CoderError::Ragged(payload.len()));
         }
         let words: Vec<u32> =

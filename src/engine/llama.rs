@@ -71,14 +71,14 @@ impl LlamaConfig {
                 what: format!("mixture of {experts} experts (only dense llama models are supported)"),
             });
         }
-        if let Some(Value::String(kind)) = content.metadata.get("llama.rope.scaling.type") {
-            if kind != "none" {
-                return Err(EngineError::BadMetadata {
-                    key: "llama.rope.scaling.type".into(),
-                    seen: format!("'{kind}'"),
-                    expected: "'none' (RoPE scaling is not supported)".into(),
-                });
-            }
+        if let Some(Value::String(kind)) = content.metadata.get("llama.rope.scaling.type")
+            && kind != "none"
+        {
+            return Err(EngineError::BadMetadata {
+                key: "llama.rope.scaling.type".into(),
+                seen: format!("'{kind}'"),
+                expected: "'none' (RoPE scaling is not supported)".into(),
+            });
         }
         let dim = md.usize("llama.embedding_length")?;
         let n_layers = md.usize("llama.block_count")?;

@@ -132,10 +132,10 @@ pub fn write_synthetic_llama_with(path: &Path, cfg: &SyntheticConfig, seed: u64)
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     if cfg.n_heads == 0
         || cfg.n_kv_heads == 0
-        || cfg.n_heads % cfg.n_kv_heads != 0
-        || cfg.dim % (cfg.n_heads * 8) != 0
-        || cfg.dim % 32 != 0
-        || cfg.ff_dim % 32 != 0
+        || !cfg.n_heads.is_multiple_of(cfg.n_kv_heads)
+        || !cfg.dim.is_multiple_of(cfg.n_heads * 8)
+        || !cfg.dim.is_multiple_of(32)
+        || !cfg.ff_dim.is_multiple_of(32)
     {
         return Err(invalid(format!("unsupported synthetic shape {cfg:?}")));
     }

@@ -53,7 +53,7 @@ impl<'a> TensorSource<'a> {
     fn raw(&self, name: &str, info: &TensorInfo) -> Result<&'a [u8], EngineError> {
         let elems = info.shape.elem_count();
         let bs = info.ggml_dtype.block_size();
-        if elems % bs != 0 {
+        if !elems.is_multiple_of(bs) {
             return Err(EngineError::TensorShape {
                 name: name.to_string(),
                 seen: format!("{:?}", info.shape.dims()),
@@ -93,7 +93,7 @@ impl<'a> TensorSource<'a> {
                 expected: format!("[{rows}, {cols}]"),
             });
         }
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(EngineError::UnsupportedShape {
                 what: format!("tensor '{name}' has {cols} inputs, not a multiple of {BLOCK}"),
             });

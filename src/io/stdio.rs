@@ -48,10 +48,10 @@ impl StdoutSink {
     }
 
     fn note<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &r {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                self.broken = true;
-            }
+        if let Err(e) = &r
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            self.broken = true;
         }
         r
     }

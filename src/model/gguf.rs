@@ -98,7 +98,7 @@ impl GgufFile {
         };
         let elems = info.shape.elem_count();
         let block = info.ggml_dtype.block_size();
-        if block == 0 || elems % block != 0 {
+        if block == 0 || !elems.is_multiple_of(block) {
             return Err(bad(format!("has {elems} elements, not a multiple of its block size {block}")));
         }
         let size = (elems / block)

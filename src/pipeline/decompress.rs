@@ -245,11 +245,11 @@ fn decode_group(
             lane.at_window_start = false;
             let token = lane.decoder.decode(table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
             lane.tokens.push(token);
-            if lane.tokens.len() == lane.window.coded.end {
-                if let Some(next) = lane.windows.next() {
-                    lane.window = next;
-                    lane.at_window_start = true;
-                }
+            if lane.tokens.len() == lane.window.coded.end
+                && let Some(next) = lane.windows.next()
+            {
+                lane.window = next;
+                lane.at_window_start = true;
             }
         }
         // 5. Finished lanes leave the batch.
