@@ -47,10 +47,7 @@ fn setup() -> Setup {
 fn engine(c: &mut Criterion) {
     let s = setup();
     let threads = std::env::var("LLMZIP_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    let mut paths = vec![KernelPath::Scalar];
-    if KernelPath::Avx2.check_available().is_ok() {
-        paths.push(KernelPath::Avx2);
-    }
+    let paths = KernelPath::available();
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     for &path in &paths {

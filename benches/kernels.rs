@@ -39,10 +39,7 @@ fn matrix(kind: WeightKind, rows: usize, cols: usize) -> QMatrix {
 
 fn kernels(c: &mut Criterion) {
     let (n, k) = (1536, 576);
-    let mut paths = vec![KernelPath::Scalar];
-    if KernelPath::Avx2.check_available().is_ok() {
-        paths.push(KernelPath::Avx2);
-    }
+    let paths = KernelPath::available();
     let mut group = c.benchmark_group("matmul_576x1536");
     for kind in [WeightKind::U4, WeightKind::I8] {
         let w = matrix(kind, n, k);
@@ -67,10 +64,7 @@ fn kernels(c: &mut Criterion) {
 
 fn attention(c: &mut Criterion) {
     let (hd, npos) = (64, 1024);
-    let mut paths = vec![KernelPath::Scalar];
-    if KernelPath::Avx2.check_available().is_ok() {
-        paths.push(KernelPath::Avx2);
-    }
+    let paths = KernelPath::available();
     let f16s = |seed| -> Vec<f16> {
         bytes((npos + 4) * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
     };

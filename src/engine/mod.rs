@@ -97,7 +97,7 @@ pub enum EngineError {
         "kernel path '{requested}' is not available on this CPU ({reason}); unset {KERNEL_ENV} or set it to 'scalar'"
     )]
     KernelUnavailable { requested: &'static str, reason: &'static str },
-    #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar' or 'avx2'")]
+    #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar', 'avx2' or 'avx512'")]
     UnknownKernel { value: String },
     #[error("could not start {threads} engine threads: {message}")]
     ThreadPool { threads: usize, message: String },

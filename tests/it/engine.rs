@@ -190,25 +190,24 @@ fn synthetic_tokens() -> Vec<u32> {
     tokens[..300].to_vec()
 }
 
+/// Every kernel path this CPU runs (scalar first), so each new path is held to the same bits.
+fn paths() -> Vec<KernelPath> {
+    let paths = KernelPath::available();
+    eprintln!("kernel paths compared on this CPU: {paths:?}");
+    paths
+}
+
 #[test]
 fn synthetic_kernel_paths_and_thread_counts_agree() {
-    check_paths_and_threads(
-        synthetic_model(),
-        &synthetic_tokens(),
-        &[
-            (1, KernelPath::Scalar),
-            (2, KernelPath::Scalar),
-            (1, KernelPath::Avx2),
-            (2, KernelPath::Avx2),
-            (3, KernelPath::Avx2),
-        ],
-    );
+    let configs: Vec<(usize, KernelPath)> =
+        paths().into_iter().flat_map(|p| [(1, p), (2, p), (3, p)]).collect();
+    check_paths_and_threads(synthetic_model(), &synthetic_tokens(), &configs);
 }
 
 #[test]
 fn synthetic_prefill_step_and_slices_agree() {
     let tokens = synthetic_tokens();
-    for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
+    for kernel in paths() {
         check_prefill_step_slices(&synthetic_model().load(2, kernel), &tokens);
     }
 }
@@ -218,7 +217,7 @@ fn synthetic_batch_composition_does_not_matter() {
     let text = english_text();
     let file = synthetic_model();
     let seqs = [0, 3000, 6000, 9000].map(|at| file.tokens(&text[at..at + 2000]));
-    for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
+    for kernel in paths() {
         check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 280, true);
     }
 }
@@ -249,7 +248,7 @@ fn synthetic_distributions_are_neither_flat_nor_one_hot() {
 #[test]
 fn synthetic_logits_hash_is_pinned() {
     let tokens: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % 298).collect();
-    for kernel in [KernelPath::Scalar, KernelPath::Avx2] {
+    for kernel in paths() {
         let logits = prefill_all(&synthetic_model().load(2, kernel), &tokens);
         assert_eq!(
             sha256_of_logits(&logits),
@@ -372,16 +371,16 @@ fn real_tokens() -> Vec<u32> {
 
 #[test]
 fn real_kernel_paths_and_thread_counts_agree() {
-    check_paths_and_threads(
-        real_model(),
-        &real_tokens(),
-        &[(2, KernelPath::Avx2), (1, KernelPath::Avx2), (2, KernelPath::Scalar)],
-    );
+    // The fastest path at two thread counts, then every other path (the scalar one is slow here).
+    let best = KernelPath::best_available();
+    let mut configs = vec![(2, best), (1, best)];
+    configs.extend(paths().into_iter().filter(|&p| p != best).map(|p| (2, p)));
+    check_paths_and_threads(real_model(), &real_tokens(), &configs);
 }
 
 #[test]
 fn real_prefill_step_and_slices_agree() {
-    check_prefill_step_slices(&real_model().load(2, KernelPath::Avx2), &real_tokens());
+    check_prefill_step_slices(&real_model().load(2, KernelPath::best_available()), &real_tokens());
 }
 
 #[test]
@@ -389,7 +388,7 @@ fn real_batch_composition_does_not_matter() {
     let file = real_model();
     let text = english_text();
     let seqs = [0, 5000, 12000, 20000].map(|at| file.tokens(&text[at..at + 3000]));
-    check_batch(&file.load(2, KernelPath::Avx2), &seqs, [4, 37, 150, 0], 260, false);
+    check_batch(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 0], 260, false);
 }
 
 /// "The quick brown fox jumps over the lazy dog." in SmolLM2's vocabulary.
@@ -401,7 +400,8 @@ const PINNED_REAL_HASH: &str = "dbc91f5f42bb80bbd8d28f88353d732c70d7f233a0800f76
 #[test]
 fn real_logits_hash_is_pinned() {
     assert_eq!(ENGINE_VERSION, 1, "re-pin the hash together with the version");
-    for (threads, kernel) in [(2, KernelPath::Avx2), (1, KernelPath::Scalar)] {
+    let configs = paths().into_iter().map(|p| (if p == KernelPath::Scalar { 1 } else { 2 }, p));
+    for (threads, kernel) in configs {
         let logits = prefill_all(&real_model().load(threads, kernel), PINNED_PROMPT);
         assert_eq!(
             sha256_of_logits(&logits),
@@ -423,7 +423,7 @@ fn engine_and_reference_agree_with_candle_model_weights() {
     use candle_core::{Device, Tensor};
     let file = real_model();
     let tokens = &real_tokens()[..48];
-    let model = file.load(2, KernelPath::Avx2);
+    let model = file.load(2, KernelPath::best_available());
     let vocab = model.vocab_size();
     let ours = prefill_all(&model, tokens);
     let reference =
@@ -466,7 +466,7 @@ fn engine_and_reference_agree_with_candle_model_weights() {
 fn cross_entropy_matches_candle_at_context_512_and_2048() {
     let file = real_model();
     let tokens = file.tokens(&english_text()[..30 * 1024]);
-    let model = file.load(2, KernelPath::Avx2);
+    let model = file.load(2, KernelPath::best_available());
     let vocab = model.vocab_size();
     let reference = candle_ref::Reference::load(&file.bytes).expect("candle reference");
     for context in [512, 2048] {

@@ -87,7 +87,7 @@ unsafe fn block_pairs<const Q4: bool>(w: WBlock, a: __m256i) -> __m256i {
 
 /// Activation rows `c0..c0+R` of a product: their int8 values (rows `qs` bytes apart), scales and
 /// block sums (rows `ds` floats apart).
-struct ActRows<const R: usize> {
+pub(super) struct ActRows<const R: usize> {
     q: *const i8,
     d: *const f32,
     s: *const f32,
@@ -101,7 +101,7 @@ impl<const R: usize> ActRows<R> {
     /// # Safety
     /// `r < R`, `b` at most the row's block count.
     #[inline(always)]
-    unsafe fn q(&self, r: usize, b: usize) -> *const i8 {
+    pub(super) unsafe fn q(&self, r: usize, b: usize) -> *const i8 {
         // SAFETY: inside the activation buffer (caller).
         unsafe { self.q.add(r * self.qs + b * BLOCK) }
     }
@@ -250,6 +250,27 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
                 );
             }
         }
+        group_finish::<R, Q4>(&isums, dw, mw, x, b0, acc);
+    }
+}
+
+/// The float steps of the module docs of [`super`] for the 8 exact block sums of one full group (one
+/// vector per activation row, lane `l` = block `b0 + l`), added to `acc`.
+///
+/// # Safety
+/// AVX2; blocks `b0..b0+8` exist in the weight row and in every activation row.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn group_finish<const R: usize, const Q4: bool>(
+    isums: &[__m256i; R],
+    dw: *const f32,
+    mw: *const f32,
+    x: &ActRows<R>,
+    b0: usize,
+    acc: &mut [__m256; R],
+) {
+    // SAFETY: blocks b0..b0+8 exist (caller).
+    unsafe {
         let dwv = _mm256_loadu_ps(dw.add(b0));
         let mwv = if Q4 { _mm256_loadu_ps(mw.add(b0)) } else { _mm256_setzero_ps() };
         for r in 0..R {
@@ -261,25 +282,39 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
     }
 }
 
-/// Dots of weight row `n` with activation rows `c0..c0+R`.
+/// Dots of weight row `n` with activation rows `c0..c0+R`; full groups through
+/// [`super::avx512::group_full`] when `VNNI`, else [`group_full`] (the same exact block sums).
+///
+/// No target features of its own: it is inlined into [`matmul_rows`] or [`super::avx512::matmul_rows`],
+/// whose features it then has.
 ///
 /// # Safety
-/// AVX2 and F16C available; `n < w.rows()`, `c0 + R <= x.rows()`, `x.cols() == w.cols()`.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn row_dots<const R: usize, const Q4: bool>(w: &QMatrix, n: usize, x: &QActs, c0: usize) -> [f32; R] {
+/// AVX2 and F16C available, and the AVX-512 path's features when `VNNI`; `n < w.rows()`,
+/// `c0 + R <= x.rows()`, `x.cols() == w.cols()`.
+#[inline(always)]
+unsafe fn row_dots<const R: usize, const Q4: bool, const VNNI: bool>(
+    w: &QMatrix,
+    n: usize,
+    x: &QActs,
+    c0: usize,
+) -> [f32; R] {
     let nb = w.blocks();
     let wq = w.row_quants(n).as_ptr();
     let dw = w.row_scale(n).as_ptr();
     let mw = w.row_min(n).as_ptr();
     let (q, d, s) = x.rows_from(c0);
     let rows = ActRows::<R> { q, d, s, qs: x.cols(), ds: nb };
-    let mut acc = [_mm256_setzero_ps(); R];
+    // SAFETY: AVX is available (caller).
+    let mut acc = [unsafe { _mm256_setzero_ps() }; R];
     let full = nb / LANES * LANES;
     // SAFETY: groups cover blocks 0..nb exactly; rows as guaranteed by the caller.
     unsafe {
         for g in 0..full / GROUP {
-            group_full::<R, Q4>(wq, dw, mw, &rows, g, &mut acc);
+            if VNNI {
+                super::avx512::group_full::<R, Q4>(wq, dw, mw, &rows, g, &mut acc);
+            } else {
+                group_full::<R, Q4>(wq, dw, mw, &rows, g, &mut acc);
+            }
         }
         match nb - full {
             0 => {}
@@ -299,11 +334,12 @@ unsafe fn row_dots<const R: usize, const Q4: bool>(w: &QMatrix, n: usize, x: &QA
 /// the weight tile stays in cache while the activation groups stream past it, and each unpacked weight
 /// block serves up to 4 rows.
 ///
+/// No target features of its own (see [`row_dots`]).
+///
 /// # Safety
-/// As [`matmul_rows`].
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn matmul_kind<const Q4: bool>(
+/// As [`matmul_rows`], and the AVX-512 path's features when `VNNI`.
+#[inline(always)]
+pub(super) unsafe fn matmul_kind<const Q4: bool, const VNNI: bool>(
     w: &QMatrix,
     n0: usize,
     n1: usize,
@@ -326,14 +362,14 @@ unsafe fn matmul_kind<const Q4: bool>(
             // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
             unsafe {
                 match r {
-                    8 => store(out, c0, col, &row_dots::<8, Q4>(w, n, x, c0)),
-                    7 => store(out, c0, col, &row_dots::<7, Q4>(w, n, x, c0)),
-                    6 => store(out, c0, col, &row_dots::<6, Q4>(w, n, x, c0)),
-                    5 => store(out, c0, col, &row_dots::<5, Q4>(w, n, x, c0)),
-                    4 => store(out, c0, col, &row_dots::<4, Q4>(w, n, x, c0)),
-                    3 => store(out, c0, col, &row_dots::<3, Q4>(w, n, x, c0)),
-                    2 => store(out, c0, col, &row_dots::<2, Q4>(w, n, x, c0)),
-                    _ => store(out, c0, col, &row_dots::<1, Q4>(w, n, x, c0)),
+                    8 => store(out, c0, col, &row_dots::<8, Q4, VNNI>(w, n, x, c0)),
+                    7 => store(out, c0, col, &row_dots::<7, Q4, VNNI>(w, n, x, c0)),
+                    6 => store(out, c0, col, &row_dots::<6, Q4, VNNI>(w, n, x, c0)),
+                    5 => store(out, c0, col, &row_dots::<5, Q4, VNNI>(w, n, x, c0)),
+                    4 => store(out, c0, col, &row_dots::<4, Q4, VNNI>(w, n, x, c0)),
+                    3 => store(out, c0, col, &row_dots::<3, Q4, VNNI>(w, n, x, c0)),
+                    2 => store(out, c0, col, &row_dots::<2, Q4, VNNI>(w, n, x, c0)),
+                    _ => store(out, c0, col, &row_dots::<1, Q4, VNNI>(w, n, x, c0)),
                 }
             }
         }
@@ -350,8 +386,8 @@ pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &St
     // SAFETY: forwarded from the caller.
     unsafe {
         match w.kind() {
-            WeightKind::U4 => matmul_kind::<true>(w, n0, n1, x, out, col0),
-            WeightKind::I8 => matmul_kind::<false>(w, n0, n1, x, out, col0),
+            WeightKind::U4 => matmul_kind::<true, false>(w, n0, n1, x, out, col0),
+            WeightKind::I8 => matmul_kind::<false, false>(w, n0, n1, x, out, col0),
         }
     }
 }
@@ -390,7 +426,7 @@ fn store(out: &StridedOut, c0: usize, col: usize, v: &[f32]) {
 /// Lane `j` of the result is `tree8` of `a[j]`: the transposed form of [`tree8_ps`] for 8 vectors.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn reduce8_ps(a: &[__m256; 8]) -> __m256 {
+pub(super) unsafe fn reduce8_ps(a: &[__m256; 8]) -> __m256 {
     let h01 = _mm256_hadd_ps(a[0], a[1]);
     let h23 = _mm256_hadd_ps(a[2], a[3]);
     let h45 = _mm256_hadd_ps(a[4], a[5]);
@@ -584,7 +620,7 @@ unsafe fn wsum<const NC: usize>(
 /// Lane `j < 4` of the result is `tree8` of `a[j]` ([`reduce8_ps`] for 4 vectors).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn reduce4_ps(a: &[__m256; 4]) -> __m128 {
+pub(super) fn reduce4_ps(a: &[__m256; 4]) -> __m128 {
     // Lane j: (a_j0+a_j1)+(a_j2+a_j3) in the low half, (a_j4+a_j5)+(a_j6+a_j7) in the high half.
     let h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
     _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h))
@@ -683,13 +719,36 @@ unsafe fn wsum_pair_cols<const NC: usize>(
     }
 }
 
-/// See [`super::attend`]. Keys and values are converted to f32 8 positions at a time, once for all
-/// queries of the group; 8 scores of one query come out of one transposed reduction.
+/// See [`super::attend`].
 ///
 /// # Safety
 /// AVX2 and F16C available; bounds as asserted by [`super::attend`].
 #[target_feature(enable = "avx2,f16c")]
 pub unsafe fn attend(
+    queries: &mut [Query<'_>],
+    keys: &[f16],
+    values: &[f16],
+    stride: usize,
+    scale: f32,
+    scratch: &mut AttnScratch,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { attend_with::<false>(queries, keys, values, stride, scale, scratch) }
+}
+
+/// [`attend`]'s body. Keys and values are converted to f32 8 positions at a time, once for all
+/// queries of the group; 8 scores of one query come out of one transposed reduction. Pairs of queries
+/// share each key and value load, through [`super::avx512::scores_pair`] and
+/// [`super::avx512::wsum_pair`] (both queries in one 512-bit register) when `WIDE`, else through
+/// [`scores_pair`] and [`wsum_pair`]: the same operations on every lane.
+///
+/// No target features of its own: it is inlined into [`attend`] or [`super::avx512::attend`].
+///
+/// # Safety
+/// AVX2 and F16C available, and the AVX-512 path's features when `WIDE`; bounds as asserted by
+/// [`super::attend`].
+#[inline(always)]
+pub(super) unsafe fn attend_with<const WIDE: bool>(
     queries: &mut [Query<'_>],
     keys: &[f16],
     values: &[f16],
@@ -709,7 +768,8 @@ pub unsafe fn attend(
     let vp = values.as_ptr() as *const u16;
     let kv = scratch.kv.as_mut_ptr();
     let scores = scratch.scores.as_mut_ptr();
-    let scalev = _mm256_set1_ps(scale);
+    // SAFETY: AVX is available (caller).
+    let scalev = unsafe { _mm256_set1_ps(scale) };
     // SAFETY (whole body): positions < maxn are inside keys/values (caller); score rows are `padded`
     // long; kv holds 8 rows of hd floats; dims step by 8 up to hd (a multiple of 8).
     unsafe {
@@ -729,7 +789,11 @@ pub unsafe fn attend(
                 let (a, b) = (&queries[i], &queries[i + 1]);
                 if a.npos > jb && b.npos > jb {
                     let out = (scores.add(i * padded + jb), scores.add((i + 1) * padded + jb));
-                    scores_pair(a.q.as_ptr(), b.q.as_ptr(), kv, hd, scale, out);
+                    if WIDE {
+                        super::avx512::scores_pair(a.q.as_ptr(), b.q.as_ptr(), kv, hd, scale, out);
+                    } else {
+                        scores_pair(a.q.as_ptr(), b.q.as_ptr(), kv, hd, scale, out);
+                    }
                 } else if a.npos > jb || b.npos > jb {
                     // One of the two has seen all its positions: the other goes alone below.
                     break;
@@ -822,7 +886,12 @@ pub unsafe fn attend(
                         scores.add(first * padded + jb) as *const f32,
                         scores.add((first + 1) * padded + jb) as *const f32,
                     );
-                    wsum_pair(rows, kv, hd, (qa.out.as_mut_ptr(), qb.out.as_mut_ptr()));
+                    let outs = (qa.out.as_mut_ptr(), qb.out.as_mut_ptr());
+                    if WIDE {
+                        super::avx512::wsum_pair(rows, kv, hd, outs);
+                    } else {
+                        wsum_pair(rows, kv, hd, outs);
+                    }
                     first += 2;
                 }
             }

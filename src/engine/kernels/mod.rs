@@ -43,6 +43,9 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+
 use half::f16;
 
 use super::{EngineError, KERNEL_ENV};
@@ -65,6 +68,9 @@ pub enum KernelPath {
     Scalar,
     /// x86-64 AVX2 with F16C (every AVX2 CPU has F16C; both are checked at run time).
     Avx2,
+    /// x86-64 AVX-512 (F, BW, DQ, VL) with VNNI on top of AVX2: integer block dots with `vpdpbusd`,
+    /// attention on two queries per 512-bit register. Every lane does what the AVX2 lane does.
+    Avx512,
 }
 
 impl KernelPath {
@@ -73,6 +79,7 @@ impl KernelPath {
         match self {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512 => "avx512",
         }
     }
 
@@ -81,6 +88,7 @@ impl KernelPath {
         match value.trim().to_ascii_lowercase().as_str() {
             "scalar" => Ok(KernelPath::Scalar),
             "avx2" => Ok(KernelPath::Avx2),
+            "avx512" => Ok(KernelPath::Avx512),
             _ => Err(EngineError::UnknownKernel { value: value.to_string() }),
         }
     }
@@ -109,12 +117,44 @@ impl KernelPath {
                 #[cfg(not(target_arch = "x86_64"))]
                 Err(EngineError::KernelUnavailable { requested: "avx2", reason: "not an x86-64 CPU" })
             }
+            KernelPath::Avx512 => {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    KernelPath::Avx2.check_available().map_err(|_| EngineError::KernelUnavailable {
+                        requested: "avx512",
+                        reason: "the CPU lacks AVX2 or F16C",
+                    })?;
+                    let features = [
+                        ("the CPU lacks AVX-512 F", std::arch::is_x86_feature_detected!("avx512f")),
+                        ("the CPU lacks AVX-512 BW", std::arch::is_x86_feature_detected!("avx512bw")),
+                        ("the CPU lacks AVX-512 DQ", std::arch::is_x86_feature_detected!("avx512dq")),
+                        ("the CPU lacks AVX-512 VL", std::arch::is_x86_feature_detected!("avx512vl")),
+                        ("the CPU lacks AVX-512 VNNI", std::arch::is_x86_feature_detected!("avx512vnni")),
+                    ];
+                    match features.iter().find(|(_, has)| !has) {
+                        Some(&(reason, _)) => {
+                            Err(EngineError::KernelUnavailable { requested: "avx512", reason })
+                        }
+                        None => Ok(()),
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                Err(EngineError::KernelUnavailable { requested: "avx512", reason: "not an x86-64 CPU" })
+            }
         }
+    }
+
+    /// Every path, slowest first.
+    pub const ALL: [KernelPath; 3] = [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512];
+
+    /// The paths this CPU can run, slowest first (scalar is always among them).
+    pub fn available() -> Vec<Self> {
+        KernelPath::ALL.into_iter().filter(|p| p.check_available().is_ok()).collect()
     }
 
     /// The fastest path this CPU supports.
     pub fn best_available() -> Self {
-        if KernelPath::Avx2.check_available().is_ok() { KernelPath::Avx2 } else { KernelPath::Scalar }
+        *KernelPath::available().last().expect("the scalar path is always available")
     }
 
     /// Picks the path: an explicit choice wins, then [`KERNEL_ENV`], then the best available. A requested
@@ -311,7 +351,7 @@ impl QMatrix {
 }
 
 fn check_cols(cols: usize) -> Result<usize, EngineError> {
-    if cols == 0 || cols % BLOCK != 0 {
+    if cols == 0 || !cols.is_multiple_of(BLOCK) {
         return Err(EngineError::UnsupportedShape {
             what: format!("input dimension {cols} is not a positive multiple of {BLOCK}"),
         });
@@ -420,7 +460,7 @@ impl QActs {
     /// With `parallel`, rows are spread over the current rayon pool (rows are independent, so the
     /// result is the same).
     pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, parallel: bool) {
-        assert!(cols % BLOCK == 0 && x.len() == rows * cols);
+        assert!(cols.is_multiple_of(BLOCK) && x.len() == rows * cols);
         let blocks = cols / BLOCK;
         self.rows = rows;
         self.cols = cols;
@@ -570,6 +610,16 @@ pub fn matmul_rows(
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
         }
+        KernelPath::Avx512 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx512.check_available().is_ok());
+                // SAFETY: the CPU supports the AVX-512 path's features (checked above).
+                unsafe { avx512::matmul_rows(w, n0, n1, x, out, col0) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX-512 path is never resolved off x86-64")
+        }
     }
 }
 
@@ -583,10 +633,11 @@ pub fn swiglu(path: KernelPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
                 *o = crate::math::silu(g) * u;
             }
         }
-        KernelPath::Avx2 => {
+        // The AVX-512 path implies AVX2; these element-wise loops gain nothing from wider registers.
+        KernelPath::Avx2 | KernelPath::Avx512 => {
             #[cfg(target_arch = "x86_64")]
             {
-                assert!(KernelPath::Avx2.check_available().is_ok());
+                assert!(path.check_available().is_ok());
                 // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
                 unsafe { avx2::swiglu(gate, up, out) }
             }
@@ -606,10 +657,11 @@ pub fn exp_shifted(path: KernelPath, x: &[f32], shift: f32, out: &mut [f32]) {
                 *o = crate::math::exp(v - shift);
             }
         }
-        KernelPath::Avx2 => {
+        // The AVX-512 path implies AVX2; these element-wise loops gain nothing from wider registers.
+        KernelPath::Avx2 | KernelPath::Avx512 => {
             #[cfg(target_arch = "x86_64")]
             {
-                assert!(KernelPath::Avx2.check_available().is_ok());
+                assert!(path.check_available().is_ok());
                 // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
                 unsafe { avx2::exp_shifted(x, shift, out) }
             }
@@ -680,6 +732,17 @@ pub fn attend(
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+        KernelPath::Avx512 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Avx512.check_available().is_ok());
+                // SAFETY: the CPU supports the AVX-512 path's features (checked above); bounds asserted
+                // above.
+                unsafe { avx512::attend(queries, keys, values, stride, scale, scratch) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX-512 path is never resolved off x86-64")
         }
     }
 }
@@ -782,13 +845,31 @@ mod tests {
         assert_eq!(d, 2.0 / 127.0);
     }
 
-    #[cfg(target_arch = "x86_64")]
+    /// The SIMD paths this CPU runs, each compared with the scalar path below.
+    fn simd_paths() -> Vec<KernelPath> {
+        let paths: Vec<KernelPath> =
+            KernelPath::available().into_iter().filter(|&p| p != KernelPath::Scalar).collect();
+        eprintln!("SIMD paths compared with scalar on this CPU: {paths:?}");
+        paths
+    }
+
     #[test]
-    fn avx2_matmul_is_bitwise_scalar() {
-        if KernelPath::Avx2.check_available().is_err() {
-            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
-            return;
+    fn every_path_is_listed_and_scalar_is_always_available() {
+        let available = KernelPath::available();
+        assert_eq!(available[0], KernelPath::Scalar);
+        assert_eq!(KernelPath::best_available(), *available.last().unwrap());
+        for path in KernelPath::ALL {
+            assert_eq!(KernelPath::parse(path.name()).unwrap(), path);
+            assert_eq!(available.contains(&path), path.check_available().is_ok());
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+            assert!(available.contains(&KernelPath::Avx2));
+        }
+    }
+
+    #[test]
+    fn simd_matmul_is_bitwise_scalar() {
         let mut rng = Lcg(11);
         for kind in [WeightKind::U4, WeightKind::I8] {
             for blocks in [1, 3, 7, 8, 9, 16, 18, 23, 48] {
@@ -804,28 +885,34 @@ mod tests {
                     let mut x = QActs::new();
                     x.quantize(&xs, rows, cols, false);
                     let a = run(KernelPath::Scalar, &w, &x);
-                    let b = run(KernelPath::Avx2, &w, &x);
-                    assert_eq!(bits(&a), bits(&b), "{kind:?} blocks={blocks} rows={rows}");
+                    for path in simd_paths() {
+                        let b = run(path, &w, &x);
+                        assert_eq!(bits(&a), bits(&b), "{path:?} {kind:?} blocks={blocks} rows={rows}");
+                    }
                 }
             }
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_attention_is_bitwise_scalar() {
-        if KernelPath::Avx2.check_available().is_err() {
-            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
-            return;
-        }
+    fn simd_attention_is_bitwise_scalar() {
         let mut rng = Lcg(5);
-        for hd in [8, 16, 64, 72, 128] {
+        // Short queries first (they end the pairing early), then long ones first (pairs of queries
+        // that share every key and value block).
+        for (hd, npos) in [
+            (8, [1, 8, 9, 30, 36, 37]),
+            (16, [1, 8, 9, 30, 36, 37]),
+            (64, [1, 8, 9, 30, 36, 37]),
+            (64, [37, 36, 30, 17, 16, 1]),
+            (72, [37, 36, 30, 17, 16, 1]),
+            (128, [1, 8, 9, 30, 36, 37]),
+            (128, [37, 36, 30, 17, 16, 1]),
+        ] {
             let stride = hd * 3 + 8;
             let maxn = 37;
             let keys: Vec<f16> = (0..maxn * stride).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
             let values: Vec<f16> = (0..maxn * stride).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
             let qs: Vec<f32> = (0..6 * hd).map(|_| rng.f32() * 3.0).collect();
-            let npos = [1, 8, 9, 30, 36, 37];
             let run = |path: KernelPath| {
                 let mut outs = vec![f32::NAN; 6 * hd];
                 let mut queries: Vec<Query> = outs
@@ -838,12 +925,15 @@ mod tests {
                 drop(queries);
                 outs
             };
-            let (a, b) = (run(KernelPath::Scalar), run(KernelPath::Avx2));
+            let a = run(KernelPath::Scalar);
             assert!(a.iter().all(|x| x.is_finite()));
-            assert_eq!(bits(&a), bits(&b), "attention hd={hd}");
+            for path in simd_paths() {
+                assert_eq!(bits(&a), bits(&run(path)), "{path:?} attention hd={hd} npos={npos:?}");
+            }
             // A query that sees one position copies that value exactly.
+            let one = npos.iter().position(|&n| n == 1).unwrap();
             let v0: Vec<f32> = values[hd..2 * hd].iter().map(|v| v.to_f32()).collect();
-            assert_eq!(bits(&a[..hd]), bits(&v0));
+            assert_eq!(bits(&a[one * hd..(one + 1) * hd]), bits(&v0));
         }
     }
 
@@ -889,13 +979,8 @@ mod tests {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_swiglu_is_bitwise_scalar() {
-        if KernelPath::Avx2.check_available().is_err() {
-            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
-            return;
-        }
+    fn simd_swiglu_is_bitwise_scalar() {
         let mut rng = Lcg(9);
         let n = 1000;
         let mut gate: Vec<f32> = (0..n).map(|_| rng.f32() * 30.0).collect();
@@ -903,8 +988,10 @@ mod tests {
         let up: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
         let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
         swiglu(KernelPath::Scalar, &gate, &up, &mut a);
-        swiglu(KernelPath::Avx2, &gate, &up, &mut b);
-        assert_eq!(bits(&a), bits(&b));
+        for path in simd_paths() {
+            swiglu(path, &gate, &up, &mut b);
+            assert_eq!(bits(&a), bits(&b), "{path:?}");
+        }
     }
 
     #[test]
@@ -913,7 +1000,7 @@ mod tests {
         let mut x: Vec<f32> = (0..1003).map(|_| rng.f32() * 120.0).collect();
         x[..5].copy_from_slice(&[0.0, -0.0, 95.0, -20.0, f32::NEG_INFINITY]);
         let want: Vec<f32> = x.iter().map(|&v| crate::math::exp(v - 7.5)).collect();
-        for path in [KernelPath::Scalar, KernelPath::best_available()] {
+        for path in KernelPath::available() {
             let mut got = vec![f32::NAN; x.len()];
             exp_shifted(path, &x, 7.5, &mut got);
             assert_eq!(bits(&got), bits(&want), "{path:?}");
@@ -924,6 +1011,7 @@ mod tests {
     fn kernel_names_parse() {
         assert_eq!(KernelPath::parse("scalar").unwrap(), KernelPath::Scalar);
         assert_eq!(KernelPath::parse(" AVX2 ").unwrap(), KernelPath::Avx2);
+        assert_eq!(KernelPath::parse("avx512").unwrap(), KernelPath::Avx512);
         let err = KernelPath::parse("neon").unwrap_err().to_string();
         assert!(err.contains("'neon'") && err.contains("scalar"), "{err}");
         assert_eq!(KernelPath::resolve(Some(KernelPath::Scalar)).unwrap(), KernelPath::Scalar);
