@@ -207,12 +207,15 @@ struct Linear {
 }
 
 impl Linear {
-    fn new(parts: Vec<QMatrix>) -> Self {
+    fn new(parts: Vec<QMatrix>, kernel: KernelPath) -> Self {
         let out_dim = parts.iter().map(QMatrix::rows).sum();
-        let parts = match QMatrix::concat_rows(&parts) {
+        let mut parts = match QMatrix::concat_rows(&parts) {
             Some(fused) => vec![fused],
             None => parts,
         };
+        for p in &mut parts {
+            p.prepare_for(kernel);
+        }
         Linear { parts, out_dim }
     }
 
@@ -301,27 +304,35 @@ impl LlamaModel {
             .map_err(|e| EngineError::ThreadPool { threads, message: e.to_string() })?;
         let src = TensorSource { content, file };
         let (dim, ff, q_dim, kv_dim) = (cfg.dim, cfg.ff_dim, cfg.q_dim(), cfg.kv_dim());
-        let embed = src.matrix("token_embd.weight", cfg.vocab, dim)?;
-        let head =
+        let mut embed = src.matrix("token_embd.weight", cfg.vocab, dim)?;
+        let mut head =
             if src.has("output.weight") { Some(src.matrix("output.weight", cfg.vocab, dim)?) } else { None };
+        // The product layout goes to the matrix that serves as the output head.
+        match head.as_mut() {
+            Some(h) => h.prepare_for(kernel),
+            None => embed.prepare_for(kernel),
+        }
         let out_norm = src.vector("output_norm.weight", dim)?;
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let name = |t: &str| format!("blk.{l}.{t}.weight");
             layers.push(Layer {
                 attn_norm: src.vector(&name("attn_norm"), dim)?,
-                qkv: Linear::new(vec![
-                    src.matrix(&name("attn_q"), q_dim, dim)?,
-                    src.matrix(&name("attn_k"), kv_dim, dim)?,
-                    src.matrix(&name("attn_v"), kv_dim, dim)?,
-                ]),
-                wo: Linear::new(vec![src.matrix(&name("attn_output"), dim, q_dim)?]),
+                qkv: Linear::new(
+                    vec![
+                        src.matrix(&name("attn_q"), q_dim, dim)?,
+                        src.matrix(&name("attn_k"), kv_dim, dim)?,
+                        src.matrix(&name("attn_v"), kv_dim, dim)?,
+                    ],
+                    kernel,
+                ),
+                wo: Linear::new(vec![src.matrix(&name("attn_output"), dim, q_dim)?], kernel),
                 ffn_norm: src.vector(&name("ffn_norm"), dim)?,
-                gate_up: Linear::new(vec![
-                    src.matrix(&name("ffn_gate"), ff, dim)?,
-                    src.matrix(&name("ffn_up"), ff, dim)?,
-                ]),
-                down: Linear::new(vec![src.matrix(&name("ffn_down"), dim, ff)?]),
+                gate_up: Linear::new(
+                    vec![src.matrix(&name("ffn_gate"), ff, dim)?, src.matrix(&name("ffn_up"), ff, dim)?],
+                    kernel,
+                ),
+                down: Linear::new(vec![src.matrix(&name("ffn_down"), dim, ff)?], kernel),
             });
         }
         let rope_theta = (0..cfg.rope_dim / 2)
@@ -560,6 +571,7 @@ impl LlamaModel {
     /// Quantizes activation rows, in parallel over rows when there are many (rows are independent).
     fn quantize(&self, acts: &mut QActs, x: &[f32], rows: usize, cols: usize) {
         acts.quantize(x, rows, cols, rows * cols >= PAR_MIN_ELEMS);
+        acts.prepare_for(self.kernel);
     }
 
     /// `out[r][..] = parts side by side . acts[r]`, split over output rows in fixed tiles. The tile
@@ -569,7 +581,8 @@ impl LlamaModel {
         assert!(out.len() >= rows * out_dim);
         let total: usize = parts.iter().map(|p| p.rows()).sum();
         assert_eq!(total, out_dim);
-        let tile = (total / (self.threads * 8)).clamp(16, 128);
+        // Multiples of 16 rows: the AMX path's weight tiles (16 rows) then never straddle two tasks.
+        let tile = (total / (self.threads * 8)).clamp(16, 128).next_multiple_of(16);
         // SAFETY: `out` is borrowed mutably for the whole call; each task writes only the columns of its
         // own tile of output rows, so no two tasks touch the same element.
         let so = unsafe { StridedOut::new(out, rows, out_dim) };

@@ -46,6 +46,9 @@ pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
+
 use half::f16;
 
 use super::{EngineError, KERNEL_ENV};
@@ -71,7 +74,14 @@ pub enum KernelPath {
     /// x86-64 AVX-512 (F, BW, DQ, VL) with VNNI on top of AVX2: integer block dots with `vpdpbusd`,
     /// attention on two queries per 512-bit register. Every lane does what the AVX2 lane does.
     Avx512,
+    /// The AVX-512 path with the integer products of batches of [`AMX_MIN_ROWS`] or more rows on the
+    /// AMX tile unit (AMX-INT8; Linux must grant the tile state). The float steps are the same.
+    Amx,
 }
+
+/// Activation rows from which the AMX path runs a product on tiles: a tile always holds 16 rows, so
+/// smaller batches (decoding a few sequences) are faster on the AVX-512 kernels. Speed only.
+pub const AMX_MIN_ROWS: usize = 8;
 
 impl KernelPath {
     /// The name used by [`KERNEL_ENV`] and in reports.
@@ -80,6 +90,7 @@ impl KernelPath {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
             KernelPath::Avx512 => "avx512",
+            KernelPath::Amx => "amx",
         }
     }
 
@@ -89,6 +100,7 @@ impl KernelPath {
             "scalar" => Ok(KernelPath::Scalar),
             "avx2" => Ok(KernelPath::Avx2),
             "avx512" => Ok(KernelPath::Avx512),
+            "amx" => Ok(KernelPath::Amx),
             _ => Err(EngineError::UnknownKernel { value: value.to_string() }),
         }
     }
@@ -141,11 +153,26 @@ impl KernelPath {
                 #[cfg(not(target_arch = "x86_64"))]
                 Err(EngineError::KernelUnavailable { requested: "avx512", reason: "not an x86-64 CPU" })
             }
+            KernelPath::Amx => {
+                KernelPath::Avx512.check_available().map_err(|_| EngineError::KernelUnavailable {
+                    requested: "amx",
+                    reason: "the CPU lacks the AVX-512 path's features",
+                })?;
+                #[cfg(target_arch = "x86_64")]
+                if amx::available() {
+                    return Ok(());
+                }
+                Err(EngineError::KernelUnavailable {
+                    requested: "amx",
+                    reason: "the CPU lacks AMX-INT8, or the kernel does not grant the tile state",
+                })
+            }
         }
     }
 
     /// Every path, slowest first.
-    pub const ALL: [KernelPath; 3] = [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512];
+    pub const ALL: [KernelPath; 4] =
+        [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512, KernelPath::Amx];
 
     /// The paths this CPU can run, slowest first (scalar is always among them).
     pub fn available() -> Vec<Self> {
@@ -195,6 +222,9 @@ pub struct QMatrix {
     min: Vec<f32>,
     /// Per row, in the layout of the module docs: U4 nibbles, or I8 values as their bits.
     quants: Vec<u8>,
+    /// The same integers in tile order, for the AMX path ([`QMatrix::prepare_for`]).
+    #[cfg(target_arch = "x86_64")]
+    amx: Option<amx::AmxWeights>,
 }
 
 impl QMatrix {
@@ -224,7 +254,17 @@ impl QMatrix {
                 }
             }
         }
-        Ok(QMatrix { rows, cols, blocks, kind: WeightKind::U4, scale, min, quants })
+        Ok(QMatrix {
+            rows,
+            cols,
+            blocks,
+            kind: WeightKind::U4,
+            scale,
+            min,
+            quants,
+            #[cfg(target_arch = "x86_64")]
+            amx: None,
+        })
     }
 
     /// An 8-bit matrix from its parts (`values` row-major in element order).
@@ -238,7 +278,17 @@ impl QMatrix {
             let (r, k) = (i / row_bytes, i % row_bytes);
             quants[r * row_bytes + i8_offset(blocks, k / BLOCK, k % BLOCK)] = v as u8;
         }
-        Ok(QMatrix { rows, cols, blocks, kind: WeightKind::I8, scale, min: Vec::new(), quants })
+        Ok(QMatrix {
+            rows,
+            cols,
+            blocks,
+            kind: WeightKind::I8,
+            scale,
+            min: Vec::new(),
+            quants,
+            #[cfg(target_arch = "x86_64")]
+            amx: None,
+        })
     }
 
     /// Quantizes f32 weights `[rows][cols]` to 8-bit blocks with the engine's own fixed rule (the same as
@@ -272,6 +322,8 @@ impl QMatrix {
             scale: Vec::new(),
             min: Vec::new(),
             quants: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            amx: None,
         };
         for p in parts {
             out.rows += p.rows;
@@ -296,7 +348,20 @@ impl QMatrix {
 
     /// Bytes of weight data (for reports).
     pub fn size_bytes(&self) -> usize {
-        self.quants.len() + 4 * (self.scale.len() + self.min.len())
+        #[cfg(target_arch = "x86_64")]
+        let tiles = self.amx.as_ref().map_or(0, amx::AmxWeights::size_bytes);
+        #[cfg(not(target_arch = "x86_64"))]
+        let tiles = 0;
+        self.quants.len() + 4 * (self.scale.len() + self.min.len()) + tiles
+    }
+
+    /// Adds the layout `path` needs besides the block layout (tile order for [`KernelPath::Amx`]).
+    pub fn prepare_for(&mut self, path: KernelPath) {
+        #[cfg(target_arch = "x86_64")]
+        if path == KernelPath::Amx && self.amx.is_none() {
+            self.amx = Some(amx::AmxWeights::new(self));
+        }
+        let _ = path;
     }
 
     /// Writes row `r` as f32: `d*q + m` (or `d*q`), one multiply and one add per element. For GGUF types
@@ -449,6 +514,9 @@ pub struct QActs {
     /// `rows * blocks` products `da * (sum of the block's q)`, for the weight minimum term (then stale
     /// values).
     s: Vec<f32>,
+    /// The rows in tile order when prepared for the AMX path ([`QActs::prepare_for`]).
+    #[cfg(target_arch = "x86_64")]
+    amx: amx::AmxActs,
 }
 
 impl QActs {
@@ -465,6 +533,8 @@ impl QActs {
         self.rows = rows;
         self.cols = cols;
         self.blocks = blocks;
+        #[cfg(target_arch = "x86_64")]
+        self.amx.clear();
         // The buffers only grow: the widths alternate (model width, MLP width) many times per forward
         // pass, and resizing down and up again would zero the regrown part each time. Only the first
         // `rows` rows of the current width are meaningful.
@@ -506,6 +576,18 @@ impl QActs {
                 .zip(d_all.chunks_exact_mut(blocks).zip(s_all.chunks_exact_mut(blocks)))
                 .for_each(one_row);
         }
+    }
+
+    /// Adds the layout `path` needs for these rows (tile order on [`KernelPath::Amx`], from
+    /// [`AMX_MIN_ROWS`] rows on). Call after [`QActs::quantize`], which drops it.
+    pub fn prepare_for(&mut self, path: KernelPath) {
+        #[cfg(target_arch = "x86_64")]
+        if path == KernelPath::Amx && self.rows >= AMX_MIN_ROWS {
+            let mut tiles = std::mem::take(&mut self.amx);
+            tiles.prepare(self);
+            self.amx = tiles;
+        }
+        let _ = path;
     }
 
     pub fn rows(&self) -> usize {
@@ -620,6 +702,24 @@ pub fn matmul_rows(
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX-512 path is never resolved off x86-64")
         }
+        KernelPath::Amx => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(KernelPath::Amx.check_available().is_ok());
+                match &w.amx {
+                    // SAFETY: AMX and AVX-512 available and the tile state granted (checked above); the
+                    // tile layouts were built from these very operands.
+                    Some(wa) if x.amx.ready_for(x) => unsafe {
+                        amx::matmul_rows(w, wa, n0, n1, x, &x.amx, out, col0)
+                    },
+                    // Too few rows for tiles (or an unprepared operand): the AVX-512 kernels.
+                    // SAFETY: the AMX path implies the AVX-512 path's features.
+                    _ => unsafe { avx512::matmul_rows(w, n0, n1, x, out, col0) },
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AMX path is never resolved off x86-64")
+        }
     }
 }
 
@@ -633,8 +733,8 @@ pub fn swiglu(path: KernelPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
                 *o = crate::math::silu(g) * u;
             }
         }
-        // The AVX-512 path implies AVX2; these element-wise loops gain nothing from wider registers.
-        KernelPath::Avx2 | KernelPath::Avx512 => {
+        // The AVX-512 and AMX paths imply AVX2; these element-wise loops gain nothing from wider registers.
+        KernelPath::Avx2 | KernelPath::Avx512 | KernelPath::Amx => {
             #[cfg(target_arch = "x86_64")]
             {
                 assert!(path.check_available().is_ok());
@@ -657,8 +757,8 @@ pub fn exp_shifted(path: KernelPath, x: &[f32], shift: f32, out: &mut [f32]) {
                 *o = crate::math::exp(v - shift);
             }
         }
-        // The AVX-512 path implies AVX2; these element-wise loops gain nothing from wider registers.
-        KernelPath::Avx2 | KernelPath::Avx512 => {
+        // The AVX-512 and AMX paths imply AVX2; these element-wise loops gain nothing from wider registers.
+        KernelPath::Avx2 | KernelPath::Avx512 | KernelPath::Amx => {
             #[cfg(target_arch = "x86_64")]
             {
                 assert!(path.check_available().is_ok());
@@ -733,10 +833,10 @@ pub fn attend(
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
         }
-        KernelPath::Avx512 => {
+        KernelPath::Avx512 | KernelPath::Amx => {
             #[cfg(target_arch = "x86_64")]
             {
-                assert!(KernelPath::Avx512.check_available().is_ok());
+                assert!(path.check_available().is_ok());
                 // SAFETY: the CPU supports the AVX-512 path's features (checked above); bounds asserted
                 // above.
                 unsafe { avx512::attend(queries, keys, values, stride, scale, scratch) }
@@ -781,6 +881,10 @@ mod tests {
     }
 
     fn run(path: KernelPath, w: &QMatrix, x: &QActs) -> Vec<f32> {
+        let (mut w, mut x) = (w.clone(), x.clone());
+        w.prepare_for(path);
+        x.prepare_for(path);
+        let (w, x) = (&w, &x);
         let mut out = vec![f32::NAN; x.rows() * w.rows()];
         let so = unsafe { StridedOut::new(&mut out, x.rows(), w.rows()) };
         // Uneven tiles, as the parallel split may produce.
@@ -875,7 +979,7 @@ mod tests {
             for blocks in [1, 3, 7, 8, 9, 16, 18, 23, 48] {
                 let cols = blocks * BLOCK;
                 let w = random_matrix(&mut rng, kind, 13, cols);
-                for rows in [1, 2, 3, 4, 5, 8, 9] {
+                for rows in [1, 2, 3, 4, 5, 8, 9, 16, 17, 40] {
                     let mut xs: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
                     // A zero block and a block with huge range.
                     xs[..BLOCK].fill(0.0);
