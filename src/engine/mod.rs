@@ -97,7 +97,7 @@ pub enum EngineError {
         "kernel path '{requested}' is not available on this CPU ({reason}); unset {KERNEL_ENV} or set it to 'scalar'"
     )]
     KernelUnavailable { requested: &'static str, reason: &'static str },
-    #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar', 'avx2' or 'avx512'")]
+    #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar', 'avx2', 'avx512' or 'amx'")]
     UnknownKernel { value: String },
     #[error("could not start {threads} engine threads: {message}")]
     ThreadPool { threads: usize, message: String },

@@ -1117,7 +1117,7 @@ mod tests {
         assert_eq!(KernelPath::parse(" AVX2 ").unwrap(), KernelPath::Avx2);
         assert_eq!(KernelPath::parse("avx512").unwrap(), KernelPath::Avx512);
         let err = KernelPath::parse("neon").unwrap_err().to_string();
-        assert!(err.contains("'neon'") && err.contains("scalar"), "{err}");
+        assert!(err.contains("'neon'") && err.contains("scalar") && err.contains("amx"), "{err}");
         assert_eq!(KernelPath::resolve(Some(KernelPath::Scalar)).unwrap(), KernelPath::Scalar);
     }
 }
