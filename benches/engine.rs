@@ -4,7 +4,8 @@
 //! By default the synthetic model (written to a temp dir) so the bench runs anywhere in seconds; set
 //! `LLMZIP_BENCH_MODEL=/path/to/model.gguf` for real numbers (SmolLM2-135M: context 2048, decoding
 //! measured around position 1024, the average of a full window). `LLMZIP_BENCH_THREADS` sets the
-//! engine's threads (default 2).
+//! engine's threads (default 2); `LLMZIP_BENCH_KERNEL=amx` (a path name) measures one path only, which
+//! also skips the slow scalar set-up when profiling.
 
 use candle_core::quantized::gguf_file::Content;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -47,7 +48,10 @@ fn setup() -> Setup {
 fn engine(c: &mut Criterion) {
     let s = setup();
     let threads = std::env::var("LLMZIP_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    let paths = KernelPath::available();
+    let paths = match std::env::var("LLMZIP_BENCH_KERNEL") {
+        Ok(name) => vec![KernelPath::parse(&name).expect("LLMZIP_BENCH_KERNEL names a kernel path")],
+        Err(_) => KernelPath::available(),
+    };
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     for &path in &paths {
