@@ -8,7 +8,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
 use llmzip::engine::kernels::{
-    AttnScratch, KernelPath, QActs, QMatrix, Query, StridedOut, WeightKind, attend, matmul_rows,
+    AttnScratch, KEY_TILE, KernelPath, QActs, QMatrix, Query, StridedOut, WeightKind, attend, matmul_rows,
 };
 
 /// Deterministic pseudo-random bytes (an LCG; benches need no statistical quality).
@@ -46,7 +46,7 @@ fn kernels(c: &mut Criterion) {
         for batch in [1usize, 64] {
             let xs: Vec<f32> = bytes(batch * k, 5).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
             let mut x = QActs::new();
-            x.quantize(&xs, batch, k, false);
+            x.quantize(KernelPath::Scalar, &xs, batch, k, false);
             let mut out = vec![0f32; batch * n];
             group.throughput(Throughput::Elements((batch * n * k) as u64));
             for &path in &paths {
@@ -63,12 +63,13 @@ fn kernels(c: &mut Criterion) {
 }
 
 fn attention(c: &mut Criterion) {
-    let (hd, npos) = (64, 1024);
+    let (hd, npos) = (64usize, 1024usize);
     let paths = KernelPath::available();
-    let f16s = |seed| -> Vec<f16> {
-        bytes((npos + 4) * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
+    let f16s = |n: usize, seed| -> Vec<f16> {
+        bytes(n * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
     };
-    let (keys, values) = (f16s(6), f16s(7));
+    // Keys in whole key tiles (their layout does not change the work), values one row per position.
+    let (keys, values) = (f16s((npos + 4).next_multiple_of(KEY_TILE), 6), f16s(npos + 4, 7));
     let mut group = c.benchmark_group("attention_hd64_pos1024");
     for (name, positions, heads) in [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3)] {
         let n = positions * heads;
@@ -85,7 +86,7 @@ fn attention(c: &mut Criterion) {
                         .enumerate()
                         .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos + i / heads, out })
                         .collect();
-                    attend(path, &mut queries, &keys, &values, hd, 0.125, &mut scratch);
+                    attend(path, &mut queries, &keys, &values, 0.125, &mut scratch);
                 })
             });
         }

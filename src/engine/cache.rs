@@ -6,24 +6,35 @@
 //! software and F16C hardware give the same bits; f16 -> f32 is exact. Attention always reads the cache,
 //! also in prefill, so a position's keys are the same rounded values whether they were computed in the
 //! same call or earlier.
+//!
+//! Keys are stored in key tiles of [`KEY_TILE`] positions, dimension-major inside a tile (see
+//! [`key_index`]): one vector load then holds one dimension of 16 consecutive keys, and the attention
+//! kernels add up a tile's scores vertically. Values stay position-major. The layout is storage only:
+//! every path reads the same f16 numbers.
 
 use half::f16;
 use half::slice::HalfBitsSliceExt;
 
-/// Keys and values of one sequence: `[layer][kv_head][position][head_dim]`, allocated once for
-/// `capacity` positions. Each key/value head's positions are contiguous because an attention task reads
-/// exactly one head of one sequence from position 0 on: one sequential stream per task.
+use super::kernels::{KEY_TILE, key_index};
+
+/// Keys and values of one sequence: `[layer][kv_head][positions]`, one head's positions in key tiles
+/// for keys and `[position][head_dim]` for values, allocated once for `capacity` positions rounded up
+/// to whole tiles (`stride` positions per head). Each key/value head's positions are contiguous because
+/// an attention task reads exactly one head of one sequence from position 0 on: one sequential stream
+/// per task.
 #[derive(Clone, Debug)]
 pub struct KvCache {
     layers: usize,
     kv_heads: usize,
     head_dim: usize,
     capacity: usize,
+    /// `capacity` rounded up to a multiple of [`KEY_TILE`]: positions allotted to each head.
+    stride: usize,
     /// Positions filled, `len <= capacity`; positions `0..len` hold valid keys and values in every layer.
     len: usize,
-    /// `layers * capacity * kv_dim` keys, as f16 bit patterns (u16 so that the zeroed allocation is lazy).
+    /// `layers * stride * kv_dim` keys, as f16 bit patterns (u16 so that the zeroed allocation is lazy).
     k: Vec<u16>,
-    /// `layers * capacity * kv_dim` values, as f16 bit patterns.
+    /// `layers * stride * kv_dim` values, as f16 bit patterns.
     v: Vec<u16>,
 }
 
@@ -31,8 +42,9 @@ impl KvCache {
     /// An empty cache. The memory is requested zeroed (`vec![0u16; n]` becomes a zeroed allocation), so
     /// pages not yet written cost no resident memory.
     pub(crate) fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
-        let n = layers * kv_heads * capacity * head_dim;
-        KvCache { layers, kv_heads, head_dim, capacity, len: 0, k: vec![0u16; n], v: vec![0u16; n] }
+        let stride = capacity.next_multiple_of(KEY_TILE);
+        let n = layers * kv_heads * stride * head_dim;
+        KvCache { layers, kv_heads, head_dim, capacity, stride, len: 0, k: vec![0u16; n], v: vec![0u16; n] }
     }
 
     /// Positions already processed.
@@ -83,21 +95,26 @@ impl KvCache {
         let hd = self.head_dim;
         assert!(pos < self.capacity && k.len() == self.kv_dim() && v.len() == self.kv_dim());
         for h in 0..self.kv_heads {
-            let at = ((layer * self.kv_heads + h) * self.capacity + pos) * hd;
-            for (dst, &x) in self.k[at..at + hd].iter_mut().zip(&k[h * hd..]) {
-                *dst = f16::from_f32(x).to_bits();
+            let head = (layer * self.kv_heads + h) * self.stride * hd;
+            let keys = &mut self.k[head..head + self.stride * hd];
+            for (d, &x) in k[h * hd..(h + 1) * hd].iter().enumerate() {
+                keys[key_index(hd, pos, d)] = f16::from_f32(x).to_bits();
             }
+            let at = head + pos * hd;
             for (dst, &x) in self.v[at..at + hd].iter_mut().zip(&v[h * hd..]) {
                 *dst = f16::from_f32(x).to_bits();
             }
         }
     }
 
-    /// Keys and values of one head of `layer` for positions `0..positions`, `[position][head_dim]`.
+    /// Keys and values of one head of `layer` for positions `0..positions`: the key tiles that hold
+    /// them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]` values,
+    /// as [`super::kernels::attend`] takes them.
     pub(crate) fn head(&self, layer: usize, head: usize, positions: usize) -> (&[f16], &[f16]) {
         assert!(positions <= self.capacity && head < self.kv_heads);
-        let at = (layer * self.kv_heads + head) * self.capacity * self.head_dim;
-        let n = positions * self.head_dim;
-        (self.k[at..at + n].reinterpret_cast(), self.v[at..at + n].reinterpret_cast())
+        let at = (layer * self.kv_heads + head) * self.stride * self.head_dim;
+        let nk = positions.div_ceil(KEY_TILE) * KEY_TILE * self.head_dim;
+        let nv = positions * self.head_dim;
+        (self.k[at..at + nk].reinterpret_cast(), self.v[at..at + nv].reinterpret_cast())
     }
 }

@@ -570,7 +570,7 @@ impl LlamaModel {
 
     /// Quantizes activation rows, in parallel over rows when there are many (rows are independent).
     fn quantize(&self, acts: &mut QActs, x: &[f32], rows: usize, cols: usize) {
-        acts.quantize(x, rows, cols, rows * cols >= PAR_MIN_ELEMS);
+        acts.quantize(self.kernel, x, rows, cols, rows * cols >= PAR_MIN_ELEMS);
         acts.prepare_for(self.kernel);
     }
 
@@ -658,9 +658,8 @@ impl LlamaModel {
                     });
                 }
             }
-            ATTN_SCRATCH.with(|s| {
-                kernels::attend(kernel, &mut queries, keys, values, hd, scale, &mut s.borrow_mut())
-            });
+            ATTN_SCRATCH
+                .with(|s| kernels::attend(kernel, &mut queries, keys, values, scale, &mut s.borrow_mut()));
         });
     }
 }

@@ -20,12 +20,14 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::{AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind};
+use super::{
+    AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, key_index,
+};
 
 /// The fixed tree `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))` of [`super::tree8`].
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn tree8_ps(v: __m256) -> f32 {
+pub(super) fn tree8_ps(v: __m256) -> f32 {
     // h1 = [v0+v1, v2+v3, .., .. | v4+v5, v6+v7, .., ..]; IEEE addition is commutative, so the
     // operand order inside hadd does not matter.
     let h1 = _mm256_hadd_ps(v, v);
@@ -423,33 +425,17 @@ fn store(out: &StridedOut, c0: usize, col: usize, v: &[f32]) {
     }
 }
 
-/// Lane `j` of the result is `tree8` of `a[j]`: the transposed form of [`tree8_ps`] for 8 vectors.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn reduce8_ps(a: &[__m256; 8]) -> __m256 {
-    let h01 = _mm256_hadd_ps(a[0], a[1]);
-    let h23 = _mm256_hadd_ps(a[2], a[3]);
-    let h45 = _mm256_hadd_ps(a[4], a[5]);
-    let h67 = _mm256_hadd_ps(a[6], a[7]);
-    // Lane j (j < 4): (a_j0+a_j1)+(a_j2+a_j3) in the low half, (a_j4+a_j5)+(a_j6+a_j7) in the high half.
-    let h0123 = _mm256_hadd_ps(h01, h23);
-    let h4567 = _mm256_hadd_ps(h45, h67);
-    let lo = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
-    let hi = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
-    _mm256_add_ps(lo, hi)
-}
-
 /// The constants of [`crate::math::exp`], which this must match bit for bit (tested exhaustively on a
 /// dense sample of all f32).
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
+pub(super) const LOG2_E: f32 = std::f32::consts::LOG2_E;
+pub(super) const LN2_HI: f32 = 0.693_145_75;
+pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
 
 /// [`crate::math::exp`] on 8 lanes: the same operations in the same order, with the branches of the
 /// scalar code turned into selections.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn exp8(x: __m256) -> __m256 {
+pub(super) unsafe fn exp8(x: __m256) -> __m256 {
     // Softmax arguments (`s - max <= 0`) and SiLU's are almost always in [-87, 88], where the scalar
     // code takes none of its branches: k = round(x * log2 e) lies in [-126, 127], so `p * 2^k` is the
     // `normal` case of `exp8_full`. Testing the range once skips the selections; NaN fails the
@@ -539,20 +525,20 @@ pub unsafe fn exp8_array(x: [f32; 8]) -> [f32; 8] {
 /// lives in memory, not in cache, and one task streams one head's positions in order.
 const PREFETCH_AHEAD: usize = 32;
 
-/// Prefetches the f16 rows `from..from+8` (those below `end`) of a head, `stride` elements apart.
+/// Prefetches the f16 value rows `from..from+8` (those below `end`) of a head, `hd` elements each.
 ///
 /// # Safety
 /// AVX2. (Prefetching never faults; addresses are computed only for rows inside the slice.)
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn prefetch_rows(base: *const u16, stride: usize, hd: usize, from: usize, end: usize) {
+unsafe fn prefetch_rows(base: *const u16, hd: usize, from: usize, end: usize) {
     if from >= end {
         return;
     }
     let rows = (end - from).min(LANES);
-    // The rows are contiguous when stride == hd (the KV cache layout); prefetch by cache line.
-    let start = base.wrapping_add(from * stride) as *const i8;
-    let bytes = ((rows - 1) * stride + hd) * 2;
+    // The rows are contiguous (the KV cache layout); prefetch by cache line.
+    let start = base.wrapping_add(from * hd) as *const i8;
+    let bytes = rows * hd * 2;
     let mut off = 0;
     while off < bytes {
         _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off));
@@ -560,19 +546,18 @@ unsafe fn prefetch_rows(base: *const u16, stride: usize, hd: usize, from: usize,
     }
 }
 
-/// Converts `count` (<= 8) rows of `hd` f16 values starting at `src` (rows `stride` apart) into `dst`
-/// (rows `hd` apart).
+/// Converts `count` (<= 8) consecutive rows of `hd` f16 values starting at `src` into `dst`.
 ///
 /// # Safety
 /// AVX2 and F16C; the rows are readable, `dst` holds `8 * hd` floats.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn convert_rows(src: *const u16, stride: usize, count: usize, hd: usize, dst: *mut f32) {
+unsafe fn convert_rows(src: *const u16, count: usize, hd: usize, dst: *mut f32) {
     for j in 0..count {
         for c in (0..hd).step_by(LANES) {
             // SAFETY: the caller's bounds.
             unsafe {
-                let v = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * stride + c) as *const __m128i));
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * hd + c) as *const __m128i));
                 _mm256_storeu_ps(dst.add(j * hd + c), v);
             }
         }
@@ -617,48 +602,109 @@ unsafe fn wsum<const NC: usize>(
     }
 }
 
-/// Lane `j < 4` of the result is `tree8` of `a[j]` ([`reduce8_ps`] for 4 vectors).
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(super) fn reduce4_ps(a: &[__m256; 4]) -> __m128 {
-    // Lane j: (a_j0+a_j1)+(a_j2+a_j3) in the low half, (a_j4+a_j5)+(a_j6+a_j7) in the high half.
-    let h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h))
-}
-
-/// The scores of two queries against the 8 converted keys in `kv` (rows `hd` apart), 4 keys at a
-/// time: each key load serves both queries, and 8 accumulators leave registers for the operands.
-/// Every score is `tree8(lanes of q . k) * scale`, as for a lone query.
+/// The scores of one query against 8 consecutive keys `jb..jb+8` of a key tile ([`key_index`]):
+/// dimension `d` of the 8 keys is at `k16 + d * KEY_TILE` (f16, the cache itself), or at `k32 + d * 8`
+/// when `F32` (converted once for all queries of a task). Lane `l` of `acc[m]` sums dimensions
+/// `8c + m` of key `jb + l` in increasing `c`, so the 8 accumulators add up vertically, lane `l` giving
+/// `tree8(lanes of q . k_{jb+l}) * scale`: the documented order with no horizontal step.
 ///
 /// # Safety
-/// AVX2; `qa`, `qb` hold `hd` floats, `kv` 8 rows of `hd`, each output 8 writable floats.
+/// AVX2 and F16C; `q` holds `hd` floats, the key source `hd` rows, `out` 8 writable floats.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn scores_pair(
-    qa: *const f32,
-    qb: *const f32,
-    kv: *const f32,
+unsafe fn scores8<const F32: bool>(
+    q: *const f32,
+    (k16, k32): (*const u16, *const f32),
     hd: usize,
-    scale: f32,
-    out: (*mut f32, *mut f32),
+    scale: __m256,
+    out: *mut f32,
 ) {
-    let scalev = _mm_set1_ps(scale);
     // SAFETY: the caller's bounds.
     unsafe {
-        for half in [0, 4] {
-            let mut acc_a = [_mm256_setzero_ps(); 4];
-            let mut acc_b = [_mm256_setzero_ps(); 4];
-            for c in (0..hd).step_by(LANES) {
-                let (a, b) = (_mm256_loadu_ps(qa.add(c)), _mm256_loadu_ps(qb.add(c)));
-                for j in 0..4 {
-                    let k = _mm256_loadu_ps(kv.add((half + j) * hd + c));
-                    acc_a[j] = _mm256_add_ps(acc_a[j], _mm256_mul_ps(a, k));
-                    acc_b[j] = _mm256_add_ps(acc_b[j], _mm256_mul_ps(b, k));
-                }
+        let mut acc = [_mm256_setzero_ps(); LANES];
+        for c in (0..hd).step_by(LANES) {
+            for (m, a) in acc.iter_mut().enumerate() {
+                let d = c + m;
+                let k = if F32 {
+                    _mm256_loadu_ps(k32.add(d * LANES))
+                } else {
+                    _mm256_cvtph_ps(_mm_loadu_si128(k16.add(d * KEY_TILE) as *const __m128i))
+                };
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_set1_ps(*q.add(d)), k));
             }
-            _mm_storeu_ps(out.0.add(half), _mm_mul_ps(reduce4_ps(&acc_a), scalev));
-            _mm_storeu_ps(out.1.add(half), _mm_mul_ps(reduce4_ps(&acc_b), scalev));
         }
+        _mm256_storeu_ps(out, _mm256_mul_ps(tree8_lanes(&acc), scale));
+    }
+}
+
+/// Lane by lane, the fixed tree of [`super::tree8`] over 8 vectors:
+/// `((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn tree8_lanes(a: &[__m256; LANES]) -> __m256 {
+    _mm256_add_ps(
+        _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
+        _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])),
+    )
+}
+
+/// Prefetches key tile `t` of a head (`KEY_TILE * hd` f16 values), if it holds a position below `end`.
+///
+/// # Safety
+/// AVX2. (Prefetching never faults; addresses are computed only for tiles inside the keys.)
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn prefetch_key_tile(keys: *const u16, hd: usize, t: usize, end: usize) {
+    if t * KEY_TILE >= end {
+        return;
+    }
+    let start = keys.wrapping_add(t * KEY_TILE * hd) as *const i8;
+    for off in (0..KEY_TILE * hd * 2).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off));
+    }
+}
+
+/// Turns one score row into softmax numerators in place and returns their sum, as [`super::attend`]
+/// specifies: positions `0..n` only (the maximum over them, `exp(s - max)`, lanes `j mod 8` summed in
+/// increasing `j` and reduced by [`super::tree8`]); the rest of the last 8 becomes zero.
+///
+/// # Safety
+/// AVX2 and F16C; `row` holds `n.div_ceil(8) * 8` floats, `n > 0`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn softmax_row(row: *mut f32, n: usize) -> f32 {
+    let valid = |jb: usize| lanes_below(n - jb);
+    // SAFETY: the caller's bounds; every load and store is one of the row's blocks of 8.
+    unsafe {
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut jb = 0;
+        while jb < n {
+            let s = _mm256_loadu_ps(row.add(jb));
+            let s = if n - jb >= LANES { s } else { _mm256_blendv_ps(m, s, _mm256_castsi256_ps(valid(jb))) };
+            m = _mm256_max_ps(s, m);
+            jb += LANES;
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let mut max = f32::NEG_INFINITY;
+        for v in lanes {
+            if v > max {
+                max = v;
+            }
+        }
+        let maxv = _mm256_set1_ps(max);
+        let mut acc = _mm256_setzero_ps();
+        let mut jb = 0;
+        while jb < n {
+            let mut e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row.add(jb)), maxv));
+            if n - jb < LANES {
+                e = _mm256_and_ps(e, _mm256_castsi256_ps(valid(jb)));
+            }
+            _mm256_storeu_ps(row.add(jb), e);
+            acc = _mm256_add_ps(acc, e);
+            jb += LANES;
+        }
+        tree8_ps(acc)
     }
 }
 
@@ -719,7 +765,9 @@ unsafe fn wsum_pair_cols<const NC: usize>(
     }
 }
 
-/// See [`super::attend`].
+/// See [`super::attend`]. Scores take 8 keys (half a key tile) at a time, converted to f32 once for all
+/// queries of the task ([`scores8`]); values are converted 8 positions at a time, and pairs of queries
+/// share each value load ([`wsum_pair`]).
 ///
 /// # Safety
 /// AVX2 and F16C available; bounds as asserted by [`super::attend`].
@@ -728,37 +776,12 @@ pub unsafe fn attend(
     queries: &mut [Query<'_>],
     keys: &[f16],
     values: &[f16],
-    stride: usize,
-    scale: f32,
-    scratch: &mut AttnScratch,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { attend_with::<false>(queries, keys, values, stride, scale, scratch) }
-}
-
-/// [`attend`]'s body. Keys and values are converted to f32 8 positions at a time, once for all
-/// queries of the group; 8 scores of one query come out of one transposed reduction. Pairs of queries
-/// share each key and value load, through [`super::avx512::scores_pair`] and
-/// [`super::avx512::wsum_pair`] (both queries in one 512-bit register) when `WIDE`, else through
-/// [`scores_pair`] and [`wsum_pair`]: the same operations on every lane.
-///
-/// No target features of its own: it is inlined into [`attend`] or [`super::avx512::attend`].
-///
-/// # Safety
-/// AVX2 and F16C available, and the AVX-512 path's features when `WIDE`; bounds as asserted by
-/// [`super::attend`].
-#[inline(always)]
-pub(super) unsafe fn attend_with<const WIDE: bool>(
-    queries: &mut [Query<'_>],
-    keys: &[f16],
-    values: &[f16],
-    stride: usize,
     scale: f32,
     scratch: &mut AttnScratch,
 ) {
     let hd = queries[0].q.len();
     let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
-    let padded = maxn.div_ceil(LANES) * LANES;
+    let padded = maxn.div_ceil(KEY_TILE) * KEY_TILE;
     // Buffers only grow: shrinking and regrowing would zero the regrown part at every call. Leftovers
     // of earlier calls are finite and, like the padding lanes, never reach a result.
     grow(&mut scratch.scores, queries.len() * padded);
@@ -768,98 +791,43 @@ pub(super) unsafe fn attend_with<const WIDE: bool>(
     let vp = values.as_ptr() as *const u16;
     let kv = scratch.kv.as_mut_ptr();
     let scores = scratch.scores.as_mut_ptr();
-    // SAFETY: AVX is available (caller).
-    let scalev = unsafe { _mm256_set1_ps(scale) };
-    // SAFETY (whole body): positions < maxn are inside keys/values (caller); score rows are `padded`
-    // long; kv holds 8 rows of hd floats; dims step by 8 up to hd (a multiple of 8).
+    let scalev = _mm256_set1_ps(scale);
+    // SAFETY (whole body): the key tiles holding positions < maxn are inside keys, values < maxn inside
+    // values (caller); score rows are `padded` long; kv holds 8 rows of hd floats; dims step by 8 up to
+    // hd (a multiple of 8).
     unsafe {
-        // Scores. A lone query converts keys in registers; a group converts 8 keys once into `kv`.
-        // Rows of kv past `count` hold finite leftovers; their scores are never used.
+        // Scores. A lone query reads the keys from the cache; a group converts 8 keys once into `kv`
+        // (dimension d at d * 8). Keys past maxn in the last tile give scores that are never used.
         let single = queries.len() == 1;
         let mut jb = 0;
         while jb < maxn {
-            let count = (maxn - jb).min(LANES);
-            prefetch_rows(kp, stride, hd, jb + PREFETCH_AHEAD, maxn);
+            if jb.is_multiple_of(KEY_TILE) {
+                prefetch_key_tile(kp, hd, jb / KEY_TILE + 2, maxn);
+            }
+            let src = kp.add(key_index(hd, jb, 0));
             if !single {
-                convert_rows(kp.add(jb * stride), stride, count, hd, kv);
-            }
-            // Two queries at a time share each key load (see `scores_pair`).
-            let mut i = 0;
-            while !single && i + 1 < queries.len() {
-                let (a, b) = (&queries[i], &queries[i + 1]);
-                if a.npos > jb && b.npos > jb {
-                    let out = (scores.add(i * padded + jb), scores.add((i + 1) * padded + jb));
-                    if WIDE {
-                        super::avx512::scores_pair(a.q.as_ptr(), b.q.as_ptr(), kv, hd, scale, out);
-                    } else {
-                        scores_pair(a.q.as_ptr(), b.q.as_ptr(), kv, hd, scale, out);
-                    }
-                } else if a.npos > jb || b.npos > jb {
-                    // One of the two has seen all its positions: the other goes alone below.
-                    break;
+                for d in 0..hd {
+                    let k = _mm256_cvtph_ps(_mm_loadu_si128(src.add(d * KEY_TILE) as *const __m128i));
+                    _mm256_storeu_ps(kv.add(d * LANES), k);
                 }
-                i += 2;
             }
-            for (i, query) in queries.iter().enumerate().skip(i) {
+            for (i, query) in queries.iter().enumerate() {
                 if query.npos <= jb {
                     continue;
                 }
-                let q = query.q.as_ptr();
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for c in (0..hd).step_by(LANES) {
-                    let qc = _mm256_loadu_ps(q.add(c));
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let k = if single {
-                            // Past `count`, reuse the last valid key: finite, and never used.
-                            let jj = (jb + j).min(maxn - 1);
-                            _mm256_cvtph_ps(_mm_loadu_si128(kp.add(jj * stride + c) as *const __m128i))
-                        } else {
-                            _mm256_loadu_ps(kv.add(j * hd + c))
-                        };
-                        *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
-                    }
+                let (q, out) = (query.q.as_ptr(), scores.add(i * padded + jb));
+                if single {
+                    scores8::<false>(q, (src, kv), hd, scalev, out);
+                } else {
+                    scores8::<true>(q, (src, kv), hd, scalev, out);
                 }
-                let s = _mm256_mul_ps(reduce8_ps(&acc), scalev);
-                _mm256_storeu_ps(scores.add(i * padded + jb), s);
             }
             jb += LANES;
         }
 
         // Softmax numerators and their sums.
         for (i, query) in queries.iter().enumerate() {
-            let row = scores.add(i * padded);
-            let n = query.npos;
-            let valid = |jb: usize| lanes_below(n - jb);
-            let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
-            let mut jb = 0;
-            while jb < n {
-                let s = _mm256_loadu_ps(row.add(jb));
-                let s =
-                    if n - jb >= LANES { s } else { _mm256_blendv_ps(m, s, _mm256_castsi256_ps(valid(jb))) };
-                m = _mm256_max_ps(s, m);
-                jb += LANES;
-            }
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), m);
-            let mut max = f32::NEG_INFINITY;
-            for v in lanes {
-                if v > max {
-                    max = v;
-                }
-            }
-            let maxv = _mm256_set1_ps(max);
-            let mut acc = _mm256_setzero_ps();
-            let mut jb = 0;
-            while jb < n {
-                let mut e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row.add(jb)), maxv));
-                if n - jb < LANES {
-                    e = _mm256_and_ps(e, _mm256_castsi256_ps(valid(jb)));
-                }
-                _mm256_storeu_ps(row.add(jb), e);
-                acc = _mm256_add_ps(acc, e);
-                jb += LANES;
-            }
-            scratch.sums[i] = tree8_ps(acc);
+            scratch.sums[i] = softmax_row(scores.add(i * padded), query.npos);
         }
 
         // Weighted sums of the values, positions in increasing order.
@@ -869,9 +837,9 @@ pub(super) unsafe fn attend_with<const WIDE: bool>(
         let mut jb = 0;
         while jb < maxn {
             let count = (maxn - jb).min(LANES);
-            prefetch_rows(vp, stride, hd, jb + PREFETCH_AHEAD, maxn);
+            prefetch_rows(vp, hd, jb + PREFETCH_AHEAD, maxn);
             if !single {
-                convert_rows(vp.add(jb * stride), stride, count, hd, kv);
+                convert_rows(vp.add(jb * hd), count, hd, kv);
             }
             // Two queries at a time share each value load when both use all 8 positions.
             let mut first = 0;
@@ -886,12 +854,7 @@ pub(super) unsafe fn attend_with<const WIDE: bool>(
                         scores.add(first * padded + jb) as *const f32,
                         scores.add((first + 1) * padded + jb) as *const f32,
                     );
-                    let outs = (qa.out.as_mut_ptr(), qb.out.as_mut_ptr());
-                    if WIDE {
-                        super::avx512::wsum_pair(rows, kv, hd, outs);
-                    } else {
-                        wsum_pair(rows, kv, hd, outs);
-                    }
+                    wsum_pair(rows, kv, hd, (qa.out.as_mut_ptr(), qb.out.as_mut_ptr()));
                     first += 2;
                 }
             }
@@ -902,13 +865,12 @@ pub(super) unsafe fn attend_with<const WIDE: bool>(
                 let used = (query.npos - jb).min(LANES);
                 let row = scores.add(i * padded + jb);
                 let out = query.out.as_mut_ptr();
-                let (src, src_stride) =
-                    if single { (Src::F16(vp.add(jb * stride)), stride) } else { (Src::F32(kv), hd) };
+                let src = if single { Src::F16(vp.add(jb * hd)) } else { Src::F32(kv) };
                 // Up to 64 dimensions at a time stay in registers while the positions stream past.
                 let mut c0 = 0;
                 while c0 < hd {
                     let nc = ((hd - c0) / LANES).min(8);
-                    let args = (row as *const f32, used, src, src_stride, out, c0);
+                    let args = (row as *const f32, used, src, hd, out, c0);
                     match nc {
                         8 => wsum::<8>(args),
                         7 => wsum::<7>(args),

@@ -24,7 +24,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::avx2::{self, ActRows};
-use super::{AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind};
+use super::{AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, WeightKind};
 
 /// See [`super::matmul_rows`].
 ///
@@ -96,7 +96,23 @@ pub(super) unsafe fn group_full<const R: usize, const Q4: bool>(
     }
 }
 
-/// See [`super::attend`]: [`avx2::attend_with`] with the 512-bit pair kernels below.
+/// Queries whose scores one pass over a key tile computes: 8 accumulators each, so 3 queries and the
+/// key take 25 of the 32 registers.
+const SCORE_GROUP: usize = 3;
+/// Queries whose weighted sums one pass over the values computes: up to [`SUM_CHUNKS`] accumulators
+/// each, so 6 queries, the values and one weight take 29 registers.
+const SUM_GROUP: usize = 6;
+/// 16-dimension registers of each query's weighted sum held in one pass (64 dimensions).
+const SUM_CHUNKS: usize = 4;
+/// Positions ahead whose values are prefetched while the weighted sums stream through a head.
+const VALUE_PREFETCH: usize = 32;
+
+/// See [`super::attend`]. Scores: one register holds one dimension of the 16 keys of a key tile, and
+/// [`SCORE_GROUP`] queries share each key load ([`scores_tile`]); a tile's 16 scores come out of a
+/// vertical reduction. Weighted sums: one register holds 16 dimensions of a value, and [`SUM_GROUP`]
+/// queries share each value load ([`wsum_group`]). The softmax is the AVX2 code. Every lane performs
+/// the operations of the scalar path in its order, so the bits are the same; head dimensions that are
+/// not a multiple of 16 go to [`avx2::attend`].
 ///
 /// # Safety
 /// The path's CPU features available; bounds as asserted by [`super::attend`].
@@ -105,120 +121,288 @@ pub unsafe fn attend(
     queries: &mut [Query<'_>],
     keys: &[f16],
     values: &[f16],
-    stride: usize,
     scale: f32,
     scratch: &mut AttnScratch,
 ) {
-    // SAFETY: forwarded from the caller; the wide pair kernels' features are this function's.
-    unsafe { avx2::attend_with::<true>(queries, keys, values, stride, scale, scratch) }
+    let hd = queries[0].q.len();
+    if !hd.is_multiple_of(16) {
+        // SAFETY: forwarded from the caller (AVX2 and F16C are part of this path).
+        return unsafe { avx2::attend(queries, keys, values, scale, scratch) };
+    }
+    let n = queries.len();
+    let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
+    let tiles = maxn.div_ceil(KEY_TILE);
+    let padded = tiles * KEY_TILE;
+    grow(&mut scratch.scores, n * padded);
+    grow(&mut scratch.sums, n);
+    let kp = keys.as_ptr() as *const u16;
+    let vp = values.as_ptr() as *const u16;
+    let scores = scratch.scores.as_mut_ptr();
+    let scalev = _mm512_set1_ps(scale);
+    // SAFETY (whole body): the key tiles below `tiles` are inside keys and value rows below maxn inside
+    // values (caller); score rows are `padded` long; every query's q and out hold hd floats.
+    unsafe {
+        // Scores of every tile, for all queries (positions past a query's npos are never used).
+        for t in 0..tiles {
+            avx2::prefetch_key_tile(kp, hd, t + 2, maxn);
+            let kt = kp.add(t * KEY_TILE * hd);
+            let mut i = 0;
+            while i < n {
+                let g = (n - i).min(SCORE_GROUP);
+                let q = |k: usize| queries[i + k.min(g - 1)].q.as_ptr();
+                let out = |k: usize| scores.add((i + k.min(g - 1)) * padded + t * KEY_TILE);
+                match g {
+                    3 => scores_tile::<3>([q(0), q(1), q(2)], kt, hd, scalev, [out(0), out(1), out(2)]),
+                    2 => scores_tile::<2>([q(0), q(1)], kt, hd, scalev, [out(0), out(1)]),
+                    _ => scores_tile::<1>([q(0)], kt, hd, scalev, [out(0)]),
+                }
+                i += g;
+            }
+        }
+
+        // Softmax numerators and their sums.
+        for (i, query) in queries.iter().enumerate() {
+            scratch.sums[i] = softmax_row(scores.add(i * padded), query.npos);
+        }
+
+        // Weighted sums: positions every query of a group sees go through the group together, the
+        // few that only some see through each of those alone, after them (positions stay in order).
+        let mut i = 0;
+        while i < n {
+            let g = (n - i).min(SUM_GROUP);
+            let group = &mut queries[i..i + g];
+            let shared = group.iter().map(|q| q.npos).min().unwrap_or(0);
+            let ps: [*const f32; SUM_GROUP] =
+                std::array::from_fn(|k| scores.add((i + k.min(g - 1)) * padded) as *const f32);
+            let outs: [*mut f32; SUM_GROUP] = std::array::from_fn(|k| group[k.min(g - 1)].out.as_mut_ptr());
+            for c0 in (0..hd).step_by(SUM_CHUNKS * 16) {
+                let nc = ((hd - c0) / 16).min(SUM_CHUNKS);
+                let all = (vp, hd, c0, 0, shared, true);
+                wsum_shapes!(g, nc, ps, outs, all;
+                    (1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4), (3, 1), (3, 2), (3, 3),
+                    (3, 4), (4, 1), (4, 2), (4, 3), (4, 4), (5, 1), (5, 2), (5, 3), (5, 4), (6, 1), (6, 2),
+                    (6, 3), (6, 4));
+                for (k, query) in group.iter().enumerate() {
+                    if query.npos > shared {
+                        let rest = (vp, hd, c0, shared, query.npos, false);
+                        wsum_shapes!(1, nc, [ps[k]], [outs[k]], rest; (1, 1), (1, 2), (1, 3), (1, 4));
+                    }
+                }
+            }
+            i += g;
+        }
+        for (i, query) in queries.iter_mut().enumerate() {
+            let sum = _mm512_set1_ps(scratch.sums[i]);
+            let out = query.out.as_mut_ptr();
+            for c in (0..hd).step_by(16) {
+                _mm512_storeu_ps(out.add(c), _mm512_div_ps(_mm512_loadu_ps(out.add(c)), sum));
+            }
+        }
+    }
 }
 
-/// `[lo | hi]`: query a's 8 lanes below query b's.
-#[inline]
-#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-fn join(lo: __m256, hi: __m256) -> __m512 {
-    _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi)
+/// Calls `wsum_group::<G, NC>` for the runtime shape `(g, nc)`, one of the listed ones; `ps` and `outs`
+/// are arrays of at least `g` pointers.
+macro_rules! wsum_shapes {
+    ($g:expr, $nc:expr, $ps:expr, $outs:expr, $args:expr; $(($G:literal, $NC:literal)),*) => {
+        match ($g, $nc) {
+            $(($G, $NC) => wsum_group::<$G, $NC>(
+                std::array::from_fn(|k| $ps[k]),
+                std::array::from_fn(|k| $outs[k]),
+                $args,
+            ),)*
+            _ => unreachable!("attention group shapes are bounded by SUM_GROUP and SUM_CHUNKS"),
+        }
+    };
 }
+use wsum_shapes;
 
-/// The 8 scores of two queries against the 8 converted keys in `kv` (rows `hd` apart): query a in the
-/// low half, query b in the high half of each accumulator, every key broadcast to both. Score `j` of
-/// each query is `tree8(lanes of q . k_j) * scale`, exactly as [`avx2`] computes it.
+/// The 16 scores of each of `G` queries against key tile `kt` ([`super::key_index`]: dimension `d` of
+/// the tile's 16 keys at `kt + d * 16`). Lane `l` of `acc[g][m]` sums the products of dimensions
+/// `8c + m` (increasing `c`) for key `l`, so lane `l` of the vertical tree over `m` is
+/// `tree8(lanes of q_g . k_l)`, exactly the scalar order, and each key load serves every query.
 ///
 /// # Safety
-/// The path's CPU features; `qa`, `qb` hold `hd` floats, `kv` 8 rows of `hd`, each output 8 writable
+/// The path's CPU features; each `qs[g]` holds `hd` floats, `kt` a whole tile, each output 16 writable
 /// floats.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-pub(super) unsafe fn scores_pair(
-    qa: *const f32,
-    qb: *const f32,
-    kv: *const f32,
+unsafe fn scores_tile<const G: usize>(
+    qs: [*const f32; G],
+    kt: *const u16,
     hd: usize,
-    scale: f32,
-    out: (*mut f32, *mut f32),
+    scale: __m512,
+    outs: [*mut f32; G],
 ) {
     // SAFETY: the caller's bounds.
     unsafe {
-        let mut acc = [_mm512_setzero_ps(); LANES];
+        let mut acc = [[_mm512_setzero_ps(); LANES]; G];
         for c in (0..hd).step_by(LANES) {
-            let q = join(_mm256_loadu_ps(qa.add(c)), _mm256_loadu_ps(qb.add(c)));
-            for (j, a) in acc.iter_mut().enumerate() {
-                let k = _mm512_broadcast_f32x8(_mm256_loadu_ps(kv.add(j * hd + c)));
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(q, k));
+            for m in 0..LANES {
+                let d = c + m;
+                let k = _mm512_cvtph_ps(_mm256_loadu_si256(kt.add(d * KEY_TILE) as *const __m256i));
+                for g in 0..G {
+                    acc[g][m] = _mm512_add_ps(acc[g][m], _mm512_mul_ps(_mm512_set1_ps(*qs[g].add(d)), k));
+                }
             }
         }
-        let scalev = _mm256_set1_ps(scale);
-        let lo = acc.map(|a| _mm512_castps512_ps256(a));
-        let hi = acc.map(|a| _mm512_extractf32x8_ps::<1>(a));
-        _mm256_storeu_ps(out.0, _mm256_mul_ps(avx2::reduce8_ps(&lo), scalev));
-        _mm256_storeu_ps(out.1, _mm256_mul_ps(avx2::reduce8_ps(&hi), scalev));
+        for g in 0..G {
+            let a = &acc[g];
+            let tree = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+                _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])),
+            );
+            _mm512_storeu_ps(outs[g], _mm512_mul_ps(tree, scale));
+        }
     }
 }
 
-/// `out_a += sum_j pa[j] * v_j` and likewise for `b`, over the 8 converted values in `kv`, positions in
-/// increasing order: both queries' sums for 8 dimensions in one register, up to 64 dimensions at a
-/// time.
+/// `out_g[c0 + d] += sum_j p_g[j] * v_j[c0 + d]` for `d < 16 * NC` and positions `j0..j1` in
+/// increasing order, for `G` queries: the `G * NC` sums stay in registers, starting from zero when
+/// `fresh` (the scalar path's `+0.0`) or from `out_g`, and each value load serves every query.
 ///
 /// # Safety
-/// The path's CPU features; `p.0`, `p.1` hold 8 floats, `kv` 8 rows of `hd`, each output `hd` floats.
+/// The path's CPU features; each `ps[g]` holds `j1` floats, value rows `j0..j1` (`hd` apart) are
+/// readable, each output holds `c0 + 16 * NC` floats.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-pub(super) unsafe fn wsum_pair(
-    p: (*const f32, *const f32),
-    kv: *const f32,
-    hd: usize,
-    out: (*mut f32, *mut f32),
+unsafe fn wsum_group<const G: usize, const NC: usize>(
+    ps: [*const f32; G],
+    outs: [*mut f32; G],
+    (vp, hd, c0, j0, j1, fresh): (*const u16, usize, usize, usize, usize, bool),
 ) {
-    let mut c0 = 0;
-    while c0 < hd {
-        let nc = ((hd - c0) / LANES).min(8);
-        // SAFETY: the caller's bounds; `c0 + 8 * nc <= hd`.
-        unsafe {
-            match nc {
-                8 => wsum_pair_cols::<8>(p, kv, hd, out, c0),
-                7 => wsum_pair_cols::<7>(p, kv, hd, out, c0),
-                6 => wsum_pair_cols::<6>(p, kv, hd, out, c0),
-                5 => wsum_pair_cols::<5>(p, kv, hd, out, c0),
-                4 => wsum_pair_cols::<4>(p, kv, hd, out, c0),
-                3 => wsum_pair_cols::<3>(p, kv, hd, out, c0),
-                2 => wsum_pair_cols::<2>(p, kv, hd, out, c0),
-                _ => wsum_pair_cols::<1>(p, kv, hd, out, c0),
-            }
-        }
-        c0 += nc * LANES;
-    }
-}
-
-/// [`wsum_pair`] for dimensions `c0..c0 + 8 * NC`, the `NC` paired sums in registers.
-///
-/// # Safety
-/// As [`wsum_pair`], and `c0 + 8 * NC <= hd`.
-#[inline]
-#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-unsafe fn wsum_pair_cols<const NC: usize>(
-    p: (*const f32, *const f32),
-    kv: *const f32,
-    hd: usize,
-    out: (*mut f32, *mut f32),
-    c0: usize,
-) {
-    // SAFETY: the caller's bounds.
+    // SAFETY: the caller's bounds; prefetches never fault.
     unsafe {
-        let mut o: [__m512; NC] = std::array::from_fn(|k| {
-            let at = c0 + k * LANES;
-            join(_mm256_loadu_ps(out.0.add(at)), _mm256_loadu_ps(out.1.add(at)))
+        let mut o: [[__m512; NC]; G] = std::array::from_fn(|g| {
+            std::array::from_fn(|k| {
+                if fresh { _mm512_setzero_ps() } else { _mm512_loadu_ps(outs[g].add(c0 + 16 * k)) }
+            })
         });
-        for j in 0..LANES {
-            let pj = join(_mm256_set1_ps(*p.0.add(j)), _mm256_set1_ps(*p.1.add(j)));
-            for (k, ok) in o.iter_mut().enumerate() {
-                let v = _mm512_broadcast_f32x8(_mm256_loadu_ps(kv.add(j * hd + c0 + k * LANES)));
-                *ok = _mm512_add_ps(*ok, _mm512_mul_ps(pj, v));
+        for j in j0..j1 {
+            let ahead = vp.wrapping_add((j + VALUE_PREFETCH) * hd + c0) as *const i8;
+            for line in (0..NC * 32).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            }
+            let row = vp.add(j * hd + c0);
+            let v: [__m512; NC] = std::array::from_fn(|k| {
+                _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * k) as *const __m256i))
+            });
+            for g in 0..G {
+                let p = _mm512_set1_ps(*ps[g].add(j));
+                for k in 0..NC {
+                    o[g][k] = _mm512_add_ps(o[g][k], _mm512_mul_ps(p, v[k]));
+                }
             }
         }
-        for (k, ok) in o.iter().enumerate() {
-            let at = c0 + k * LANES;
-            _mm256_storeu_ps(out.0.add(at), _mm512_castps512_ps256(*ok));
-            _mm256_storeu_ps(out.1.add(at), _mm512_extractf32x8_ps::<1>(*ok));
+        for g in 0..G {
+            for k in 0..NC {
+                _mm512_storeu_ps(outs[g].add(c0 + 16 * k), o[g][k]);
+            }
         }
+    }
+}
+
+/// [`avx2::softmax_row`] 16 positions at a time: the same maximum, the same exponentials
+/// ([`exp16`]), and the numerators summed into the same 8 lanes (`j mod 8`, increasing `j`: the low
+/// half of each 16 before the high half).
+///
+/// # Safety
+/// The path's CPU features; `row` holds `n.div_ceil(16) * 16` floats, `n > 0`.
+#[inline]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn softmax_row(row: *mut f32, n: usize) -> f32 {
+    let valid = |jb: usize| -> __mmask16 { if n - jb >= 16 { 0xFFFF } else { (1u16 << (n - jb)) - 1 } };
+    // SAFETY: the caller's bounds; every access is one of the row's blocks of 16.
+    unsafe {
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        for jb in (0..n).step_by(16) {
+            m = _mm512_mask_max_ps(m, valid(jb), _mm512_loadu_ps(row.add(jb)), m);
+        }
+        // The maximum is exact in any order.
+        let maxv = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        let mut acc = _mm256_setzero_ps();
+        for jb in (0..n).step_by(16) {
+            let e = _mm512_maskz_mov_ps(valid(jb), exp16(_mm512_sub_ps(_mm512_loadu_ps(row.add(jb)), maxv)));
+            _mm512_storeu_ps(row.add(jb), e);
+            acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
+            acc = _mm256_add_ps(acc, _mm512_extractf32x8_ps::<1>(e));
+        }
+        avx2::tree8_ps(acc)
+    }
+}
+
+/// [`crate::math::exp`] on 16 lanes: the operations of [`avx2::exp8`]'s common case (every lane in
+/// [-87, 88], where the scalar code takes none of its branches), else [`avx2::exp8`] on each half.
+///
+/// # Safety
+/// The path's CPU features.
+#[inline]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn exp16(x: __m512) -> __m512 {
+    let lo = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.0));
+    let hi = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, _mm512_set1_ps(88.0));
+    if lo & hi != 0xFFFF {
+        // SAFETY: AVX2 and F16C are part of this path.
+        let (a, b) =
+            unsafe { (avx2::exp8(_mm512_castps512_ps256(x)), avx2::exp8(_mm512_extractf32x8_ps::<1>(x))) };
+        return _mm512_insertf32x8::<1>(_mm512_castps256_ps512(a), b);
+    }
+    let one = _mm512_set1_ps(1.0);
+    // round_to_i32(x * LOG2_E): add +-0.5 by sign, then truncate.
+    let t = _mm512_mul_ps(x, _mm512_set1_ps(avx2::LOG2_E));
+    let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(t, _mm512_setzero_ps());
+    let half = _mm512_mask_blend_ps(ge, _mm512_set1_ps(-0.5), _mm512_set1_ps(0.5));
+    let k = _mm512_cvttps_epi32(_mm512_add_ps(t, half));
+    let kf = _mm512_cvtepi32_ps(k);
+    let r = _mm512_sub_ps(
+        _mm512_sub_ps(x, _mm512_mul_ps(kf, _mm512_set1_ps(avx2::LN2_HI))),
+        _mm512_mul_ps(kf, _mm512_set1_ps(avx2::LN2_LO)),
+    );
+    let mut p = _mm512_mul_ps(r, _mm512_set1_ps(1.0 / 720.0));
+    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(1.0 / 120.0), p));
+    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(1.0 / 24.0), p));
+    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(1.0 / 6.0), p));
+    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(0.5), p));
+    p = _mm512_mul_ps(r, _mm512_add_ps(one, p));
+    let pow = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(k, _mm512_set1_epi32(127))));
+    _mm512_mul_ps(_mm512_add_ps(one, p), pow)
+}
+
+/// See [`super::exp_shifted`]: [`exp16`] on full groups of 16, the rest with [`avx2::exp_shifted`].
+///
+/// # Safety
+/// The path's CPU features available; equal lengths.
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+pub unsafe fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) {
+    let full = x.len() / 16 * 16;
+    let shiftv = _mm512_set1_ps(shift);
+    for i in (0..full).step_by(16) {
+        // SAFETY: i + 16 <= len for both slices.
+        unsafe {
+            let v = _mm512_sub_ps(_mm512_loadu_ps(x.as_ptr().add(i)), shiftv);
+            _mm512_storeu_ps(out.as_mut_ptr().add(i), exp16(v));
+        }
+    }
+    // SAFETY: AVX2 and F16C are part of this path.
+    unsafe { avx2::exp_shifted(&x[full..], shift, &mut out[full..]) }
+}
+
+/// [`exp16`] on an array, for the exhaustive comparison with [`crate::math::exp`].
+///
+/// # Safety
+/// The path's CPU features available.
+#[cfg(test)]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+pub unsafe fn exp16_array(x: [f32; 16]) -> [f32; 16] {
+    let mut out = [0f32; 16];
+    // SAFETY: 16 readable and writable floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp16(_mm512_loadu_ps(x.as_ptr()))) };
+    out
+}
+
+/// Makes `v` at least `len` long (buffers only grow; see [`avx2::attend`]).
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
     }
 }

@@ -497,6 +497,29 @@ pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     (amax / 127.0, sum)
 }
 
+/// Quantizes one activation row `x` (a multiple of [`BLOCK`] long) into `q` in the row layout of the
+/// module docs, with each block's scale in `d` and `scale * (sum of q)` in `s`: the reference for
+/// [`QActs::quantize`] on every path.
+pub fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    let blocks = x.len() / BLOCK;
+    assert!(x.len() == blocks * BLOCK && q.len() == x.len() && d.len() == blocks && s.len() == blocks);
+    let mut block = [0i8; BLOCK];
+    for (b, ((src, d), s)) in x.chunks_exact(BLOCK).zip(d.iter_mut()).zip(s.iter_mut()).enumerate() {
+        let (scale, sum) = quantize_block(src, &mut block);
+        *d = scale;
+        *s = scale * sum as f32;
+        if b < blocks / GROUP * GROUP {
+            // Interleaved group: slice v holds elements 4v..4v+4 at bytes 4l..4l+4.
+            let base = b / GROUP * GROUP * BLOCK + (b % GROUP) * 4;
+            for (v, four) in block.chunks_exact(4).enumerate() {
+                q[base + v * BLOCK..base + v * BLOCK + 4].copy_from_slice(four);
+            }
+        } else {
+            q[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&block);
+        }
+    }
+}
+
 /// One row's input and outputs in [`QActs::quantize`]: (x, q), (d, s).
 type RowParts<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut [f32], &'a mut [f32]));
 
@@ -524,10 +547,10 @@ impl QActs {
         Self::default()
     }
 
-    /// Quantizes `x = [rows][cols]` (see [`quantize_block`]); `cols` must be a multiple of [`BLOCK`].
-    /// With `parallel`, rows are spread over the current rayon pool (rows are independent, so the
-    /// result is the same).
-    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, parallel: bool) {
+    /// Quantizes `x = [rows][cols]` (see [`quantize_block`]) on `path`; `cols` must be a multiple of
+    /// [`BLOCK`]. With `parallel`, rows are spread over the current rayon pool (rows are independent, so
+    /// the result is the same). Every path gives the same bits.
+    pub fn quantize(&mut self, path: KernelPath, x: &[f32], rows: usize, cols: usize, parallel: bool) {
         assert!(cols.is_multiple_of(BLOCK) && x.len() == rows * cols);
         let blocks = cols / BLOCK;
         self.rows = rows;
@@ -547,22 +570,12 @@ impl QActs {
         }
         let (q_all, d_all, s_all) =
             (&mut self.q[..rows * cols], &mut self.d[..rows * blocks], &mut self.s[..rows * blocks]);
+        let simd = path != KernelPath::Scalar;
+        if simd {
+            assert!(path.check_available().is_ok());
+        }
         let one_row = |((x, q), (d, s)): RowParts<'_>| {
-            let mut block = [0i8; BLOCK];
-            for (b, ((src, d), s)) in x.chunks_exact(BLOCK).zip(d.iter_mut()).zip(s.iter_mut()).enumerate() {
-                let (scale, sum) = quantize_block(src, &mut block);
-                *d = scale;
-                *s = scale * sum as f32;
-                if b < blocks / GROUP * GROUP {
-                    // Interleaved group: slice v holds elements 4v..4v+4 at bytes 4l..4l+4.
-                    let base = b / GROUP * GROUP * BLOCK + (b % GROUP) * 4;
-                    for (v, four) in block.chunks_exact(4).enumerate() {
-                        q[base + v * BLOCK..base + v * BLOCK + 4].copy_from_slice(four);
-                    }
-                } else {
-                    q[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&block);
-                }
-            }
+            quantize_row(x, q, d, s);
         };
         if parallel {
             use rayon::prelude::*;
@@ -757,8 +770,7 @@ pub fn exp_shifted(path: KernelPath, x: &[f32], shift: f32, out: &mut [f32]) {
                 *o = crate::math::exp(v - shift);
             }
         }
-        // The AVX-512 and AMX paths imply AVX2; these element-wise loops gain nothing from wider registers.
-        KernelPath::Avx2 | KernelPath::Avx512 | KernelPath::Amx => {
+        KernelPath::Avx2 => {
             #[cfg(target_arch = "x86_64")]
             {
                 assert!(path.check_available().is_ok());
@@ -767,6 +779,16 @@ pub fn exp_shifted(path: KernelPath, x: &[f32], shift: f32, out: &mut [f32]) {
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
+        }
+        KernelPath::Avx512 | KernelPath::Amx => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(path.check_available().is_ok());
+                // SAFETY: the CPU supports the path (checked above); lengths asserted above.
+                unsafe { avx512::exp_shifted(x, shift, out) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the AVX-512 path is never resolved off x86-64")
         }
     }
 }
@@ -782,17 +804,32 @@ pub struct Query<'a> {
 /// Buffers of [`attend`], reused between calls.
 #[derive(Default, Debug)]
 pub struct AttnScratch {
-    /// `queries x npos` scores, then softmax numerators.
+    /// `queries x padded npos` scores, then softmax numerators.
     pub(crate) scores: Vec<f32>,
-    /// 8 keys or values converted to f32, shared by all queries of a group.
+    /// Keys or values converted to f32, shared by all queries of a task (AVX2 path).
     pub(crate) kv: Vec<f32>,
     /// Per query: the sum of its softmax numerators.
     pub(crate) sums: Vec<f32>,
 }
 
+/// Positions per key tile: keys are stored transposed in tiles of this many positions (see
+/// [`key_index`]), so that one SIMD load holds one dimension of 16 (or 8) consecutive keys and the
+/// scores of a tile add up vertically, with no horizontal reduction per key.
+pub const KEY_TILE: usize = 16;
+
+/// Index of dimension `d` of key `j` in one head's keys (`hd` dimensions): tile `j / 16` holds `16 * hd`
+/// values, dimension-major (`d * 16 + j % 16`). Values stay position-major (`j * hd + d`): the weighted
+/// sum runs over dimensions in the lanes.
+#[inline(always)]
+pub fn key_index(hd: usize, j: usize, d: usize) -> usize {
+    (j / KEY_TILE) * KEY_TILE * hd + d * KEY_TILE + j % KEY_TILE
+}
+
 /// Softmax attention of a group of queries that share one key/value head of one sequence (the query
-/// heads of a GQA group, for one or several consecutive positions). Key `j` is `keys[j*stride..][..hd]`,
-/// value `j` likewise in `values`. For each query, in this order:
+/// heads of a GQA group, for one or several consecutive positions). Keys are in key tiles
+/// ([`key_index`]; `keys` covers every tile that holds a position below the largest `npos`, the
+/// positions past it finite or not, never used); value `j` is `values[j*hd..][..hd]`. For each query,
+/// in this order:
 /// ```text
 /// s_j   = tree8(lanes of q . k_j) * scale                 (lane = dim mod 8, dims in order)
 /// max   = max_j s_j                                       (exact; see below)
@@ -800,6 +837,7 @@ pub struct AttnScratch {
 /// sum   = tree8(lanes of sum_j e_j)                       (lane = j mod 8, j in order)
 /// out_d = (sum_j e_j * v_j[d], j in increasing order) / sum
 /// ```
+/// Only positions `j < npos` of a query enter its sums (in particular no `0 * v_j` for later `j`).
 /// The maximum is exact whatever the order; only the sign of a zero maximum could depend on it, and
 /// `s - (+0) == s - (-0)` for every `s` except a zero `s`, whose `exp` is 1 either way.
 pub fn attend(
@@ -807,7 +845,6 @@ pub fn attend(
     queries: &mut [Query<'_>],
     keys: &[f16],
     values: &[f16],
-    stride: usize,
     scale: f32,
     scratch: &mut AttnScratch,
 ) {
@@ -820,15 +857,15 @@ pub fn attend(
     for q in queries.iter() {
         assert!(q.q.len() == hd && q.out.len() == hd && q.npos > 0);
     }
-    assert!(keys.len() >= (maxn - 1) * stride + hd && values.len() >= (maxn - 1) * stride + hd);
+    assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && values.len() >= maxn * hd);
     match path {
-        KernelPath::Scalar => scalar::attend(queries, keys, values, stride, scale, scratch),
+        KernelPath::Scalar => scalar::attend(queries, keys, values, scale, scratch),
         KernelPath::Avx2 => {
             #[cfg(target_arch = "x86_64")]
             {
                 assert!(KernelPath::Avx2.check_available().is_ok());
                 // SAFETY: the CPU supports AVX2 and F16C (checked above); bounds asserted above.
-                unsafe { avx2::attend(queries, keys, values, stride, scale, scratch) }
+                unsafe { avx2::attend(queries, keys, values, scale, scratch) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX2 path is never resolved off x86-64")
@@ -839,7 +876,7 @@ pub fn attend(
                 assert!(path.check_available().is_ok());
                 // SAFETY: the CPU supports the AVX-512 path's features (checked above); bounds asserted
                 // above.
-                unsafe { avx512::attend(queries, keys, values, stride, scale, scratch) }
+                unsafe { avx512::attend(queries, keys, values, scale, scratch) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the AVX-512 path is never resolved off x86-64")
@@ -916,7 +953,7 @@ mod tests {
             let w = random_matrix(&mut rng, kind, rows, cols);
             let xs: Vec<f32> = (0..3 * cols).map(|_| rng.f32()).collect();
             let mut x = QActs::new();
-            x.quantize(&xs, 3, cols, false);
+            x.quantize(KernelPath::Scalar, &xs, 3, cols, false);
             let got = run(KernelPath::Scalar, &w, &x);
             let mut wrow = vec![0f32; cols];
             for n in 0..rows {
@@ -987,7 +1024,7 @@ mod tests {
                         xs[BLOCK] = 1e30;
                     }
                     let mut x = QActs::new();
-                    x.quantize(&xs, rows, cols, false);
+                    x.quantize(KernelPath::Scalar, &xs, rows, cols, false);
                     let a = run(KernelPath::Scalar, &w, &x);
                     for path in simd_paths() {
                         let b = run(path, &w, &x);
@@ -1001,49 +1038,85 @@ mod tests {
     #[test]
     fn simd_attention_is_bitwise_scalar() {
         let mut rng = Lcg(5);
-        // Short queries first (they end the pairing early), then long ones first (pairs of queries
-        // that share every key and value block).
-        for (hd, npos) in [
-            (8, [1, 8, 9, 30, 36, 37]),
-            (16, [1, 8, 9, 30, 36, 37]),
-            (64, [1, 8, 9, 30, 36, 37]),
-            (64, [37, 36, 30, 17, 16, 1]),
-            (72, [37, 36, 30, 17, 16, 1]),
-            (128, [1, 8, 9, 30, 36, 37]),
-            (128, [37, 36, 30, 17, 16, 1]),
-        ] {
-            let stride = hd * 3 + 8;
-            let maxn = 37;
-            let keys: Vec<f16> = (0..maxn * stride).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
-            let values: Vec<f16> = (0..maxn * stride).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
-            let qs: Vec<f32> = (0..6 * hd).map(|_| rng.f32() * 3.0).collect();
-            let run = |path: KernelPath| {
-                let mut outs = vec![f32::NAN; 6 * hd];
+        // Short queries first, long ones first, and the shapes the engine makes: a prefill task (4
+        // consecutive positions x 3 heads: groups whose last positions differ) and lone queries.
+        let prefill = |p: usize| (0..12).map(|i| p + i / 3).collect::<Vec<_>>();
+        let cases: Vec<(usize, Vec<usize>)> = vec![
+            (8, vec![1, 8, 9, 30, 36, 37]),
+            (16, vec![1, 8, 9, 30, 36, 37]),
+            (64, vec![1, 8, 9, 30, 36, 37]),
+            (64, vec![37, 36, 30, 17, 16, 1]),
+            (64, prefill(34)),
+            (64, prefill(1)),
+            (64, vec![37]),
+            (64, vec![16, 17, 5]),
+            (72, vec![37, 36, 30, 17, 16, 1]),
+            (128, vec![1, 8, 9, 30, 36, 37]),
+            (128, vec![37, 36, 30, 17, 16, 1]),
+            (128, prefill(20)),
+        ];
+        for (hd, npos) in cases {
+            let maxn = *npos.iter().max().unwrap();
+            // Whole key tiles; positions past maxn hold values that must never matter (infinities: a
+            // query that ignores a position must not even multiply by it).
+            let tiles = maxn.div_ceil(KEY_TILE) * KEY_TILE;
+            let mut keys: Vec<f16> = (0..tiles * hd).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
+            let mut values: Vec<f16> = (0..maxn * hd).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
+            for j in maxn..tiles {
+                for d in 0..hd {
+                    keys[key_index(hd, j, d)] = f16::INFINITY;
+                }
+            }
+            values.extend(std::iter::repeat_n(f16::NAN, hd));
+            let nq = npos.len();
+            let qs: Vec<f32> = (0..nq * hd).map(|_| rng.f32() * 3.0).collect();
+            let run = |path: KernelPath, values: &[f16]| {
+                let mut outs = vec![f32::NAN; nq * hd];
                 let mut queries: Vec<Query> = outs
                     .chunks_exact_mut(hd)
                     .enumerate()
                     .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos[i], out })
                     .collect();
                 let mut scratch = AttnScratch::default();
-                attend(path, &mut queries, &keys[hd..], &values[hd..], stride, 0.125, &mut scratch);
+                attend(path, &mut queries, &keys, values, 0.125, &mut scratch);
                 drop(queries);
                 outs
             };
-            let a = run(KernelPath::Scalar);
+            let a = run(KernelPath::Scalar, &values);
             assert!(a.iter().all(|x| x.is_finite()));
             for path in simd_paths() {
-                assert_eq!(bits(&a), bits(&run(path)), "{path:?} attention hd={hd} npos={npos:?}");
+                assert_eq!(bits(&a), bits(&run(path, &values)), "{path:?} attention hd={hd} npos={npos:?}");
             }
             // A query that sees one position copies that value exactly.
-            let one = npos.iter().position(|&n| n == 1).unwrap();
-            let v0: Vec<f32> = values[hd..2 * hd].iter().map(|v| v.to_f32()).collect();
-            assert_eq!(bits(&a[one * hd..(one + 1) * hd]), bits(&v0));
+            if let Some(one) = npos.iter().position(|&n| n == 1) {
+                let v0: Vec<f32> = values[..hd].iter().map(|v| v.to_f32()).collect();
+                assert_eq!(bits(&a[one * hd..(one + 1) * hd]), bits(&v0));
+            }
+            // An infinite value at the last position: the queries that do not see it keep their exact
+            // results on every path.
+            let last = maxn - 1;
+            values[last * hd + 3] = f16::INFINITY;
+            for path in KernelPath::available() {
+                let b = run(path, &values);
+                for (i, &n) in npos.iter().enumerate() {
+                    let (got, want) = (&b[i * hd..(i + 1) * hd], &a[i * hd..(i + 1) * hd]);
+                    if n <= last {
+                        assert_eq!(
+                            bits(got),
+                            bits(want),
+                            "{path:?} query {i} of {npos:?} saw position {last}"
+                        );
+                    } else {
+                        assert!(!got[3].is_finite(), "{path:?} query {i} of {npos:?} missed position {last}");
+                    }
+                }
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_exp_is_bitwise_math_exp() {
+    fn simd_exp_is_bitwise_math_exp() {
         if KernelPath::Avx2.check_available().is_err() {
             eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
             return;
@@ -1068,17 +1141,76 @@ mod tests {
         ];
         // Every 97th bit pattern: all exponents, both signs, many mantissas.
         xs.extend((0..u32::MAX / 97).map(|i| f32::from_bits(i * 97)));
-        for x in xs.chunks(8) {
-            let mut buf = [0f32; 8];
+        let wide = KernelPath::Avx512.check_available().is_ok();
+        // Runs of 16 mix in-range and out-of-range lanes, which takes the 16-lane code off its fast
+        // path for the whole register.
+        for x in xs.chunks(16) {
+            let mut buf = [0f32; 16];
             buf[..x.len()].copy_from_slice(x);
             // SAFETY: AVX2 checked above.
-            let got = unsafe { avx2::exp8_array(buf) };
-            for (x, g) in x.iter().zip(got) {
+            let lo = unsafe { avx2::exp8_array(buf[..8].try_into().unwrap()) };
+            let hi = unsafe { avx2::exp8_array(buf[8..].try_into().unwrap()) };
+            // SAFETY: AVX-512 checked (`wide`).
+            let w = if wide { Some(unsafe { avx512::exp16_array(buf) }) } else { None };
+            for (i, x) in x.iter().enumerate() {
                 let want = crate::math::exp(*x);
-                assert!(
-                    want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
-                    "exp({x:e}) = {want:e} but AVX2 gives {g:e}"
-                );
+                let same = |g: f32| want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan());
+                let g8 = if i < 8 { lo[i] } else { hi[i - 8] };
+                assert!(same(g8), "exp({x:e}) = {want:e} but AVX2 gives {g8:e}");
+                if let Some(w) = w {
+                    assert!(same(w[i]), "exp({x:e}) = {want:e} but AVX-512 gives {:e}", w[i]);
+                }
+            }
+        }
+        // And every lane on the 16-lane fast path: in-range inputs only, densely.
+        if wide {
+            let dense: Vec<f32> =
+                (0..1 << 22).map(|i| -87.0 + 175.0 * (i as f32 / (1 << 22) as f32)).collect();
+            for x in dense.chunks_exact(16) {
+                // SAFETY: AVX-512 checked (`wide`).
+                let got = unsafe { avx512::exp16_array(x.try_into().unwrap()) };
+                for (x, g) in x.iter().zip(got) {
+                    assert_eq!(crate::math::exp(*x).to_bits(), g.to_bits(), "exp({x:e}) on 16 lanes");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_quantization_is_the_same_on_every_path() {
+        let mut rng = Lcg(17);
+        for blocks in [1, 7, 8, 9, 18, 48] {
+            let cols = blocks * BLOCK;
+            let rows = 5;
+            let mut x: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 8.0).collect();
+            // Edge blocks: all zero, a lone subnormal (127/amax overflows), a NaN and an infinity among
+            // ordinary values, exact halves after scaling (127 * k/254), negative zeros.
+            x[..BLOCK].fill(0.0);
+            if blocks > 1 {
+                x[BLOCK..2 * BLOCK].fill(0.0);
+                x[BLOCK + 5] = f32::from_bits(3);
+            }
+            if blocks > 2 {
+                x[2 * BLOCK + 1] = f32::NAN;
+                x[2 * BLOCK + 9] = -f32::NAN;
+            }
+            if blocks > 3 {
+                x[3 * BLOCK + 2] = f32::INFINITY;
+            }
+            if blocks > 4 {
+                for (e, v) in x[4 * BLOCK..5 * BLOCK].iter_mut().enumerate() {
+                    *v = if e == 0 { -254.0 } else { e as f32 * if e % 2 == 0 { 1.0 } else { -1.0 } };
+                }
+                x[4 * BLOCK + 3] = -0.0;
+            }
+            let run = |path: KernelPath| {
+                let mut a = QActs::new();
+                a.quantize(path, &x, rows, cols, false);
+                (a.q[..rows * cols].to_vec(), bits(&a.d[..rows * blocks]), bits(&a.s[..rows * blocks]))
+            };
+            let want = run(KernelPath::Scalar);
+            for path in simd_paths() {
+                assert!(run(path) == want, "{path:?} quantizes {blocks} blocks differently");
             }
         }
     }

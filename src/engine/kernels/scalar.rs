@@ -5,8 +5,8 @@
 use half::f16;
 
 use super::{
-    AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset, tree8,
-    u4_offset,
+    AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset, key_index,
+    tree8, u4_offset,
 };
 
 /// Exact integer dot products of one interleaved group (module docs of [`super`]) of weights `w` (128
@@ -105,7 +105,6 @@ pub fn attend(
     queries: &mut [Query<'_>],
     keys: &[f16],
     values: &[f16],
-    stride: usize,
     scale: f32,
     scratch: &mut AttnScratch,
 ) {
@@ -114,11 +113,10 @@ pub fn attend(
         let (q, hd) = (query.q, query.q.len());
         scores.clear();
         for j in 0..query.npos {
-            let k = &keys[j * stride..j * stride + hd];
             let mut acc = [0f32; LANES];
             for i in (0..hd).step_by(LANES) {
                 for l in 0..LANES {
-                    acc[l] += q[i + l] * k[i + l].to_f32();
+                    acc[l] += q[i + l] * keys[key_index(hd, j, i + l)].to_f32();
                 }
             }
             scores.push(tree8(acc) * scale);
@@ -138,7 +136,7 @@ pub fn attend(
         let out = &mut *query.out;
         out.fill(0.0);
         for (j, &p) in scores.iter().enumerate() {
-            let v = &values[j * stride..j * stride + hd];
+            let v = &values[j * hd..(j + 1) * hd];
             for (o, x) in out.iter_mut().zip(v) {
                 *o += p * x.to_f32();
             }
