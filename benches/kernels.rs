@@ -1,6 +1,7 @@
 //! Integer matrix-product kernels: multiply-accumulates per second (criterion's "elements" are MACs),
 //! scalar and AVX2, for a 576 -> 1536 product (SmolLM2's gate/up shape) of 4-bit (Q4_1-like) and
-//! 8-bit (Q8_0-like) weights, at batch 1 (decoding) and 64 (prefill); and attention (criterion's
+//! 8-bit (Q8_0-like) weights, at batch 1 (decoding) and 64 (prefill); activation quantization
+//! (elements are activations) of a 256-row prefill slice; and attention (criterion's
 //! "elements" are query-key pairs, 2 * head_dim multiply-adds each) for one SmolLM2 key/value head at
 //! position 1024: a lone query (decoding one sequence), a GQA group of 3 (lock-step decoding) and
 //! 4 positions x 3 heads (a prefill tile).
@@ -62,6 +63,20 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 }
 
+fn quantization(c: &mut Criterion) {
+    let (rows, cols) = (256usize, 576usize);
+    let xs: Vec<f32> = bytes(rows * cols, 9).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
+    let mut group = c.benchmark_group("quantize_256x576");
+    group.throughput(Throughput::Elements((rows * cols) as u64));
+    for path in KernelPath::available() {
+        let mut x = QActs::new();
+        group.bench_function(BenchmarkId::from_parameter(path.name()), |b| {
+            b.iter(|| x.quantize(path, &xs, rows, cols, false))
+        });
+    }
+    group.finish();
+}
+
 fn attention(c: &mut Criterion) {
     let (hd, npos) = (64usize, 1024usize);
     let paths = KernelPath::available();
@@ -94,5 +109,5 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels, attention);
+criterion_group!(benches, kernels, quantization, attention);
 criterion_main!(benches);

@@ -896,6 +896,87 @@ pub unsafe fn attend(
     }
 }
 
+/// [`super::quantize_row`] 8 lanes at a time, with the same bits: the maximum of `|x|` skips NaN as
+/// the scalar comparison does (and is exact in any order), `127 / amax` and `amax / 127` are the same
+/// scalar divisions, each `q` is `x * (127 / amax)` plus or minus one half by sign, truncated, a NaN
+/// product giving 0 as Rust's saturating cast does, then clamped; integer sums are exact.
+///
+/// # Safety
+/// AVX2 and F16C available; lengths as [`super::quantize_row`] asserts.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    let blocks = x.len() / BLOCK;
+    assert!(x.len() == blocks * BLOCK && q.len() == x.len() && d.len() == blocks && s.len() == blocks);
+    let full = blocks / GROUP * GROUP;
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for b in 0..blocks {
+        // SAFETY: block b lies inside x; the stores below stay inside q's block b (either layout).
+        unsafe {
+            let p = x.as_ptr().add(b * BLOCK);
+            let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
+            // max(a, m) returns m when a is NaN: NaN lanes are skipped, as `a > amax` skips them.
+            let mut m = _mm256_setzero_ps();
+            for vi in v {
+                m = _mm256_max_ps(_mm256_and_ps(vi, abs_mask), m);
+            }
+            let mut lanes = [0f32; LANES];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+            let amax = lanes.into_iter().fold(0f32, |a, l| if l > a { l } else { a });
+            let id = 127.0 / amax;
+            if amax == 0.0 || !id.is_finite() {
+                (d[b], s[b]) = (0.0, 0.0);
+                write_block(q, b, full, _mm256_setzero_si256());
+                continue;
+            }
+            let idv = _mm256_set1_ps(id);
+            let r = v.map(|vi| {
+                let t = _mm256_mul_ps(vi, idv);
+                let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(t, _mm256_setzero_ps());
+                let half = _mm256_blendv_ps(_mm256_set1_ps(-0.5), _mm256_set1_ps(0.5), ge);
+                let r = _mm256_cvttps_epi32(_mm256_add_ps(t, half));
+                // NaN converts to i32::MIN here and to 0 in Rust.
+                let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(t, t));
+                let r = _mm256_andnot_si256(nan, r);
+                _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127))
+            });
+            let total = _mm256_add_epi32(_mm256_add_epi32(r[0], r[1]), _mm256_add_epi32(r[2], r[3]));
+            let mut sums = [0i32; LANES];
+            _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, total);
+            let sum: i32 = sums.iter().sum();
+            // i32 -> i8 (values already in range): the packs interleave 4-element groups, which the
+            // permutation puts back in element order.
+            let packed = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+            write_block(q, b, full, _mm256_permutevar8x32_epi32(packed, order));
+            let scale = amax / 127.0;
+            (d[b], s[b]) = (scale, scale * sum as f32);
+        }
+    }
+}
+
+/// Stores block `b`'s 32 int8 values (in element order in `v`) into a row in the layout of the module
+/// docs of [`super`]: 4-element slices 32 bytes apart inside a full group, contiguous in the tail.
+///
+/// # Safety
+/// AVX2; `q` is a whole row whose blocks before `full` form full groups.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn write_block(q: &mut [i8], b: usize, full: usize, v: __m256i) {
+    assert!((b + 1) * BLOCK <= q.len());
+    if b < full {
+        let mut four = [0i32; LANES];
+        // SAFETY: 8 writable i32.
+        unsafe { _mm256_storeu_si256(four.as_mut_ptr() as *mut __m256i, v) };
+        let base = b / GROUP * GROUP * BLOCK + (b % GROUP) * 4;
+        for (slice, f) in four.iter().enumerate() {
+            q[base + slice * BLOCK..][..4].copy_from_slice(&(f.to_ne_bytes().map(|x| x as i8)));
+        }
+    } else {
+        // SAFETY: bytes b*32..(b+1)*32 are inside q (asserted above).
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(b * BLOCK) as *mut __m256i, v) };
+    }
+}
+
 /// See [`super::exp_shifted`]: [`exp8`] on full groups of 8, the tail with the scalar function.
 ///
 /// # Safety

@@ -575,6 +575,12 @@ impl QActs {
             assert!(path.check_available().is_ok());
         }
         let one_row = |((x, q), (d, s)): RowParts<'_>| {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: every SIMD path includes AVX2 and F16C (checked above); the slices are one
+                // row each.
+                return unsafe { avx2::quantize_row(x, q, d, s) };
+            }
             quantize_row(x, q, d, s);
         };
         if parallel {
