@@ -602,50 +602,56 @@ unsafe fn wsum<const NC: usize>(
     }
 }
 
-/// The scores of one query against 8 consecutive keys `jb..jb+8` of a key tile ([`key_index`]):
+/// Queries whose scores one pass over 8 keys computes: the pass holds 4 of each query's 8 lane
+/// accumulators at a time, so 3 queries, the key and a broadcast take 14 of the 16 registers.
+const SCORE_GROUP: usize = 3;
+
+/// The scores of `G` queries against 8 consecutive keys `jb..jb+8` of a key tile ([`key_index`]):
 /// dimension `d` of the 8 keys is at `k16 + d * KEY_TILE` (f16, the cache itself), or at `k32 + d * 8`
-/// when `F32` (converted once for all queries of a task). Lane `l` of `acc[m]` sums dimensions
-/// `8c + m` of key `jb + l` in increasing `c`, so the 8 accumulators add up vertically, lane `l` giving
-/// `tree8(lanes of q . k_{jb+l}) * scale`: the documented order with no horizontal step.
+/// when `F32` (converted once for all queries of a task). Lane `l` of accumulator `m` sums dimensions
+/// `8c + m` of key `jb + l` in increasing `c`; accumulators 0-3 and 4-7 are taken in two passes (each
+/// key load serving all `G` queries) and reduced as `((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))`, so lane
+/// `l` is `tree8(lanes of q . k_{jb+l}) * scale`: the documented order with no horizontal step.
 ///
 /// # Safety
-/// AVX2 and F16C; `q` holds `hd` floats, the key source `hd` rows, `out` 8 writable floats.
+/// AVX2 and F16C; each `qs[g]` holds `hd` floats, the key source `hd` rows, each output 8 writable
+/// floats.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn scores8<const F32: bool>(
-    q: *const f32,
+unsafe fn scores8<const G: usize, const F32: bool>(
+    qs: [*const f32; G],
     (k16, k32): (*const u16, *const f32),
     hd: usize,
     scale: __m256,
-    out: *mut f32,
+    outs: [*mut f32; G],
 ) {
     // SAFETY: the caller's bounds.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); LANES];
-        for c in (0..hd).step_by(LANES) {
-            for (m, a) in acc.iter_mut().enumerate() {
-                let d = c + m;
-                let k = if F32 {
-                    _mm256_loadu_ps(k32.add(d * LANES))
-                } else {
-                    _mm256_cvtph_ps(_mm_loadu_si128(k16.add(d * KEY_TILE) as *const __m128i))
-                };
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_set1_ps(*q.add(d)), k));
+        let mut halves = [[_mm256_setzero_ps(); G]; 2];
+        for (h, half) in halves.iter_mut().enumerate() {
+            let mut acc = [[_mm256_setzero_ps(); 4]; G];
+            for c in (0..hd).step_by(LANES) {
+                for m in 0..4 {
+                    let d = c + 4 * h + m;
+                    let k = if F32 {
+                        _mm256_loadu_ps(k32.add(d * LANES))
+                    } else {
+                        _mm256_cvtph_ps(_mm_loadu_si128(k16.add(d * KEY_TILE) as *const __m128i))
+                    };
+                    for g in 0..G {
+                        acc[g][m] = _mm256_add_ps(acc[g][m], _mm256_mul_ps(_mm256_set1_ps(*qs[g].add(d)), k));
+                    }
+                }
+            }
+            for g in 0..G {
+                let a = &acc[g];
+                half[g] = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
             }
         }
-        _mm256_storeu_ps(out, _mm256_mul_ps(tree8_lanes(&acc), scale));
+        for g in 0..G {
+            _mm256_storeu_ps(outs[g], _mm256_mul_ps(_mm256_add_ps(halves[0][g], halves[1][g]), scale));
+        }
     }
-}
-
-/// Lane by lane, the fixed tree of [`super::tree8`] over 8 vectors:
-/// `((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))`.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn tree8_lanes(a: &[__m256; LANES]) -> __m256 {
-    _mm256_add_ps(
-        _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
-        _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])),
-    )
 }
 
 /// Prefetches key tile `t` of a head (`KEY_TILE * hd` f16 values), if it holds a position below `end`.
@@ -811,16 +817,29 @@ pub unsafe fn attend(
                     _mm256_storeu_ps(kv.add(d * LANES), k);
                 }
             }
-            for (i, query) in queries.iter().enumerate() {
-                if query.npos <= jb {
-                    continue;
+            if single {
+                let (q, out) = (queries[0].q.as_ptr(), scores.add(jb));
+                scores8::<1, false>([q], (src, kv), hd, scalev, [out]);
+            }
+            // Groups of queries share each converted key; a query past its last position in this
+            // block still gets (unused) scores, which keeps the groups whole.
+            let mut i = 0;
+            while !single && i < queries.len() {
+                let g = (queries.len() - i).min(SCORE_GROUP);
+                let q = |k: usize| queries[i + k.min(g - 1)].q.as_ptr();
+                let out = |k: usize| scores.add((i + k.min(g - 1)) * padded + jb);
+                match g {
+                    3 => scores8::<3, true>(
+                        [q(0), q(1), q(2)],
+                        (src, kv),
+                        hd,
+                        scalev,
+                        [out(0), out(1), out(2)],
+                    ),
+                    2 => scores8::<2, true>([q(0), q(1)], (src, kv), hd, scalev, [out(0), out(1)]),
+                    _ => scores8::<1, true>([q(0)], (src, kv), hd, scalev, [out(0)]),
                 }
-                let (q, out) = (query.q.as_ptr(), scores.add(i * padded + jb));
-                if single {
-                    scores8::<false>(q, (src, kv), hd, scalev, out);
-                } else {
-                    scores8::<true>(q, (src, kv), hd, scalev, out);
-                }
+                i += g;
             }
             jb += LANES;
         }
