@@ -1,6 +1,7 @@
 //! Integer matrix-product kernels: multiply-accumulates per second (criterion's "elements" are MACs),
 //! scalar and AVX2, for a 576 -> 1536 product (SmolLM2's gate/up shape) of 4-bit (Q4_1-like) and
-//! 8-bit (Q8_0-like) weights, at batch 1 (decoding) and 64 (prefill); activation quantization
+//! 8-bit (Q8_0-like) weights, at batch 1 (decoding one sequence), 16 (lock-step decoding), 64 and 256
+//! (prefill), the operands carrying the AMX tile layouts as in the engine; activation quantization
 //! (elements are activations) of a 256-row prefill slice; and attention (criterion's
 //! "elements" are query-key pairs, 2 * head_dim multiply-adds each) for one SmolLM2 key/value head at
 //! position 1024: a lone query (decoding one sequence), a GQA group of 3 (lock-step decoding) and
@@ -43,11 +44,14 @@ fn kernels(c: &mut Criterion) {
     let paths = KernelPath::available();
     let mut group = c.benchmark_group("matmul_576x1536");
     for kind in [WeightKind::U4, WeightKind::I8] {
-        let w = matrix(kind, n, k);
-        for batch in [1usize, 64] {
+        let mut w = matrix(kind, n, k);
+        w.prepare_for(KernelPath::Amx);
+        for batch in [1usize, 16, 64, 256] {
             let xs: Vec<f32> = bytes(batch * k, 5).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
             let mut x = QActs::new();
             x.quantize(KernelPath::Scalar, &xs, batch, k, false);
+            // The tile layout for the AMX path (the other paths ignore it), as the engine does.
+            x.prepare_for(KernelPath::Amx);
             let mut out = vec![0f32; batch * n];
             group.throughput(Throughput::Elements((batch * n * k) as u64));
             for &path in &paths {

@@ -32,9 +32,10 @@
 
 use std::arch::asm;
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
+use super::{BLOCK, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
 
 /// Rows of a weight tile, and of an activation tile.
 pub const TILE: usize = 16;
@@ -169,9 +170,9 @@ impl AmxActs {
     }
 }
 
-/// The tile configuration (palette 1), two sets of three tiles so that one block's products run while
-/// the previous block's sums go through the float steps: tmm0 and tmm3 = 16 weight rows x 32 bytes,
-/// tmm1 and tmm4 = 8 rows x 64 bytes of activations, tmm2 and tmm5 = 16 x 16 i32 sums.
+/// The tile configuration (palette 1): two sets of three tiles, used by alternate blocks so that one
+/// block's product need not wait for the previous block's store: tmm0 and tmm3 = 16 weight rows x 32
+/// bytes, tmm1 and tmm4 = 8 rows x 64 bytes of activations, tmm2 and tmm5 = 16 x 16 i32 sums.
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
@@ -189,18 +190,38 @@ impl TileConfig {
 }
 
 /// 16 x 16 block sums, 64-byte aligned for the tile store and the vector loads.
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Sums([i32; TILE * TILE]);
 
-/// Starts the exact sums of one block for a weight tile and an activation tile, `sums[n][c]`, on tile
-/// set `SET` (0: tmm0-2, 1: tmm3-5). The results are in `sums` once the store retires; the caller
-/// reads them after issuing the next block on the other set, so the tile unit and the vector units
-/// overlap.
+/// Blocks whose tile products are issued ahead of the float steps (see [`matmul_rows`]).
+const AHEAD: usize = 4;
+/// Sums buffers in the ring (more than [`AHEAD`], so a store never hits a buffer still to be read).
+const RING: usize = 8;
+
+thread_local! {
+    /// The 4-bit weight tile unpacked to bytes, one per thread and kept between calls (it only grows),
+    /// so that a call neither allocates nor zeroes it: block `b` at `b * 512`.
+    static STAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Computes the exact sums of one block for a weight tile and an activation tile on tile set `SET`
+/// (0: tmm0-2, 1: tmm3-5) and stores them: `sums[n][c]` at byte `n * stride + 4 * c` of `dst`.
+///
+/// Nothing waits for the store here: [`matmul_rows`] reads these sums only [`AHEAD`] blocks later,
+/// once the store has reached the cache (a vector load right after a tile store to the same line
+/// cannot be forwarded and would stall).
 ///
 /// # Safety
-/// Tiles configured by [`TileConfig`]; `wt` and `at` point to 512 readable bytes.
+/// Tiles configured by [`TileConfig`]; `wt` and `at` point to 512 readable bytes, `dst` to 16 rows of
+/// 64 writable bytes, `stride` apart.
 #[inline(always)]
-unsafe fn block_sums<const Q4: bool, const SET: usize>(wt: *const u8, at: *const i8, sums: &mut Sums) {
+unsafe fn block_sums<const Q4: bool, const SET: usize>(
+    wt: *const u8,
+    at: *const i8,
+    dst: *mut i32,
+    stride: usize,
+) {
     macro_rules! tiles {
         ($dp:literal, $w:literal, $a:literal, $c:literal) => {
             asm!(
@@ -210,7 +231,7 @@ unsafe fn block_sums<const Q4: bool, const SET: usize>(wt: *const u8, at: *const
                 concat!($dp, " ", $c, ", ", $w, ", ", $a),
                 concat!("tilestored [{s} + {ss}*1], ", $c),
                 w = in(reg) wt, ws = in(reg) BLOCK, a = in(reg) at, as = in(reg) 64usize,
-                s = in(reg) sums.0.as_mut_ptr(), ss = in(reg) 64usize,
+                s = in(reg) dst, ss = in(reg) stride,
                 options(nostack),
             )
         };
@@ -231,7 +252,8 @@ unsafe fn block_sums<const Q4: bool, const SET: usize>(wt: *const u8, at: *const
 ///
 /// # Safety
 /// AVX-512 F and BW; `packed` holds `blocks.div_ceil(2) * 512` bytes, `out` `blocks * 512`.
-#[inline]
+// Not inlined: once per weight tile, and inlined into the step loop it would crowd its registers.
+#[inline(never)]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn unpack_tile(packed: &[u8], blocks: usize, out: &mut [u8]) {
     assert!(packed.len() >= blocks.div_ceil(2) * TILE_BYTES && out.len() >= blocks * TILE_BYTES);
@@ -249,6 +271,41 @@ unsafe fn unpack_tile(packed: &[u8], blocks: usize, out: &mut [u8]) {
                 }
             }
         }
+    }
+}
+
+/// A position in the sequence of block steps of one call: pair `p` = (weight tile `t`, activation
+/// tile `g`), `g` fastest; within a pair, lane `l` and block `b`, lane-major (blocks `l, l+8, ...`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Step {
+    p: usize,
+    t: usize,
+    g: usize,
+    l: usize,
+    b: usize,
+}
+
+impl Step {
+    fn first(t0: usize) -> Self {
+        Step { p: 0, t: t0, g: 0, l: 0, b: 0 }
+    }
+
+    /// The step after this one, for `blocks` blocks per row and `gt` activation tiles.
+    #[inline(always)]
+    fn next(self, blocks: usize, gt: usize) -> Self {
+        let mut s = self;
+        s.b += LANES;
+        if s.b >= blocks {
+            s.l += 1;
+            s.b = s.l;
+            if s.l >= blocks.min(LANES) {
+                (s.p, s.g, s.l, s.b) = (s.p + 1, s.g + 1, 0, 0);
+                if s.g == gt {
+                    (s.t, s.g) = (s.t + 1, 0);
+                }
+            }
+        }
+        s
     }
 }
 
@@ -272,102 +329,173 @@ pub unsafe fn matmul_rows(
     if n0 >= n1 {
         return;
     }
-    let (blocks, rows) = (wa.blocks, x.rows());
-    let cfg = TileConfig::new();
-    let mut sums = [Sums([0; TILE * TILE]), Sums([0; TILE * TILE])];
-    let mut lanes;
-    // Blocks lane by lane: lane l takes blocks l, l+8, l+16, ... in increasing order.
-    let order: Vec<(usize, usize)> =
-        (0..LANES).flat_map(|l| (l..blocks).step_by(GROUP).map(move |b| (l, b))).collect();
-    let q4 = w.kind() == WeightKind::U4;
-    // One weight tile's blocks as bytes (4-bit tiles are unpacked here once for all activation tiles).
-    let mut stage = if q4 { vec![0u8; blocks * TILE_BYTES] } else { Vec::new() };
-    // SAFETY: tiles are configured before use and released at the end; every pointer below stays inside
-    // its buffer (tile t < wa.tiles, activation tile g < xa.tiles, block b < blocks).
-    unsafe {
-        asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack));
-        for t in n0 / TILE..n1.div_ceil(TILE) {
-            debug_assert!(t < wa.tiles);
-            let row_of = |n: usize| t * TILE + n;
-            // Scales and minimums of the tile's rows, `blocks` apart; a padding row (past the last row)
-            // reads the last row's, and its sums, computed from zero weights, are never stored.
-            let last = w.rows() - 1;
-            let dw_rows: [*const f32; TILE] =
-                std::array::from_fn(|n| w.row_scale(row_of(n).min(last)).as_ptr());
-            let mw_rows: [*const f32; TILE] = std::array::from_fn(|n| {
-                if q4 { w.row_min(row_of(n).min(last)).as_ptr() } else { std::ptr::null() }
-            });
-            let tile_w: *const u8 = if q4 {
-                unpack_tile(&wa.data[t * blocks.div_ceil(2) * TILE_BYTES..], blocks, &mut stage);
-                stage.as_ptr()
-            } else {
-                wa.data.as_ptr().add(t * blocks * TILE_BYTES)
-            };
-            for g in 0..xa.tiles {
-                let issue = |i: usize, sums: &mut [Sums; 2]| {
-                    let b = order[i].1;
-                    let wt = tile_w.add(b * TILE_BYTES);
-                    let at = xa.q.as_ptr().add((g * blocks + b) * TILE_BYTES);
-                    match (q4, i % 2) {
-                        (true, 0) => block_sums::<true, 0>(wt, at, &mut sums[0]),
-                        (true, _) => block_sums::<true, 1>(wt, at, &mut sums[1]),
-                        (false, 0) => block_sums::<false, 0>(wt, at, &mut sums[0]),
-                        (false, _) => block_sums::<false, 1>(wt, at, &mut sums[1]),
-                    }
-                };
-                lanes = [[_mm512_setzero_ps(); TILE]; LANES];
-                let mut acc = [_mm512_setzero_ps(); TILE];
-                let mut lane = 0;
-                issue(0, &mut sums);
-                for i in 0..order.len() {
-                    if i + 1 < order.len() {
-                        issue(i + 1, &mut sums);
-                    }
-                    let (l, b) = order[i];
-                    if l != lane {
-                        lanes[lane] = acc;
-                        acc = [_mm512_setzero_ps(); TILE];
-                        lane = l;
-                    }
-                    let ab = (g * blocks + b) * TILE;
-                    let da = _mm512_loadu_ps(xa.d.as_ptr().add(ab));
-                    let sa = _mm512_loadu_ps(xa.s.as_ptr().add(ab));
-                    let sums = &sums[i % 2];
-                    // All 16 rows, padding ones too: a fixed count keeps `acc` in registers.
-                    for n in 0..TILE {
-                        let isum =
-                            _mm512_cvtepi32_ps(_mm512_load_si512(sums.0.as_ptr().add(n * TILE) as *const _));
-                        let dw = _mm512_set1_ps(*dw_rows[n].add(b));
-                        let mut v = _mm512_mul_ps(_mm512_mul_ps(dw, da), isum);
-                        if q4 {
-                            let mw = _mm512_set1_ps(*mw_rows[n].add(b));
-                            v = _mm512_add_ps(v, _mm512_mul_ps(mw, sa));
-                        }
-                        acc[n] = _mm512_add_ps(acc[n], v);
-                    }
-                }
-                lanes[lane] = acc;
-                for n in 0..TILE {
-                    let r = row_of(n);
-                    if r < n0 || r >= n1 {
-                        continue;
-                    }
-                    let a = |l: usize| lanes[l][n];
-                    let tree = _mm512_add_ps(
-                        _mm512_add_ps(_mm512_add_ps(a(0), a(1)), _mm512_add_ps(a(2), a(3))),
-                        _mm512_add_ps(_mm512_add_ps(a(4), a(5)), _mm512_add_ps(a(6), a(7))),
-                    );
-                    let mut vals = [0f32; TILE];
-                    _mm512_storeu_ps(vals.as_mut_ptr(), tree);
-                    for (c, &v) in vals.iter().enumerate() {
-                        let row = g * TILE + c;
-                        if row < rows {
-                            out.set(row, col0 + r - n0, v);
-                        }
-                    }
-                }
+    STAGE.with_borrow_mut(|stage| {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match w.kind() {
+                WeightKind::U4 => tiles_product::<true>(w, wa, n0, n1, x, xa, out, col0, stage),
+                WeightKind::I8 => tiles_product::<false>(w, wa, n0, n1, x, xa, out, col0, stage),
             }
         }
-        asm!("tilerelease", options(nostack));
+    })
+}
+
+/// [`matmul_rows`] for one weight kind (`Q4`: [`WeightKind::U4`]).
+///
+/// The work is a sequence of steps (see [`Step`]): pairs (weight tile, activation tile), activation
+/// tiles fastest so that an unpacked 4-bit weight tile serves them all, and in each pair the blocks
+/// lane by lane, so that the 16 accumulators of one lane stay in registers. Step `s` puts its block
+/// sums in buffer `s % RING` of a ring; its tile instructions are issued [`AHEAD`] steps before its
+/// float steps, so the vector loads never wait for a tile store that has not reached the cache (the
+/// store cannot be forwarded), and the ring is small enough to stay in the L1 cache (a tile store
+/// that misses it is twice as slow).
+///
+/// # Safety
+/// As for [`matmul_rows`], with `Q4` matching `w.kind()`.
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tiles_product<const Q4: bool>(
+    w: &QMatrix,
+    wa: &AmxWeights,
+    n0: usize,
+    n1: usize,
+    x: &QActs,
+    xa: &AmxActs,
+    out: &StridedOut,
+    col0: usize,
+    stage: &mut Vec<u8>,
+) {
+    let (blocks, rows, gt) = (wa.blocks, x.rows(), xa.tiles);
+    let t0 = n0 / TILE;
+    let steps = (n1.div_ceil(TILE) - t0) * gt * blocks;
+    debug_assert!(n1.div_ceil(TILE) <= wa.tiles && gt > 0 && xa.blocks == blocks);
+    if Q4 && stage.len() < blocks * TILE_BYTES {
+        stage.resize(blocks * TILE_BYTES, 0);
     }
+    let stage: *mut u8 = stage.as_mut_ptr();
+    // Written by the tile stores before any read (a step's buffer is read only after its store).
+    let mut ring = std::mem::MaybeUninit::<[Sums; RING]>::uninit();
+    let ring = ring.as_mut_ptr() as *mut Sums;
+    let packed_tile = blocks.div_ceil(2) * TILE_BYTES;
+
+    // Issues the tile instructions of step `st`, number `s`. A 4-bit weight tile is unpacked into
+    // the stage at its first step: every earlier tile load from the stage precedes the unpacking in
+    // program order, so its stores cannot overtake them.
+    // (A macro, not a closure: a call would spill the accumulators around it.)
+    macro_rules! issue {
+        ($st:expr, $s:expr) => {{
+            let (st, s): (Step, usize) = ($st, $s);
+            if Q4 && st.g == 0 && st.l == 0 && st.b == 0 {
+                // SAFETY: AVX-512 (the caller's contract); tile st.t < wa.tiles holds `packed_tile`
+                // bytes, and the stage `blocks * 512` (grown above).
+                unsafe {
+                    let out = std::slice::from_raw_parts_mut(stage, blocks * TILE_BYTES);
+                    unpack_tile(&wa.data[st.t * packed_tile..(st.t + 1) * packed_tile], blocks, out);
+                }
+            }
+            // SAFETY: configured tiles (the ldtilecfg below); st.t < wa.tiles, st.g < xa.tiles and
+            // st.b < blocks keep the operand pointers inside their buffers, and the ring has RING buffers.
+            unsafe {
+                let wt = if Q4 {
+                    stage.add(st.b * TILE_BYTES) as *const u8
+                } else {
+                    wa.data.as_ptr().add((st.t * blocks + st.b) * TILE_BYTES)
+                };
+                let at = xa.q.as_ptr().add((st.g * blocks + st.b) * TILE_BYTES);
+                let dst = ring.add(s % RING) as *mut i32;
+                if s % 2 == 0 {
+                    block_sums::<Q4, 0>(wt, at, dst, TILE * 4)
+                } else {
+                    block_sums::<Q4, 1>(wt, at, dst, TILE * 4)
+                }
+            }
+        }};
+    }
+
+    let cfg = TileConfig::new();
+    // SAFETY: the tiles are configured here and released at the end, with nothing in between that
+    // could lose the configuration.
+    unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack)) };
+    let (mut ahead, mut issued) = (Step::first(t0), 0);
+    while issued < AHEAD.min(steps) {
+        issue!(ahead, issued);
+        (ahead, issued) = (ahead.next(blocks, gt), issued + 1);
+    }
+
+    // Lane accumulators of the current pair (lanes past `blocks` stay +0.0, see the module docs of
+    // [`super`]), and those of the lane in progress.
+    let mut lanes = [[_mm512_setzero_ps(); TILE]; LANES];
+    let mut acc = [_mm512_setzero_ps(); TILE];
+    // Scales and minimums of the current weight tile's rows, `blocks` apart; a padding row (past the
+    // last row) reads the last row's, and its sums, computed from zero weights, are never stored.
+    let last = w.rows() - 1;
+    let row_ptrs = |t: usize| -> ([*const f32; TILE], [*const f32; TILE]) {
+        let row = |n: usize| (t * TILE + n).min(last);
+        let dw = std::array::from_fn(|n| w.row_scale(row(n)).as_ptr());
+        let mw = std::array::from_fn(|n| if Q4 { w.row_min(row(n)).as_ptr() } else { std::ptr::null() });
+        (dw, mw)
+    };
+    let mut cur = Step::first(t0);
+    let (mut dwp, mut mwp) = row_ptrs(t0);
+    for s in 0..steps {
+        if issued < steps {
+            issue!(ahead, issued);
+            (ahead, issued) = (ahead.next(blocks, gt), issued + 1);
+        }
+        let b = cur.b;
+        // SAFETY: AVX-512 (the caller's contract); activation tile cur.g, block b < blocks is inside
+        // xa.d and xa.s; buffer s % RING holds step s's sums (stored AHEAD steps ago); row pointers
+        // point to `blocks` floats.
+        unsafe {
+            let ab = (cur.g * blocks + b) * TILE;
+            let da = _mm512_loadu_ps(xa.d.as_ptr().add(ab));
+            let sa = _mm512_loadu_ps(xa.s.as_ptr().add(ab));
+            let sums = ring.add(s % RING) as *const i32;
+            // All 16 rows, padding ones too: constant indices keep `acc` in registers.
+            macro_rules! rows {
+                ($($n:literal)*) => {$(
+                    let isum = _mm512_cvtepi32_ps(_mm512_load_si512(sums.add($n * TILE) as *const _));
+                    let mut v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(*dwp[$n].add(b)), da), isum);
+                    if Q4 {
+                        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(*mwp[$n].add(b)), sa));
+                    }
+                    acc[$n] = _mm512_add_ps(acc[$n], v);
+                )*};
+            }
+            rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        }
+        let done = cur;
+        cur = cur.next(blocks, gt);
+        if cur.l == done.l && cur.p == done.p {
+            continue;
+        }
+        lanes[done.l] = acc;
+        acc = [_mm512_setzero_ps(); TILE];
+        if cur.p == done.p {
+            continue;
+        }
+        // The pair is complete: the tree, and the outputs of its rows inside n0..n1.
+        for n in 0..TILE {
+            let r = done.t * TILE + n;
+            if r < n0 || r >= n1 {
+                continue;
+            }
+            let a = |l: usize| lanes[l][n];
+            let tree = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a(0), a(1)), _mm512_add_ps(a(2), a(3))),
+                _mm512_add_ps(_mm512_add_ps(a(4), a(5)), _mm512_add_ps(a(6), a(7))),
+            );
+            let mut vals = [0f32; TILE];
+            // SAFETY: 16 floats into a 16-float array.
+            unsafe { _mm512_storeu_ps(vals.as_mut_ptr(), tree) };
+            for (c, &v) in vals.iter().enumerate().take(rows - done.g * TILE) {
+                out.set(done.g * TILE + c, col0 + r - n0, v);
+            }
+        }
+        if cur.t != done.t && s + 1 < steps {
+            (dwp, mwp) = row_ptrs(cur.t);
+        }
+    }
+    // SAFETY: releases the tiles configured above.
+    unsafe { asm!("tilerelease", options(nostack)) };
 }

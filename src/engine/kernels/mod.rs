@@ -1019,9 +1019,12 @@ mod tests {
     fn simd_matmul_is_bitwise_scalar() {
         let mut rng = Lcg(11);
         for kind in [WeightKind::U4, WeightKind::I8] {
-            for blocks in [1, 3, 7, 8, 9, 16, 18, 23, 48] {
+            // 50 weight rows: the AMX path's calls then cross weight tiles (its pipeline runs ahead).
+            for (wrows, blocks) in
+                [1, 3, 7, 8, 9, 16, 18, 23, 48].map(|b| (13, b)).into_iter().chain([(50, 9), (50, 18)])
+            {
                 let cols = blocks * BLOCK;
-                let w = random_matrix(&mut rng, kind, 13, cols);
+                let w = random_matrix(&mut rng, kind, wrows, cols);
                 for rows in [1, 2, 3, 4, 5, 8, 9, 16, 17, 40] {
                     let mut xs: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
                     // A zero block and a block with huge range.
