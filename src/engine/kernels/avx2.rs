@@ -10,7 +10,8 @@
 //!
 //! For 8 consecutive blocks this yields one vector holding one exact block sum per lane (see [`group`]);
 //! lane `l` then goes through the float steps of block `8g + l`, which is the "lane = block mod 8"
-//! structure of the scalar code. Attention uses F16C conversions and the same 8-lane trees; `exp` is a
+//! structure of the scalar code. Attention uses F16C conversions and the same 8-lane trees, taken
+//! vertically over 8 keys of a key tile; `exp` is a
 //! lane-wise transcription of [`crate::math::exp`]. All functions require AVX2 and F16C.
 
 // Loops over rows and lanes index several arrays by the same number, as the math reads.

@@ -1,4 +1,4 @@
-//! The AVX-512 path: [`super::avx2`] with its two hot spots redone on newer instructions, lane for lane
+//! The AVX-512 path: [`super::avx2`] with its hot spots redone on newer instructions, lane for lane
 //! the same arithmetic, so it gives the same bits as the AVX2 and scalar paths.
 //!
 //! - **Integer block dots** of full groups use VNNI's `vpdpbusd`, which multiplies u8 by i8 and adds
@@ -8,12 +8,12 @@
 //!   order, so these are the same sums. 4-bit weights are the unsigned operand as they are; 8-bit
 //!   weights use the same sign trick as AVX2 (`|w|` as u8 against `sign(a, w)`), and without the i16
 //!   step nothing can saturate.
-//! - **Attention** puts a pair of queries in one 512-bit register, query a in lanes 0..8 and query b in
-//!   lanes 8..16, against keys or values broadcast to both halves. Each half performs exactly the
-//!   multiplies and adds that [`super::avx2`] performs for its query, in the same order, and the halves
-//!   go through the same 8-lane reduction; one instruction now does the work of two.
+//! - **Attention** reads keys from their tiles ([`super::key_index`]): one register holds one
+//!   dimension of 16 keys, so a tile's 16 scores add up lane by lane, in the scalar order, with no
+//!   horizontal step; 3 queries share each key load and up to 6 each value load (16 dimensions per
+//!   register). The softmax and `exp` run on 16 lanes with the operations of the AVX2 code.
 //!
-//! Everything else (tails of fewer than 8 blocks, lone queries, softmax, SwiGLU, `exp`) is the AVX2
+//! Everything else (tails of fewer than 8 blocks, SwiGLU, activation quantization) is the AVX2
 //! code: those are not where the time goes. Requires AVX2, F16C and AVX-512 F, BW, DQ, VL and VNNI.
 
 // Loops over rows and lanes index several arrays by the same number, as the math reads.
@@ -106,6 +106,21 @@ const SUM_GROUP: usize = 6;
 const SUM_CHUNKS: usize = 4;
 /// Positions ahead whose values are prefetched while the weighted sums stream through a head.
 const VALUE_PREFETCH: usize = 32;
+
+/// Calls `wsum_group::<G, NC>` for the runtime shape `(g, nc)`, one of the listed ones; `ps` and `outs`
+/// are arrays of at least `g` pointers.
+macro_rules! wsum_shapes {
+    ($g:expr, $nc:expr, $ps:expr, $outs:expr, $args:expr; $(($G:literal, $NC:literal)),*) => {
+        match ($g, $nc) {
+            $(($G, $NC) => wsum_group::<$G, $NC>(
+                std::array::from_fn(|k| $ps[k]),
+                std::array::from_fn(|k| $outs[k]),
+                $args,
+            ),)*
+            _ => unreachable!("attention group shapes are bounded by SUM_GROUP and SUM_CHUNKS"),
+        }
+    };
+}
 
 /// See [`super::attend`]. Scores: one register holds one dimension of the 16 keys of a key tile, and
 /// [`SCORE_GROUP`] queries share each key load ([`scores_tile`]); a tile's 16 scores come out of a
@@ -200,22 +215,6 @@ pub unsafe fn attend(
         }
     }
 }
-
-/// Calls `wsum_group::<G, NC>` for the runtime shape `(g, nc)`, one of the listed ones; `ps` and `outs`
-/// are arrays of at least `g` pointers.
-macro_rules! wsum_shapes {
-    ($g:expr, $nc:expr, $ps:expr, $outs:expr, $args:expr; $(($G:literal, $NC:literal)),*) => {
-        match ($g, $nc) {
-            $(($G, $NC) => wsum_group::<$G, $NC>(
-                std::array::from_fn(|k| $ps[k]),
-                std::array::from_fn(|k| $outs[k]),
-                $args,
-            ),)*
-            _ => unreachable!("attention group shapes are bounded by SUM_GROUP and SUM_CHUNKS"),
-        }
-    };
-}
-use wsum_shapes;
 
 /// The 16 scores of each of `G` queries against key tile `kt` ([`super::key_index`]: dimension `d` of
 /// the tile's 16 keys at `kt + d * 16`). Lane `l` of `acc[g][m]` sums the products of dimensions
