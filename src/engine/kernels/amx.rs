@@ -17,9 +17,10 @@
 //! `b % 8` of the AVX2 register does, so taking the lanes one after another instead of side by side
 //! changes no bit. One 512-bit register holds the 16 activation rows of one weight row.
 //!
-//! Operands are laid out for the tiles once: weights at load ([`AmxWeights`]: per row tile and block 16
-//! rows x 32 bytes, the last tile zero-padded; 4-bit blocks two to a byte, unpacked per row tile while
-//! it is in use, so the copy costs what the packed weights cost), activations after each quantization
+//! Operands are laid out for the tiles: 8-bit weights once at load ([`AmxWeights`]: per row tile and
+//! block 16 rows x 32 bytes, the last tile zero-padded); 4-bit weights are not copied at all, each row
+//! tile is unpacked from the block layout of [`QMatrix`] while it is in use ([`unpack_tile`]), which
+//! keeps the resident memory of the AMX path within the 1 GB of 16-lane decoding; activations after each quantization
 //! ([`AmxActs`], per block 8 rows of 64 bytes: four consecutive elements of each of 16 activation rows,
 //! with their scales and block sums transposed). Padding rows are zero and their outputs are never
 //! stored. Scales and minimums of the weights are read from the [`QMatrix`] itself.
@@ -35,7 +36,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use super::{BLOCK, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
+use super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset};
 
 /// Rows of a weight tile, and of an activation tile.
 pub const TILE: usize = 16;
@@ -70,10 +71,8 @@ pub struct AmxWeights {
     tiles: usize,
     blocks: usize,
     /// 8-bit weights: tile `t`, block `b` at `(t * blocks + b) * 512`, 16 rows x 32 bytes, element `e`
-    /// of row `n` at byte `n * 32 + e`. 4-bit weights keep half the memory: tile `t`, blocks `2p` and
-    /// `2p + 1` share the 512 bytes at `(t * blocks.div_ceil(2) + p) * 512`, element `e` of row `n` at
-    /// byte `n * 32 + e`, block `2p` in the low nibble and block `2p + 1` (or zero) in the high one;
-    /// [`matmul_rows`] unpacks a tile's blocks into bytes once for all activation tiles.
+    /// of row `n` at byte `n * 32 + e`. Empty for 4-bit weights, which [`matmul_rows`] unpacks from
+    /// the matrix itself, one row tile at a time, once for all activation tiles.
     data: Vec<u8>,
 }
 
@@ -81,22 +80,17 @@ impl AmxWeights {
     pub fn new(w: &QMatrix) -> Self {
         let (rows, blocks) = (w.rows(), w.blocks());
         let tiles = rows.div_ceil(TILE);
-        let q4 = w.kind() == WeightKind::U4;
-        let stored_blocks = if q4 { blocks.div_ceil(2) } else { blocks };
-        let mut data = vec![0u8; tiles * stored_blocks * TILE_BYTES];
+        if w.kind() == WeightKind::U4 {
+            return AmxWeights { tiles, blocks, data: Vec::new() };
+        }
+        let mut data = vec![0u8; tiles * blocks * TILE_BYTES];
         for n in 0..rows {
             let q = w.row_quants(n);
             let (t, r) = (n / TILE, n % TILE);
             for b in 0..blocks {
-                let (slot, shift) = if q4 { (b / 2, 4 * (b % 2)) } else { (b, 0) };
-                let dst = &mut data[(t * stored_blocks + slot) * TILE_BYTES + r * BLOCK..][..BLOCK];
+                let dst = &mut data[(t * blocks + b) * TILE_BYTES + r * BLOCK..][..BLOCK];
                 for (e, d) in dst.iter_mut().enumerate() {
-                    *d |= if q4 {
-                        let (at, from) = u4_offset(blocks, b, e);
-                        ((q[at] >> from) & 15) << shift
-                    } else {
-                        q[i8_offset(blocks, b, e)]
-                    };
+                    *d = q[i8_offset(blocks, b, e)];
                 }
             }
         }
@@ -247,28 +241,76 @@ unsafe fn block_sums<const Q4: bool, const SET: usize>(
     }
 }
 
-/// Unpacks the 4-bit blocks of one weight tile (`packed`: pairs of blocks in nibbles, see
-/// [`AmxWeights`]) into `out`: block `b` as 512 bytes at `b * 512`.
+/// Unpacks the 4-bit blocks of weight-row tile `t` of `w` (rows `16t..16t+16`, in the block layout of
+/// the module docs of [`super`]) into `out`: block `b` as 512 bytes at `b * 512`, row `r`'s element `e`
+/// at byte `r * 32 + e` (0..=15). Rows past the last are zero.
+///
+/// In a full group, part `u` (32 bytes) holds at bytes `4l..4l+4` elements `4u..4u+4` of block `l`
+/// in its low nibbles and `16+4u..16+4u+4` in its high ones, so one permutation of the group's 32
+/// four-byte pieces puts each block's 16 bytes together, and the two nibbles are its elements 0..16
+/// and 16..32 in order. Tail blocks pair up in 32 bytes, element `e` at byte `e`.
 ///
 /// # Safety
-/// AVX-512 F and BW; `packed` holds `blocks.div_ceil(2) * 512` bytes, `out` `blocks * 512`.
+/// AVX-512 F and BW; `t` is a tile of `w`, `out` holds `w.blocks() * 512` bytes.
 // Not inlined: once per weight tile, and inlined into the step loop it would crowd its registers.
 #[inline(never)]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
-unsafe fn unpack_tile(packed: &[u8], blocks: usize, out: &mut [u8]) {
-    assert!(packed.len() >= blocks.div_ceil(2) * TILE_BYTES && out.len() >= blocks * TILE_BYTES);
+unsafe fn unpack_tile(w: &QMatrix, t: usize, out: &mut [u8]) {
+    let blocks = w.blocks();
+    assert!(w.kind() == WeightKind::U4 && t * TILE < w.rows() && out.len() >= blocks * TILE_BYTES);
+    let full = blocks / GROUP * GROUP;
     let mask = _mm512_set1_epi8(0x0F);
-    for b in (0..blocks).step_by(2) {
-        for k in 0..TILE_BYTES / 64 {
-            // SAFETY: inside both buffers (asserted above).
-            unsafe {
-                let v = _mm512_loadu_si512(packed.as_ptr().add(b / 2 * TILE_BYTES + k * 64) as *const _);
-                let lo = _mm512_and_si512(v, mask);
-                _mm512_storeu_si512(out.as_mut_ptr().add(b * TILE_BYTES + k * 64) as *mut _, lo);
-                if b + 1 < blocks {
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
-                    _mm512_storeu_si512(out.as_mut_ptr().add((b + 1) * TILE_BYTES + k * 64) as *mut _, hi);
+    // Output piece 4l+u (u32 units) of a group's first half (blocks 0..4) comes from part u, piece
+    // l: in the pair (parts 0-1, parts 2-3) of permutex2var, index (u/2)*16 + (u%2)*8 + l.
+    let index = |half: i32| {
+        let i: [i32; 16] = std::array::from_fn(|p| {
+            let (l, u) = (p as i32 / 4 + 4 * half, p as i32 % 4);
+            (u / 2) * 16 + (u % 2) * 8 + l
+        });
+        // SAFETY: 16 readable i32.
+        unsafe { _mm512_loadu_si512(i.as_ptr() as *const _) }
+    };
+    let (first, second) = (index(0), index(1));
+    for r in 0..TILE {
+        let n = t * TILE + r;
+        let dst = |b: usize| b * TILE_BYTES + r * BLOCK;
+        if n >= w.rows() {
+            for b in 0..blocks {
+                out[dst(b)..dst(b) + BLOCK].fill(0);
+            }
+            continue;
+        }
+        let q = w.row_quants(n);
+        for g in 0..full / GROUP {
+            // SAFETY: the group's 128 bytes are inside the row (full groups come first).
+            let (z0, z1) = unsafe {
+                let p = q[g * GROUP * BLOCK / 2..][..128].as_ptr();
+                (_mm512_loadu_si512(p as *const _), _mm512_loadu_si512(p.add(64) as *const _))
+            };
+            for (h, idx) in [first, second].into_iter().enumerate() {
+                let v = _mm512_permutex2var_epi32(z0, idx, z1);
+                let mut lo = [0u8; 64];
+                let mut hi = [0u8; 64];
+                // SAFETY: 64 writable bytes each.
+                unsafe {
+                    _mm512_storeu_si512(lo.as_mut_ptr() as *mut _, _mm512_and_si512(v, mask));
+                    _mm512_storeu_si512(
+                        hi.as_mut_ptr() as *mut _,
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask),
+                    );
                 }
+                for k in 0..4 {
+                    let at = dst(g * GROUP + 4 * h + k);
+                    out[at..at + 16].copy_from_slice(&lo[16 * k..16 * k + 16]);
+                    out[at + 16..at + 32].copy_from_slice(&hi[16 * k..16 * k + 16]);
+                }
+            }
+        }
+        for b in full..blocks {
+            let (pair, shift) = ((b - full) / 2, 4 * ((b - full) % 2) as u32);
+            let src = &q[full * BLOCK / 2 + pair * BLOCK..][..BLOCK];
+            for (o, &byte) in out[dst(b)..dst(b) + BLOCK].iter_mut().zip(src) {
+                *o = (byte >> shift) & 15;
             }
         }
     }
@@ -376,7 +418,6 @@ unsafe fn tiles_product<const Q4: bool>(
     // Written by the tile stores before any read (a step's buffer is read only after its store).
     let mut ring = std::mem::MaybeUninit::<[Sums; RING]>::uninit();
     let ring = ring.as_mut_ptr() as *mut Sums;
-    let packed_tile = blocks.div_ceil(2) * TILE_BYTES;
 
     // Issues the tile instructions of step `st`, number `s`. A 4-bit weight tile is unpacked into
     // the stage at its first step: every earlier tile load from the stage precedes the unpacking in
@@ -386,11 +427,11 @@ unsafe fn tiles_product<const Q4: bool>(
         ($st:expr, $s:expr) => {{
             let (st, s): (Step, usize) = ($st, $s);
             if Q4 && st.g == 0 && st.l == 0 && st.b == 0 {
-                // SAFETY: AVX-512 (the caller's contract); tile st.t < wa.tiles holds `packed_tile`
-                // bytes, and the stage `blocks * 512` (grown above).
+                // SAFETY: AVX-512 (the caller's contract); st.t < wa.tiles is a tile of w, and the
+                // stage holds `blocks * 512` bytes (grown above).
                 unsafe {
                     let out = std::slice::from_raw_parts_mut(stage, blocks * TILE_BYTES);
-                    unpack_tile(&wa.data[st.t * packed_tile..(st.t + 1) * packed_tile], blocks, out);
+                    unpack_tile(w, st.t, out);
                 }
             }
             // SAFETY: configured tiles (the ldtilecfg below); st.t < wa.tiles, st.g < xa.tiles and
