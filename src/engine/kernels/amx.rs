@@ -36,7 +36,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset};
+use super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
 
 /// Rows of a weight tile, and of an activation tile.
 pub const TILE: usize = 16;
@@ -307,8 +307,9 @@ unsafe fn unpack_tile(w: &QMatrix, t: usize, out: &mut [u8]) {
             }
         }
         for b in full..blocks {
-            let (pair, shift) = ((b - full) / 2, 4 * ((b - full) % 2) as u32);
-            let src = &q[full * BLOCK / 2 + pair * BLOCK..][..BLOCK];
+            // A tail block's element e sits at byte e of its pair's 32 bytes.
+            let (at, shift) = u4_offset(blocks, b, 0);
+            let src = &q[at..][..BLOCK];
             for (o, &byte) in out[dst(b)..dst(b) + BLOCK].iter_mut().zip(src) {
                 *o = (byte >> shift) & 15;
             }

@@ -22,7 +22,8 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::{
-    AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, key_index,
+    AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset,
+    key_index,
 };
 
 /// The fixed tree `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))` of [`super::tree8`].
@@ -927,7 +928,6 @@ pub unsafe fn attend(
 pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     let blocks = x.len() / BLOCK;
     assert!(x.len() == blocks * BLOCK && q.len() == x.len() && d.len() == blocks && s.len() == blocks);
-    let full = blocks / GROUP * GROUP;
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for b in 0..blocks {
@@ -946,7 +946,7 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]
             let id = 127.0 / amax;
             if amax == 0.0 || !id.is_finite() {
                 (d[b], s[b]) = (0.0, 0.0);
-                write_block(q, b, full, _mm256_setzero_si256());
+                write_block(q, blocks, b, _mm256_setzero_si256());
                 continue;
             }
             let idv = _mm256_set1_ps(id);
@@ -967,7 +967,7 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]
             // i32 -> i8 (values already in range): the packs interleave 4-element groups, which the
             // permutation puts back in element order.
             let packed = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
-            write_block(q, b, full, _mm256_permutevar8x32_epi32(packed, order));
+            write_block(q, blocks, b, _mm256_permutevar8x32_epi32(packed, order));
             let scale = amax / 127.0;
             (d[b], s[b]) = (scale, scale * sum as f32);
         }
@@ -978,22 +978,22 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]
 /// docs of [`super`]: 4-element slices 32 bytes apart inside a full group, contiguous in the tail.
 ///
 /// # Safety
-/// AVX2; `q` is a whole row whose blocks before `full` form full groups.
+/// AVX2; `q` is a whole row of `blocks` blocks, `b < blocks`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn write_block(q: &mut [i8], b: usize, full: usize, v: __m256i) {
-    assert!((b + 1) * BLOCK <= q.len());
-    if b < full {
+unsafe fn write_block(q: &mut [i8], blocks: usize, b: usize, v: __m256i) {
+    assert!((b + 1) * BLOCK <= q.len() && q.len() == blocks * BLOCK);
+    if b < blocks / GROUP * GROUP {
         let mut four = [0i32; LANES];
         // SAFETY: 8 writable i32.
         unsafe { _mm256_storeu_si256(four.as_mut_ptr() as *mut __m256i, v) };
-        let base = b / GROUP * GROUP * BLOCK + (b % GROUP) * 4;
         for (slice, f) in four.iter().enumerate() {
-            q[base + slice * BLOCK..][..4].copy_from_slice(&(f.to_ne_bytes().map(|x| x as i8)));
+            let at = i8_offset(blocks, b, 4 * slice);
+            q[at..at + 4].copy_from_slice(&(f.to_ne_bytes().map(|x| x as i8)));
         }
     } else {
-        // SAFETY: bytes b*32..(b+1)*32 are inside q (asserted above).
-        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(b * BLOCK) as *mut __m256i, v) };
+        // SAFETY: a tail block's 32 bytes are contiguous at i8_offset(.., 0) = b * 32, inside q.
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(i8_offset(blocks, b, 0)) as *mut __m256i, v) };
     }
 }
 
@@ -1020,7 +1020,7 @@ pub unsafe fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) {
 }
 
 /// Makes `v` at least `len` long.
-fn grow(v: &mut Vec<f32>, len: usize) {
+pub(super) fn grow(v: &mut Vec<f32>, len: usize) {
     if v.len() < len {
         v.resize(len, 0.0);
     }

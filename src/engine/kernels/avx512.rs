@@ -148,8 +148,8 @@ pub unsafe fn attend(
     let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
     let tiles = maxn.div_ceil(KEY_TILE);
     let padded = tiles * KEY_TILE;
-    grow(&mut scratch.scores, n * padded);
-    grow(&mut scratch.sums, n);
+    avx2::grow(&mut scratch.scores, n * padded);
+    avx2::grow(&mut scratch.sums, n);
     let kp = keys.as_ptr() as *const u16;
     let vp = values.as_ptr() as *const u16;
     let scores = scratch.scores.as_mut_ptr();
@@ -397,11 +397,4 @@ pub unsafe fn exp16_array(x: [f32; 16]) -> [f32; 16] {
     // SAFETY: 16 readable and writable floats.
     unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp16(_mm512_loadu_ps(x.as_ptr()))) };
     out
-}
-
-/// Makes `v` at least `len` long (buffers only grow; see [`avx2::attend`]).
-fn grow(v: &mut Vec<f32>, len: usize) {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
 }
