@@ -468,17 +468,29 @@ unsafe fn tiles_product<const Q4: bool>(
     // [`super`]), and those of the lane in progress.
     let mut lanes = [[_mm512_setzero_ps(); TILE]; LANES];
     let mut acc = [_mm512_setzero_ps(); TILE];
-    // Scales and minimums of the current weight tile's rows, `blocks` apart; a padding row (past the
-    // last row) reads the last row's, and its sums, computed from zero weights, are never stored.
-    let last = w.rows() - 1;
-    let row_ptrs = |t: usize| -> ([*const f32; TILE], [*const f32; TILE]) {
-        let row = |n: usize| (t * TILE + n).min(last);
-        let dw = std::array::from_fn(|n| w.row_scale(row(n)).as_ptr());
-        let mw = std::array::from_fn(|n| if Q4 { w.row_min(row(n)).as_ptr() } else { std::ptr::null() });
-        (dw, mw)
+    // Scales, then minimums, of the current weight tile's rows widened to f32: row `n`'s at
+    // `n * blocks` of each half. Padding rows (past the last row) read what is there (+0.0 or an
+    // earlier tile's), and their sums, computed from zero weights, are never stored.
+    let mut tile_scales = vec![0f32; 2 * TILE * blocks];
+    // Every access below goes through this pointer, so the writes and the reads never overlap in time.
+    let base = tile_scales.as_mut_ptr();
+    let widen = |t: usize| {
+        let r1 = (t * TILE + TILE).min(w.rows());
+        // SAFETY: the two halves of `tile_scales`, disjoint; no read of them is in progress.
+        let (dw, mw) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(base, TILE * blocks),
+                std::slice::from_raw_parts_mut(base.add(TILE * blocks), TILE * blocks),
+            )
+        };
+        w.scales().widen_rows(t * TILE, r1, blocks, dw, mw);
     };
+    widen(t0);
+    // SAFETY: offsets inside `tile_scales`.
+    let dwp: [*const f32; TILE] = std::array::from_fn(|n| unsafe { base.add(n * blocks) } as *const f32);
+    let mwp: [*const f32; TILE] =
+        std::array::from_fn(|n| unsafe { base.add((TILE + n) * blocks) } as *const f32);
     let mut cur = Step::first(t0);
-    let (mut dwp, mut mwp) = row_ptrs(t0);
     for s in 0..steps {
         if issued < steps {
             issue!(ahead, issued);
@@ -535,7 +547,7 @@ unsafe fn tiles_product<const Q4: bool>(
             }
         }
         if cur.t != done.t && s + 1 < steps {
-            (dwp, mwp) = row_ptrs(cur.t);
+            widen(cur.t);
         }
     }
     // SAFETY: releases the tiles configured above.

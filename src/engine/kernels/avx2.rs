@@ -21,9 +21,10 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use super::scales::{Scale, ScaleRows};
 use super::{
-    AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset,
-    key_index,
+    AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, i8_offset, key_index,
+    with_weights,
 };
 
 /// The fixed tree `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))` of [`super::tree8`].
@@ -131,10 +132,10 @@ impl<const R: usize> ActRows<R> {
 /// AVX2; blocks `b0..b0+N` exist in the weight row and in every activation row.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
+unsafe fn group<const R: usize, const Q4: bool, const N: usize, S: Scale>(
     wq: *const u8,
-    dw: *const f32,
-    mw: *const f32,
+    dw: *const S,
+    mw: *const S,
     x: &ActRows<R>,
     b0: usize,
     acc: &mut [__m256; R],
@@ -179,8 +180,8 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
         let load = |p: *const f32| {
             if N == 8 { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, lanes) }
         };
-        let dwv = load(dw.add(b0));
-        let mwv = if Q4 { load(mw.add(b0)) } else { _mm256_setzero_ps() };
+        let dwv = load_scales::<S, N>(dw.add(b0));
+        let mwv = if Q4 { load_scales::<S, N>(mw.add(b0)) } else { _mm256_setzero_ps() };
         for r in 0..R {
             let lo = _mm256_permute2x128_si256::<0x20>(h[r][0], h[r][1]);
             let hi = _mm256_permute2x128_si256::<0x31>(h[r][0], h[r][1]);
@@ -200,10 +201,10 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize>(
 /// AVX2; group `g` exists in the weight row and in every activation row.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn group_full<const R: usize, const Q4: bool>(
+unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
     wq: *const u8,
-    dw: *const f32,
-    mw: *const f32,
+    dw: *const S,
+    mw: *const S,
     x: &ActRows<R>,
     g: usize,
     acc: &mut [__m256; R],
@@ -254,7 +255,7 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
                 );
             }
         }
-        group_finish::<R, Q4>(&isums, dw, mw, x, b0, acc);
+        group_finish::<R, Q4, S>(&isums, dw, mw, x, b0, acc);
     }
 }
 
@@ -265,18 +266,18 @@ unsafe fn group_full<const R: usize, const Q4: bool>(
 /// AVX2; blocks `b0..b0+8` exist in the weight row and in every activation row.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn group_finish<const R: usize, const Q4: bool>(
+pub(super) unsafe fn group_finish<const R: usize, const Q4: bool, S: Scale>(
     isums: &[__m256i; R],
-    dw: *const f32,
-    mw: *const f32,
+    dw: *const S,
+    mw: *const S,
     x: &ActRows<R>,
     b0: usize,
     acc: &mut [__m256; R],
 ) {
     // SAFETY: blocks b0..b0+8 exist (caller).
     unsafe {
-        let dwv = _mm256_loadu_ps(dw.add(b0));
-        let mwv = if Q4 { _mm256_loadu_ps(mw.add(b0)) } else { _mm256_setzero_ps() };
+        let dwv = load_scales::<S, 8>(dw.add(b0));
+        let mwv = if Q4 { load_scales::<S, 8>(mw.add(b0)) } else { _mm256_setzero_ps() };
         for r in 0..R {
             let isum = _mm256_cvtepi32_ps(isums[r]);
             let t = _mm256_mul_ps(_mm256_mul_ps(dwv, _mm256_loadu_ps(x.d(r, b0))), isum);
@@ -296,16 +297,17 @@ pub(super) unsafe fn group_finish<const R: usize, const Q4: bool>(
 /// AVX2 and F16C available, and the AVX-512 path's features when `VNNI`; `n < w.rows()`,
 /// `c0 + R <= x.rows()`, `x.cols() == w.cols()`.
 #[inline(always)]
-unsafe fn row_dots<const R: usize, const Q4: bool, const VNNI: bool>(
+unsafe fn row_dots<const R: usize, const Q4: bool, const VNNI: bool, S: Scale>(
     w: &QMatrix,
+    scales: ScaleRows<'_, S>,
     n: usize,
     x: &QActs,
     c0: usize,
 ) -> [f32; R] {
     let nb = w.blocks();
     let wq = w.row_quants(n).as_ptr();
-    let dw = w.row_scale(n).as_ptr();
-    let mw = w.row_min(n).as_ptr();
+    let dw = scales.scale(n).as_ptr();
+    let mw = scales.min(n).as_ptr();
     let (q, d, s) = x.rows_from(c0);
     let rows = ActRows::<R> { q, d, s, qs: x.cols(), ds: nb };
     // SAFETY: AVX is available (caller).
@@ -315,20 +317,20 @@ unsafe fn row_dots<const R: usize, const Q4: bool, const VNNI: bool>(
     unsafe {
         for g in 0..full / GROUP {
             if VNNI {
-                super::avx512::group_full::<R, Q4>(wq, dw, mw, &rows, g, &mut acc);
+                super::avx512::group_full::<R, Q4, S>(wq, dw, mw, &rows, g, &mut acc);
             } else {
-                group_full::<R, Q4>(wq, dw, mw, &rows, g, &mut acc);
+                group_full::<R, Q4, S>(wq, dw, mw, &rows, g, &mut acc);
             }
         }
         match nb - full {
             0 => {}
-            1 => group::<R, Q4, 1>(wq, dw, mw, &rows, full, &mut acc),
-            2 => group::<R, Q4, 2>(wq, dw, mw, &rows, full, &mut acc),
-            3 => group::<R, Q4, 3>(wq, dw, mw, &rows, full, &mut acc),
-            4 => group::<R, Q4, 4>(wq, dw, mw, &rows, full, &mut acc),
-            5 => group::<R, Q4, 5>(wq, dw, mw, &rows, full, &mut acc),
-            6 => group::<R, Q4, 6>(wq, dw, mw, &rows, full, &mut acc),
-            _ => group::<R, Q4, 7>(wq, dw, mw, &rows, full, &mut acc),
+            1 => group::<R, Q4, 1, S>(wq, dw, mw, &rows, full, &mut acc),
+            2 => group::<R, Q4, 2, S>(wq, dw, mw, &rows, full, &mut acc),
+            3 => group::<R, Q4, 3, S>(wq, dw, mw, &rows, full, &mut acc),
+            4 => group::<R, Q4, 4, S>(wq, dw, mw, &rows, full, &mut acc),
+            5 => group::<R, Q4, 5, S>(wq, dw, mw, &rows, full, &mut acc),
+            6 => group::<R, Q4, 6, S>(wq, dw, mw, &rows, full, &mut acc),
+            _ => group::<R, Q4, 7, S>(wq, dw, mw, &rows, full, &mut acc),
         }
         acc.map(|a| tree8_ps(a))
     }
@@ -343,8 +345,9 @@ unsafe fn row_dots<const R: usize, const Q4: bool, const VNNI: bool>(
 /// # Safety
 /// As [`matmul_rows`], and the AVX-512 path's features when `VNNI`.
 #[inline(always)]
-pub(super) unsafe fn matmul_kind<const Q4: bool, const VNNI: bool>(
+pub(super) unsafe fn matmul_kind<const Q4: bool, const VNNI: bool, S: Scale>(
     w: &QMatrix,
+    scales: ScaleRows<'_, S>,
     n0: usize,
     n1: usize,
     x: &QActs,
@@ -361,19 +364,19 @@ pub(super) unsafe fn matmul_kind<const Q4: bool, const VNNI: bool>(
         for n in n0..n1 {
             let col = col0 + n - n0;
             if prefetch && n + WEIGHT_PREFETCH_ROWS < n1 {
-                prefetch_weight_row(w, n + WEIGHT_PREFETCH_ROWS);
+                prefetch_weight_row(w, scales, n + WEIGHT_PREFETCH_ROWS);
             }
             // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
             unsafe {
                 match r {
-                    8 => store(out, c0, col, &row_dots::<8, Q4, VNNI>(w, n, x, c0)),
-                    7 => store(out, c0, col, &row_dots::<7, Q4, VNNI>(w, n, x, c0)),
-                    6 => store(out, c0, col, &row_dots::<6, Q4, VNNI>(w, n, x, c0)),
-                    5 => store(out, c0, col, &row_dots::<5, Q4, VNNI>(w, n, x, c0)),
-                    4 => store(out, c0, col, &row_dots::<4, Q4, VNNI>(w, n, x, c0)),
-                    3 => store(out, c0, col, &row_dots::<3, Q4, VNNI>(w, n, x, c0)),
-                    2 => store(out, c0, col, &row_dots::<2, Q4, VNNI>(w, n, x, c0)),
-                    _ => store(out, c0, col, &row_dots::<1, Q4, VNNI>(w, n, x, c0)),
+                    8 => store(out, c0, col, &row_dots::<8, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    7 => store(out, c0, col, &row_dots::<7, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    6 => store(out, c0, col, &row_dots::<6, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    5 => store(out, c0, col, &row_dots::<5, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    4 => store(out, c0, col, &row_dots::<4, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    3 => store(out, c0, col, &row_dots::<3, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    2 => store(out, c0, col, &row_dots::<2, Q4, VNNI, S>(w, scales, n, x, c0)),
+                    _ => store(out, c0, col, &row_dots::<1, Q4, VNNI, S>(w, scales, n, x, c0)),
                 }
             }
         }
@@ -388,12 +391,7 @@ pub(super) unsafe fn matmul_kind<const Q4: bool, const VNNI: bool>(
 #[target_feature(enable = "avx2,f16c")]
 pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match w.kind() {
-            WeightKind::U4 => matmul_kind::<true, false>(w, n0, n1, x, out, col0),
-            WeightKind::I8 => matmul_kind::<false, false>(w, n0, n1, x, out, col0),
-        }
-    }
+    unsafe { with_weights!(w, Q4, S, rows => matmul_kind::<Q4, false, S>(w, rows, n0, n1, x, out, col0)) }
 }
 
 /// Weight rows ahead of the current one that are prefetched when decoding one or two sequences.
@@ -401,7 +399,7 @@ const WEIGHT_PREFETCH_ROWS: usize = 2;
 
 /// Prefetches the integers and scales of weight row `n`.
 #[inline]
-fn prefetch_weight_row(w: &QMatrix, n: usize) {
+fn prefetch_weight_row<S: Scale>(w: &QMatrix, scales: ScaleRows<'_, S>, n: usize) {
     let lines = |bytes: &[u8]| {
         for off in (0..bytes.len()).step_by(64) {
             // SAFETY: prefetching an address inside a live slice never faults and changes no state.
@@ -409,12 +407,38 @@ fn prefetch_weight_row(w: &QMatrix, n: usize) {
         }
     };
     lines(w.row_quants(n));
-    let f32_bytes = |v: &[f32]| {
-        // SAFETY: viewing f32s as bytes is always valid.
-        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+    let bytes = |v: &[S]| {
+        // SAFETY: viewing plain floats as bytes is always valid.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
     };
-    lines(f32_bytes(w.row_scale(n)));
-    lines(f32_bytes(w.row_min(n)));
+    lines(bytes(scales.scale(n)));
+    lines(bytes(scales.min(n)));
+}
+
+/// Scales (or minimums) `p[0..N]` of consecutive blocks as f32 in lanes `0..N`, `+0.0` in the others.
+///
+/// # Safety
+/// AVX2 and F16C; `p[0..N]` readable.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn load_scales<S: Scale, const N: usize>(p: *const S) -> __m256 {
+    // SAFETY: reads p[0..N] only (the caller's bound).
+    unsafe {
+        if S::HALF {
+            let bits = if N == 8 {
+                _mm_loadu_si128(p as *const __m128i)
+            } else {
+                let mut part = [0u16; 8];
+                std::ptr::copy_nonoverlapping(p as *const u16, part.as_mut_ptr(), N);
+                _mm_loadu_si128(part.as_ptr() as *const __m128i)
+            };
+            _mm256_cvtph_ps(bits)
+        } else if N == 8 {
+            _mm256_loadu_ps(p as *const f32)
+        } else {
+            _mm256_maskload_ps(p as *const f32, lanes_below(N))
+        }
+    }
 }
 
 /// Activation rows per weight-row pass (each unpacked weight block serves this many rows).

@@ -24,7 +24,8 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::avx2::{self, ActRows};
-use super::{AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, WeightKind};
+use super::scales::Scale;
+use super::{AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, with_weights};
 
 /// See [`super::matmul_rows`].
 ///
@@ -34,10 +35,7 @@ use super::{AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, S
 pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
     // SAFETY: forwarded from the caller; the VNNI group kernel's features are this function's.
     unsafe {
-        match w.kind() {
-            WeightKind::U4 => avx2::matmul_kind::<true, true>(w, n0, n1, x, out, col0),
-            WeightKind::I8 => avx2::matmul_kind::<false, true>(w, n0, n1, x, out, col0),
-        }
+        with_weights!(w, Q4, S, rows => avx2::matmul_kind::<Q4, true, S>(w, rows, n0, n1, x, out, col0))
     }
 }
 
@@ -49,10 +47,10 @@ pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &St
 /// The path's CPU features; group `g` exists in the weight row and in every activation row.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-pub(super) unsafe fn group_full<const R: usize, const Q4: bool>(
+pub(super) unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
     wq: *const u8,
-    dw: *const f32,
-    mw: *const f32,
+    dw: *const S,
+    mw: *const S,
     x: &ActRows<R>,
     g: usize,
     acc: &mut [__m256; R],
@@ -92,7 +90,7 @@ pub(super) unsafe fn group_full<const R: usize, const Q4: bool>(
             let hi = slice(slice(slice(slice(zero, 4), 5), 6), 7);
             isums[r] = _mm256_add_epi32(lo, hi);
         }
-        avx2::group_finish::<R, Q4>(&isums, dw, mw, x, b0, acc);
+        avx2::group_finish::<R, Q4, S>(&isums, dw, mw, x, b0, acc);
     }
 }
 

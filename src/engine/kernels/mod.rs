@@ -2,9 +2,9 @@
 //!
 //! # Data layout (owned here; [`super::weights`] converts GGUF tensors into it)
 //! A weight matrix `W[N, K]` (N outputs, K inputs) is cut into blocks of [`BLOCK`] = 32 along K. Each
-//! block has an f32 scale `d`, for 4-bit types an f32 minimum `m`, and 32 small integers `q`; the value is
+//! block has a scale `d`, for 4-bit types a minimum `m`, and 32 small integers `q`; the value is
 //! `d*q + m`. 4-bit blocks stay packed as nibbles (half the memory traffic of decoding); 8-bit blocks
-//! hold `i8`.
+//! hold `i8`. Scales and minimums are f32 values, stored as f16 when that is exact ([`scales`]).
 //!
 //! The integers of each run of 8 blocks (a *group*, blocks `8g..8g+8` of a row) are stored
 //! **interleaved**: the group is 8 slices of 32 bytes, slice `v` holding elements `4v..4v+4` of block
@@ -39,6 +39,7 @@
 //! No fused multiply-add is used: products and sums are separate, correctly rounded operations.
 
 pub mod scalar;
+pub mod scales;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -52,6 +53,7 @@ pub mod amx;
 use half::f16;
 
 use super::{EngineError, KERNEL_ENV};
+use scales::BlockScales;
 
 /// Elements per quantization block, along the input dimension.
 pub const BLOCK: usize = 32;
@@ -216,10 +218,9 @@ pub struct QMatrix {
     /// Blocks per row: `cols / BLOCK` (cols is always a multiple of [`BLOCK`]).
     blocks: usize,
     kind: WeightKind,
-    /// `rows * blocks` scales, row-major.
-    scale: Vec<f32>,
-    /// `rows * blocks` minimums for [`WeightKind::U4`], empty for [`WeightKind::I8`].
-    min: Vec<f32>,
+    /// `rows * blocks` scales, row-major, and as many minimums for [`WeightKind::U4`] (none for
+    /// [`WeightKind::I8`]).
+    scales: BlockScales,
     /// Per row, in the layout of the module docs: U4 nibbles, or I8 values as their bits.
     quants: Vec<u8>,
     /// The same integers in tile order, for the AMX path ([`QMatrix::prepare_for`]).
@@ -259,8 +260,7 @@ impl QMatrix {
             cols,
             blocks,
             kind: WeightKind::U4,
-            scale,
-            min,
+            scales: BlockScales::new(scale, min),
             quants,
             #[cfg(target_arch = "x86_64")]
             amx: None,
@@ -283,8 +283,7 @@ impl QMatrix {
             cols,
             blocks,
             kind: WeightKind::I8,
-            scale,
-            min: Vec::new(),
+            scales: BlockScales::new(scale, Vec::new()),
             quants,
             #[cfg(target_arch = "x86_64")]
             amx: None,
@@ -314,21 +313,19 @@ impl QMatrix {
         if parts.iter().any(|p| p.kind != first.kind || p.cols != first.cols) {
             return None;
         }
+        let scales: Vec<&BlockScales> = parts.iter().map(|p| &p.scales).collect();
         let mut out = QMatrix {
             rows: 0,
             cols: first.cols,
             blocks: first.blocks,
             kind: first.kind,
-            scale: Vec::new(),
-            min: Vec::new(),
+            scales: BlockScales::concat(&scales),
             quants: Vec::new(),
             #[cfg(target_arch = "x86_64")]
             amx: None,
         };
         for p in parts {
             out.rows += p.rows;
-            out.scale.extend_from_slice(&p.scale);
-            out.min.extend_from_slice(&p.min);
             out.quants.extend_from_slice(&p.quants);
         }
         Some(out)
@@ -352,7 +349,7 @@ impl QMatrix {
         let tiles = self.amx.as_ref().map_or(0, amx::AmxWeights::size_bytes);
         #[cfg(not(target_arch = "x86_64"))]
         let tiles = 0;
-        self.quants.len() + 4 * (self.scale.len() + self.min.len()) + tiles
+        self.quants.len() + self.scales.size_bytes() + tiles
     }
 
     /// Adds the layout `path` needs besides the block layout (tile order for [`KernelPath::Amx`]).
@@ -370,11 +367,11 @@ impl QMatrix {
         assert!(r < self.rows && out.len() == self.cols);
         let q = self.row_quants(r);
         for b in 0..self.blocks {
-            let d = self.scale[r * self.blocks + b];
+            let d = self.scales.scale(r * self.blocks + b);
             let dst = &mut out[b * BLOCK..(b + 1) * BLOCK];
             match self.kind {
                 WeightKind::U4 => {
-                    let m = self.min[r * self.blocks + b];
+                    let m = self.scales.min(r * self.blocks + b);
                     for (e, x) in dst.iter_mut().enumerate() {
                         let (at, shift) = u4_offset(self.blocks, b, e);
                         *x = d * ((q[at] >> shift) & 15) as f32 + m;
@@ -399,15 +396,9 @@ impl QMatrix {
         &self.quants[r * per_row..(r + 1) * per_row]
     }
 
-    #[inline(always)]
-    pub(crate) fn row_scale(&self, r: usize) -> &[f32] {
-        &self.scale[r * self.blocks..(r + 1) * self.blocks]
-    }
-
-    /// Empty for [`WeightKind::I8`].
-    #[inline(always)]
-    pub(crate) fn row_min(&self, r: usize) -> &[f32] {
-        if self.min.is_empty() { &[] } else { &self.min[r * self.blocks..(r + 1) * self.blocks] }
+    /// The block scales and minimums, in their stored type.
+    pub fn scales(&self) -> &BlockScales {
+        &self.scales
     }
 
     pub(crate) fn blocks(&self) -> usize {
@@ -430,6 +421,46 @@ fn check_len(what: &'static str, seen: usize, expected: usize) -> Result<(), Eng
     }
     Ok(())
 }
+
+/// Runs `$call` with the const `$q4` (4-bit weights?), the type `$s` (how the scales are stored) and
+/// `$rows` (the [`scales::ScaleRows`] of `$w`) bound to the weight matrix's own, so a kernel generic
+/// over both is compiled for each of the four combinations and picked once per call.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_weights {
+    ($w:expr, $q4:ident, $s:ident, $rows:ident => $call:expr) => {{
+        use $crate::engine::kernels::WeightKind;
+        use $crate::engine::kernels::scales::{BlockScales, ScaleRows};
+        let blocks = $w.blocks();
+        match ($w.kind(), $w.scales()) {
+            (WeightKind::U4, BlockScales::Half { scale, min }) => {
+                const $q4: bool = true;
+                type $s = half::f16;
+                let $rows = ScaleRows::new(scale, min, blocks);
+                $call
+            }
+            (WeightKind::U4, BlockScales::Single { scale, min }) => {
+                const $q4: bool = true;
+                type $s = f32;
+                let $rows = ScaleRows::new(scale, min, blocks);
+                $call
+            }
+            (WeightKind::I8, BlockScales::Half { scale, min }) => {
+                const $q4: bool = false;
+                type $s = half::f16;
+                let $rows = ScaleRows::new(scale, min, blocks);
+                $call
+            }
+            (WeightKind::I8, BlockScales::Single { scale, min }) => {
+                const $q4: bool = false;
+                type $s = f32;
+                let $rows = ScaleRows::new(scale, min, blocks);
+                $call
+            }
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+use with_weights;
 
 /// Blocks per interleaved group (see the module docs).
 pub const GROUP: usize = 8;
@@ -906,13 +937,23 @@ mod tests {
         }
     }
 
-    fn random_matrix(rng: &mut Lcg, kind: WeightKind, rows: usize, cols: usize) -> QMatrix {
+    /// Random weights; with `half`, scales and minimums that are f16 values (as in Q4_1 or Q8_0 files,
+    /// stored as f16), else ones that are not (stored as f32).
+    fn random_matrix(rng: &mut Lcg, kind: WeightKind, rows: usize, cols: usize, half: bool) -> QMatrix {
         let blocks = rows * cols / BLOCK;
-        let scale: Vec<f32> = (0..blocks).map(|_| rng.f32() * 0.01).collect();
-        match kind {
+        let mut value = |range: f32| {
+            let v = rng.f32() * range;
+            if half { f16::from_f32(v).to_f32() } else { v }
+        };
+        // One value f16 cannot hold keeps the whole matrix f32.
+        let mut scale: Vec<f32> = (0..blocks).map(|_| value(0.01)).collect();
+        if !half {
+            scale[0] = 0.01 + f32::EPSILON;
+        }
+        let w = match kind {
             WeightKind::U4 => {
+                let min = (0..blocks).map(|_| value(0.08)).collect();
                 let nib = (0..blocks * 16).map(|_| rng.next() as u8).collect();
-                let min = (0..blocks).map(|_| rng.f32() * 0.08).collect();
                 QMatrix::from_u4(rows, cols, nib, scale, min).unwrap()
             }
             WeightKind::I8 => {
@@ -920,7 +961,9 @@ mod tests {
                 let q = (0..blocks * BLOCK).map(|_| rng.next() as u8 as i8).collect();
                 QMatrix::from_i8(rows, cols, q, scale).unwrap()
             }
-        }
+        };
+        assert_eq!(w.scales().is_half(), half);
+        w
     }
 
     fn run(path: KernelPath, w: &QMatrix, x: &QActs) -> Vec<f32> {
@@ -954,9 +997,9 @@ mod tests {
     #[test]
     fn matmul_matches_a_float_reference() {
         let mut rng = Lcg(7);
-        for kind in [WeightKind::U4, WeightKind::I8] {
+        for (kind, half) in [(WeightKind::U4, true), (WeightKind::U4, false), (WeightKind::I8, true)] {
             let (rows, cols) = (9, 96);
-            let w = random_matrix(&mut rng, kind, rows, cols);
+            let w = random_matrix(&mut rng, kind, rows, cols, half);
             let xs: Vec<f32> = (0..3 * cols).map(|_| rng.f32()).collect();
             let mut x = QActs::new();
             x.quantize(KernelPath::Scalar, &xs, 3, cols, false);
@@ -1018,13 +1061,14 @@ mod tests {
     #[test]
     fn simd_matmul_is_bitwise_scalar() {
         let mut rng = Lcg(11);
-        for kind in [WeightKind::U4, WeightKind::I8] {
+        let kinds = [WeightKind::U4, WeightKind::I8];
+        for (kind, half) in kinds.into_iter().flat_map(|k| [(k, true), (k, false)]) {
             // 50 weight rows: the AMX path's calls then cross weight tiles (its pipeline runs ahead).
             for (wrows, blocks) in
                 [1, 3, 7, 8, 9, 16, 18, 23, 48].map(|b| (13, b)).into_iter().chain([(50, 9), (50, 18)])
             {
                 let cols = blocks * BLOCK;
-                let w = random_matrix(&mut rng, kind, wrows, cols);
+                let w = random_matrix(&mut rng, kind, wrows, cols, half);
                 for rows in [1, 2, 3, 4, 5, 8, 9, 16, 17, 40] {
                     let mut xs: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
                     // A zero block and a block with huge range.
@@ -1037,7 +1081,11 @@ mod tests {
                     let a = run(KernelPath::Scalar, &w, &x);
                     for path in simd_paths() {
                         let b = run(path, &w, &x);
-                        assert_eq!(bits(&a), bits(&b), "{path:?} {kind:?} blocks={blocks} rows={rows}");
+                        assert_eq!(
+                            bits(&a),
+                            bits(&b),
+                            "{path:?} {kind:?} f16={half} blocks={blocks} rows={rows}"
+                        );
                     }
                 }
             }

@@ -59,14 +59,12 @@ fn tail_isum(q4: bool, w: &[u8], a: &[i8], blocks: usize, b: usize) -> i32 {
     s
 }
 
-/// One output: weight row `n` against activation row `c`.
+/// One output: weight row `n`, whose scales and minimums are `dw` and `mw`, against activation row `c`.
 #[inline]
-fn dot_row(w: &QMatrix, n: usize, x: &QActs, c: usize) -> f32 {
+fn dot_row(w: &QMatrix, n: usize, dw: &[f32], mw: &[f32], x: &QActs, c: usize) -> f32 {
     let q4 = w.kind() == WeightKind::U4;
     let nb = w.blocks();
     let wq = w.row_quants(n);
-    let dw = w.row_scale(n);
-    let mw = w.row_min(n);
     let aq = x.row_q(c);
     let da = x.row_d(c);
     let sa = x.row_s(c);
@@ -93,9 +91,12 @@ fn dot_row(w: &QMatrix, n: usize, x: &QActs, c: usize) -> f32 {
 
 /// See [`super::matmul_rows`].
 pub fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
+    let nb = w.blocks();
+    let (mut dw, mut mw) = (vec![0f32; nb], vec![0f32; nb]);
     for n in n0..n1 {
+        w.scales().widen_rows(n, n + 1, nb, &mut dw, &mut mw);
         for c in 0..x.rows() {
-            out.set(c, col0 + n - n0, dot_row(w, n, x, c));
+            out.set(c, col0 + n - n0, dot_row(w, n, &dw, &mw, x, c));
         }
     }
 }
