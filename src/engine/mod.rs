@@ -9,8 +9,9 @@
 //!
 //! # How determinism is obtained (the contract of ARCHITECTURE.md section 2)
 //! - **Integer products.** Weights are converted once at load into blocks of 32 small integers with an
-//!   f32 scale (and an f32 minimum for 4-bit types); activations are quantized per 32-block to int8. The
-//!   product of one weight block and one activation block is an exact `i32`, the same in any order.
+//!   f32 scale (and an f32 minimum for 4-bit types, both stored as f16 where exact); activations are
+//!   quantized per 32-block to int8. The product of one weight block and one activation block is an
+//!   exact `i32`, the same in any order.
 //! - **One float order.** Everything in float is written once with a fixed evaluation order, and the SIMD
 //!   path uses the same lane structure and reduction tree as the scalar path (see [`kernels`]). Block
 //!   contributions go to 8 lane accumulators by block index mod 8 and are summed by one fixed tree.
