@@ -38,7 +38,6 @@ use std::sync::OnceLock;
 
 use half::f16;
 
-use super::scales::BlockScales;
 use super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
 
 /// Rows of a weight tile, and of an activation tile.
@@ -393,7 +392,7 @@ pub unsafe fn matmul_rows(
 /// AVX-512 F, BW and VL.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
-unsafe fn widen_half(src: &[f16], dst: &mut [f32]) {
+pub(super) unsafe fn widen_half(src: &[f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len());
     let (s, d) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
     let mut i = 0;
@@ -503,30 +502,16 @@ unsafe fn tiles_product<const Q4: bool>(
     // Every access below goes through this pointer, so the writes and the reads never overlap in time.
     let base = tile_scales.as_mut_ptr();
     let widen = |t: usize| {
-        let span = t * TILE * blocks..(t * TILE + TILE).min(w.rows()) * blocks;
-        let n = span.len();
         // SAFETY: the two halves of `tile_scales`, disjoint; no read of them is in progress.
         let (dw, mw) = unsafe {
             (
-                std::slice::from_raw_parts_mut(base, n),
-                std::slice::from_raw_parts_mut(base.add(TILE * blocks), n),
+                std::slice::from_raw_parts_mut(base, TILE * blocks),
+                std::slice::from_raw_parts_mut(base.add(TILE * blocks), TILE * blocks),
             )
         };
-        match w.scales() {
-            // SAFETY: AVX-512 (the caller's contract).
-            BlockScales::Half { scale, min } => unsafe {
-                widen_half(&scale[span.clone()], dw);
-                if Q4 {
-                    widen_half(&min[span], mw);
-                }
-            },
-            BlockScales::Single { scale, min } => {
-                dw.copy_from_slice(&scale[span.clone()]);
-                if Q4 {
-                    mw.copy_from_slice(&min[span]);
-                }
-            }
-        }
+        let rows = (t * TILE, (t * TILE + TILE).min(w.rows()), blocks);
+        // SAFETY: AVX-512 (the caller's contract).
+        w.scales().widen_rows(rows, dw, mw, |s, d| unsafe { widen_half(s, d) });
     };
     widen(t0);
     // SAFETY: offsets inside `tile_scales`.

@@ -6,7 +6,7 @@ use half::f16;
 
 use super::{
     AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset, key_index,
-    tree8, u4_offset,
+    scales, tree8, u4_offset,
 };
 
 /// Exact integer dot products of one interleaved group (module docs of [`super`]) of weights `w` (128
@@ -94,7 +94,7 @@ pub fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOu
     let nb = w.blocks();
     let (mut dw, mut mw) = (vec![0f32; nb], vec![0f32; nb]);
     for n in n0..n1 {
-        w.scales().widen_rows(n, n + 1, nb, &mut dw, &mut mw);
+        w.scales().widen_rows((n, n + 1, nb), &mut dw, &mut mw, scales::widen_half);
         for c in 0..x.rows() {
             out.set(c, col0 + n - n0, dot_row(w, n, &dw, &mw, x, c));
         }

@@ -14,25 +14,20 @@ use half::slice::HalfFloatSliceExt;
 pub trait Scale: Copy + Send + Sync + 'static + sealed::Sealed {
     /// Whether this is f16 (the SIMD loads choose their instruction from it at compile time).
     const HALF: bool;
-
-    /// `dst[i] = src[i]` as f32, exactly.
-    fn widen(src: &[Self], dst: &mut [f32]);
 }
 
 impl Scale for f32 {
     const HALF: bool = false;
-
-    fn widen(src: &[f32], dst: &mut [f32]) {
-        dst.copy_from_slice(src);
-    }
 }
 
 impl Scale for f16 {
     const HALF: bool = true;
+}
 
-    fn widen(src: &[f16], dst: &mut [f32]) {
-        src.convert_to_f32_slice(dst);
-    }
+/// `dst[i] = src[i]` as f32, exactly: the portable widening (the `half` crate, which uses F16C where
+/// it finds it), for [`BlockScales::widen_rows`].
+pub fn widen_half(src: &[f16], dst: &mut [f32]) {
+    src.convert_to_f32_slice(dst);
 }
 
 mod sealed {
@@ -109,21 +104,29 @@ impl BlockScales {
     }
 
     /// The scales of rows `r0..r1` (`blocks` per row) as f32 into `scale[..(r1 - r0) * blocks]`, and
-    /// their minimums into `min` likewise (left alone for 8-bit matrices, which have none).
-    pub fn widen_rows(&self, r0: usize, r1: usize, blocks: usize, scale: &mut [f32], min: &mut [f32]) {
-        fn rows<S: Scale>(v: &[S], r0: usize, r1: usize, blocks: usize, dst: &mut [f32]) {
-            if !v.is_empty() {
-                S::widen(&v[r0 * blocks..r1 * blocks], &mut dst[..(r1 - r0) * blocks]);
-            }
-        }
+    /// their minimums into `min` likewise (left alone for 8-bit matrices, which have none). f16 values
+    /// go through `widen_half`, which must be exact: [`widen_half`], or a path's own SIMD version.
+    pub fn widen_rows(
+        &self,
+        (r0, r1, blocks): (usize, usize, usize),
+        scale: &mut [f32],
+        min: &mut [f32],
+        widen_half: impl Fn(&[f16], &mut [f32]),
+    ) {
+        let span = r0 * blocks..r1 * blocks;
+        let n = span.len();
         match self {
             BlockScales::Half { scale: s, min: m } => {
-                rows(s, r0, r1, blocks, scale);
-                rows(m, r0, r1, blocks, min);
+                widen_half(&s[span.clone()], &mut scale[..n]);
+                if !m.is_empty() {
+                    widen_half(&m[span], &mut min[..n]);
+                }
             }
             BlockScales::Single { scale: s, min: m } => {
-                rows(s, r0, r1, blocks, scale);
-                rows(m, r0, r1, blocks, min);
+                scale[..n].copy_from_slice(&s[span.clone()]);
+                if !m.is_empty() {
+                    min[..n].copy_from_slice(&m[span]);
+                }
             }
         }
     }
@@ -202,16 +205,40 @@ mod tests {
         assert_eq!(got, [1.0, 2.0, 0.1, 1.0, 2.0]);
     }
 
+    type Widen = fn(&[f16], &mut [f32]);
+
+    /// Every widening there is: the portable one, and the AMX path's own where the CPU has it.
+    fn widenings() -> Vec<(&'static str, Widen)> {
+        #[allow(unused_mut)]
+        let mut all: Vec<(&'static str, Widen)> = vec![("portable", widen_half)];
+        #[cfg(target_arch = "x86_64")]
+        if crate::engine::kernels::KernelPath::Avx512.check_available().is_ok() {
+            // SAFETY: the AVX-512 features it needs are available (checked above).
+            all.push(("avx512", |s, d| unsafe { super::super::amx::widen_half(s, d) }));
+        }
+        all
+    }
+
     #[test]
     fn widening_is_exact() {
         let bits: Vec<u16> = (0..=u16::MAX).filter(|&b| !f16::from_bits(b).is_nan()).collect();
         let src: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
-        let mut dst = vec![0f32; src.len()];
-        f16::widen(&src, &mut dst);
+        for (name, widen) in widenings() {
+            let mut dst = vec![0f32; src.len()];
+            widen(&src, &mut dst);
+            check_widened(name, &bits, &dst);
+            // Shorter than one register: a SIMD version's masked tail alone.
+            let mut tail = vec![0f32; 13];
+            widen(&src[..13], &mut tail);
+            check_widened(name, &bits[..13], &tail);
+        }
+    }
+
+    fn check_widened(name: &str, bits: &[u16], dst: &[f32]) {
         // The definition: sign, then (1024 + m) * 2^(e-25) for a normal exponent e, m * 2^-24 for a
         // subnormal, infinity for e = 31.
         let pow2 = |k: i64| f64::from_bits(((1023 + k) as u64) << 52);
-        for (&b, d) in bits.iter().zip(&dst) {
+        for (&b, d) in bits.iter().zip(dst) {
             let (e, m) = ((b >> 10) & 31, (b & 1023) as f64);
             let v = match e {
                 0 => m * pow2(-24),
@@ -219,7 +246,7 @@ mod tests {
                 _ => (1024.0 + m) * pow2(e as i64 - 25),
             };
             let v = if b >> 15 == 1 { -v } else { v };
-            assert_eq!(d.to_bits(), (v as f32).to_bits(), "f16 bits {b:#06x}");
+            assert_eq!(d.to_bits(), (v as f32).to_bits(), "{name}: f16 bits {b:#06x}");
         }
     }
 }
