@@ -10,7 +10,7 @@
 use candle_core::quantized::gguf_file::Content;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use llmzip::engine::synthetic::write_synthetic_llama;
-use llmzip::engine::{EngineOptions, KernelPath, LlamaModel};
+use llmzip::engine::{EngineOptions, KernelPath, Model};
 
 struct Setup {
     _dir: Option<tempfile::TempDir>,
@@ -27,7 +27,7 @@ fn setup() -> Setup {
         None => {
             let dir = tempfile::tempdir().expect("temp dir");
             let path = dir.path().join("synthetic.gguf");
-            write_synthetic_llama(&path, 1).expect("synthetic model");
+            write_synthetic_llama(&path, 1, llmzip::tokenizer::byte_to_char).expect("synthetic model");
             (Some(dir), path)
         }
     };
@@ -56,7 +56,7 @@ fn engine(c: &mut Criterion) {
     group.sample_size(10);
     for &path in &paths {
         let opts = EngineOptions { threads, kernel: Some(path) };
-        let model = LlamaModel::load(&s.content, &s.bytes, &opts).expect("load");
+        let model = Model::load(&s.content, &s.bytes, &opts).expect("load");
         let vocab = model.vocab_size() as u32;
         let tokens: Vec<u32> = (0..s.prefill_len as u32).map(|i| (i * 7919 + 13) % vocab).collect();
         let mut logits = vec![0f32; 256 * model.vocab_size()];

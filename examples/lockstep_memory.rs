@@ -7,7 +7,7 @@
 //! RSS (`ru_maxrss`) and the kernel path.
 
 use candle_core::quantized::gguf_file::Content;
-use llmzip::engine::{EngineOptions, LlamaModel};
+use llmzip::engine::{EngineOptions, Model};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -23,7 +23,7 @@ fn main() {
         // SAFETY: the model file is not modified while this runs.
         let bytes = unsafe { memmap2::Mmap::map(&file) }.expect("mmap");
         let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).expect("GGUF header");
-        LlamaModel::load(&content, &bytes, &EngineOptions::default()).expect("load")
+        Model::load(&content, &bytes, &EngineOptions::default()).expect("load")
     };
     let vocab = model.vocab_size();
     let tokens: Vec<u32> = (0..context as u32 - 1).map(|i| (i * 7919 + 13) % vocab as u32).collect();

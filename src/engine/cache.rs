@@ -11,40 +11,74 @@
 //! [`key_index`]): one vector load then holds one dimension of 16 consecutive keys, and the attention
 //! kernels add up a tile's scores vertically. Values stay position-major. The layout is storage only:
 //! every path reads the same f16 numbers.
+//!
+//! Each layer has its own [`KvLayout`] (heads, head size, attention window), because architectures
+//! differ per layer: Gemma 3 interleaves local layers that look back a fixed window with global layers
+//! that see the whole context. Today every layer keeps all `capacity` positions; a windowed layer will
+//! be able to keep only its window, which only its own slot in the cache has to know.
 
 use half::f16;
 use half::slice::HalfBitsSliceExt;
 
 use super::kernels::{KEY_TILE, key_index};
 
-/// Keys and values of one sequence: `[layer][kv_head][positions]`, one head's positions in key tiles
-/// for keys and `[position][head_dim]` for values, allocated once for `capacity` positions rounded up
-/// to whole tiles (`stride` positions per head). Each key/value head's positions are contiguous because
-/// an attention task reads exactly one head of one sequence from position 0 on: one sequential stream
-/// per task.
+/// What one layer keeps per position: `kv_heads` key and value heads of `head_dim` dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Positions the layer's attention looks back (its own included); `None` for the whole context.
+    pub window: Option<usize>,
+}
+
+impl KvLayout {
+    /// Key (and value) dimensions per position: all heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// Where one layer's keys and values sit in the cache's buffers.
+#[derive(Clone, Debug)]
+struct LayerSlot {
+    layout: KvLayout,
+    /// Positions allotted to each head: the capacity rounded up to a multiple of [`KEY_TILE`].
+    stride: usize,
+    /// Offset of the layer's first head in `k` and `v`; head `h` starts `h * stride * head_dim` later.
+    at: usize,
+}
+
+/// Keys and values of one sequence: per layer `[kv_head][positions]`, one head's positions in key
+/// tiles for keys and `[position][head_dim]` for values, allocated once for `capacity` positions
+/// rounded up to whole tiles. Each key/value head's positions are contiguous because an attention task
+/// reads exactly one head of one sequence from position 0 on: one sequential stream per task.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    layers: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    /// The layouts of `slots`, in layer order (what a model compares with its own).
+    layouts: Vec<KvLayout>,
+    slots: Vec<LayerSlot>,
     capacity: usize,
-    /// `capacity` rounded up to a multiple of [`KEY_TILE`]: positions allotted to each head.
-    stride: usize,
     /// Positions filled, `len <= capacity`; positions `0..len` hold valid keys and values in every layer.
     len: usize,
-    /// `layers * stride * kv_dim` keys, as f16 bit patterns (u16 so that the zeroed allocation is lazy).
+    /// Every layer's keys, as f16 bit patterns (u16 so that the zeroed allocation is lazy). One buffer
+    /// for all layers: one large zeroed allocation, whose pages cost memory only once written.
     k: Vec<u16>,
-    /// `layers * stride * kv_dim` values, as f16 bit patterns.
+    /// Every layer's values, as f16 bit patterns.
     v: Vec<u16>,
 }
 
 impl KvCache {
-    /// An empty cache. The memory is requested zeroed (`vec![0u16; n]` becomes a zeroed allocation), so
-    /// pages not yet written cost no resident memory.
-    pub(crate) fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
-        let stride = capacity.next_multiple_of(KEY_TILE);
-        let n = layers * kv_heads * stride * head_dim;
-        KvCache { layers, kv_heads, head_dim, capacity, stride, len: 0, k: vec![0u16; n], v: vec![0u16; n] }
+    /// An empty cache, one slot per layout. The memory is requested zeroed (`vec![0u16; n]` becomes a
+    /// zeroed allocation), so pages not yet written cost no resident memory.
+    pub(crate) fn new(layouts: &[KvLayout], capacity: usize) -> Self {
+        let mut slots = Vec::with_capacity(layouts.len());
+        let mut at = 0;
+        for &layout in layouts {
+            let stride = capacity.next_multiple_of(KEY_TILE);
+            slots.push(LayerSlot { layout, stride, at });
+            at += layout.kv_heads * stride * layout.head_dim;
+        }
+        KvCache { layouts: layouts.to_vec(), slots, capacity, len: 0, k: vec![0u16; at], v: vec![0u16; at] }
     }
 
     /// Positions already processed.
@@ -76,13 +110,9 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
-    pub(crate) fn layers(&self) -> usize {
-        self.layers
-    }
-
-    /// Key (and value) dimensions per position and layer: all heads together.
-    pub(crate) fn kv_dim(&self) -> usize {
-        self.kv_heads * self.head_dim
+    /// The layout of every layer, in layer order.
+    pub fn layout(&self) -> &[KvLayout] {
+        &self.layouts
     }
 
     pub(crate) fn set_len(&mut self, len: usize) {
@@ -92,11 +122,12 @@ impl KvCache {
 
     /// Stores the keys and values of `pos` in `layer` (all heads, `[kv_head][head_dim]`), rounding to f16.
     pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let hd = self.head_dim;
-        assert!(pos < self.capacity && k.len() == self.kv_dim() && v.len() == self.kv_dim());
-        for h in 0..self.kv_heads {
-            let head = (layer * self.kv_heads + h) * self.stride * hd;
-            let keys = &mut self.k[head..head + self.stride * hd];
+        let LayerSlot { layout, stride, at } = self.slots[layer];
+        let hd = layout.head_dim;
+        assert!(pos < self.capacity && k.len() == layout.kv_dim() && v.len() == layout.kv_dim());
+        for h in 0..layout.kv_heads {
+            let head = at + h * stride * hd;
+            let keys = &mut self.k[head..head + stride * hd];
             for (d, &x) in k[h * hd..(h + 1) * hd].iter().enumerate() {
                 keys[key_index(hd, pos, d)] = f16::from_f32(x).to_bits();
             }
@@ -111,10 +142,11 @@ impl KvCache {
     /// them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]` values,
     /// as [`super::kernels::attend`] takes them.
     pub(crate) fn head(&self, layer: usize, head: usize, positions: usize) -> (&[f16], &[f16]) {
-        assert!(positions <= self.capacity && head < self.kv_heads);
-        let at = (layer * self.kv_heads + head) * self.stride * self.head_dim;
-        let nk = positions.div_ceil(KEY_TILE) * KEY_TILE * self.head_dim;
-        let nv = positions * self.head_dim;
+        let LayerSlot { layout, stride, at } = self.slots[layer];
+        assert!(positions <= self.capacity && head < layout.kv_heads);
+        let at = at + head * stride * layout.head_dim;
+        let nk = positions.div_ceil(KEY_TILE) * KEY_TILE * layout.head_dim;
+        let nv = positions * layout.head_dim;
         (self.k[at..at + nk].reinterpret_cast(), self.v[at..at + nv].reinterpret_cast())
     }
 }

@@ -21,18 +21,32 @@
 //!   are in the product, so a sequence gives the same logits alone, inside a batch, in one prefill or one
 //!   token at a time. Threads split output rows and (row, head) pairs, never a reduction.
 //!
+//! # Where things are
+//! - [`Model`]: the public entry point; it reads `general.architecture` and loads that architecture.
+//! - `runtime/`: what every architecture shares: entry points and their checks, the parallel
+//!   schedules of products and attention, the float operations, metadata access; and [`cache`].
+//! - one file per architecture ([`llama`]): its configuration, weight names and graph, nothing else.
+//! - [`kernels`]: the int8 products, attention and element-wise loops of every kernel path.
+//!
+//! The engine knows nothing of tokens' spelling, quantizers or containers: it reads a model file and
+//! turns token ids into logits.
+//!
 //! Any change to the arithmetic changes [`ENGINE_VERSION`]: archives record it, and the canary (a hash of
 //! the engine's output on a fixed probe) catches an engine that computes differently.
 
 pub mod cache;
 pub mod kernels;
 pub mod llama;
+mod model;
+mod runtime;
 pub mod synthetic;
 mod weights;
 
-pub use cache::KvCache;
+pub use cache::{KvCache, KvLayout};
 pub use kernels::KernelPath;
-pub use llama::{LlamaConfig, LlamaModel};
+pub use llama::LlamaConfig;
+pub use model::Model;
+pub use runtime::MAX_POSITION;
 
 /// Version of the engine's arithmetic. Bumping it is a deliberate, versioned event: every change to the
 /// logits (a different order of float operations, a different conversion of a weight type, a different
@@ -60,7 +74,7 @@ pub enum EngineError {
         "unsupported model architecture '{seen}': this engine runs 'llama' (SmolLM2 and friends); pick a llama-family GGUF"
     )]
     UnsupportedArchitecture { seen: String },
-    #[error("GGUF metadata key '{key}' is missing; the file is not a complete llama GGUF")]
+    #[error("GGUF metadata key '{key}' is missing; the file is not a complete GGUF of its architecture")]
     MissingMetadata { key: String },
     #[error("GGUF metadata key '{key}' has {seen}, expected {expected}")]
     BadMetadata { key: String, seen: String, expected: String },

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::error::hex;
 use super::{CodecOptions, PipelineError};
 use crate::container::Header;
-use crate::engine::{ENGINE_VERSION, EngineOptions, KernelPath, LlamaModel};
+use crate::engine::{ENGINE_VERSION, EngineOptions, KernelPath, Model};
 use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel};
 use crate::quant::{FreqTable, PRECISION_BITS};
 use crate::tokenizer::Tokenizer;
@@ -20,7 +20,7 @@ pub const CANARY_TEXT: &str =
 pub struct Session {
     pub model: ResolvedModel,
     pub tokenizer: Tokenizer,
-    pub engine: LlamaModel,
+    pub engine: Model,
     /// Workers for the pipeline's own parallel work (building many frequency tables at once), as many as
     /// the engine has. Each table is a pure function of its row, so this changes speed, never bytes.
     pub(super) pool: rayon::ThreadPool,
@@ -99,7 +99,7 @@ impl Session {
         let tokenizer = Tokenizer::from_gguf(gguf.content())?;
         let kernel = opts.kernel.as_deref().map(KernelPath::parse).transpose()?;
         let engine_opts = EngineOptions { threads: opts.threads, kernel };
-        let engine = LlamaModel::load(gguf.content(), gguf.bytes(), &engine_opts)?;
+        let engine = Model::load(gguf.content(), gguf.bytes(), &engine_opts)?;
         if engine.vocab_size() != tokenizer.vocab_size() {
             return Err(PipelineError::Settings(format!(
                 "model {} has {} output logits but its tokenizer has {} tokens",

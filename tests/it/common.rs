@@ -71,7 +71,8 @@ pub fn synthetic_model() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let path = scratch_dir().join("synthetic-a.gguf");
-        llmzip::engine::synthetic::write_synthetic_llama(&path, 1).expect("write synthetic model");
+        llmzip::engine::synthetic::write_synthetic_llama(&path, 1, llmzip::tokenizer::byte_to_char)
+            .expect("write synthetic model");
         path
     })
     .clone()
@@ -82,7 +83,8 @@ pub fn synthetic_model_variant() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let path = scratch_dir().join("synthetic-b.gguf");
-        llmzip::engine::synthetic::write_synthetic_llama(&path, 2).expect("write synthetic model");
+        llmzip::engine::synthetic::write_synthetic_llama(&path, 2, llmzip::tokenizer::byte_to_char)
+            .expect("write synthetic model");
         path
     })
     .clone()

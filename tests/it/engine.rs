@@ -8,8 +8,11 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use llmzip::engine::synthetic::{SyntheticConfig, write_synthetic_llama, write_synthetic_llama_with};
-use llmzip::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, KvCache, LlamaModel};
+use llmzip::engine::synthetic::{
+    SYNTHETIC_MERGES, SyntheticConfig, bytes_to_unicode, write_synthetic_llama, write_synthetic_llama_with,
+};
+use llmzip::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, KvCache, Model};
+use llmzip::tokenizer::byte_to_char;
 use sha2::{Digest, Sha256};
 
 /// A model file kept in memory with its parsed header.
@@ -28,9 +31,9 @@ impl ModelFile {
         ModelFile { bytes, content }
     }
 
-    fn load(&self, threads: usize, kernel: KernelPath) -> LlamaModel {
+    fn load(&self, threads: usize, kernel: KernelPath) -> Model {
         let opts = EngineOptions { threads, kernel: Some(kernel) };
-        LlamaModel::load(&self.content, &self.bytes, &opts).expect("load model")
+        Model::load(&self.content, &self.bytes, &opts).expect("load model")
     }
 
     /// The model's own tokenizer: real text becomes the token stream the compressor codes.
@@ -54,7 +57,7 @@ fn synthetic_model() -> &'static ModelFile {
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("temp dir");
             let path = dir.path().join("synthetic.gguf");
-            write_synthetic_llama(&path, SYNTHETIC_SEED).expect("write synthetic model");
+            write_synthetic_llama(&path, SYNTHETIC_SEED, byte_to_char).expect("write synthetic model");
             let file = ModelFile::open(&path);
             (dir, file)
         })
@@ -66,7 +69,7 @@ fn english_text() -> Vec<u8> {
     crate::common::read_data("calgary/paper1")
 }
 
-fn prefill_all(model: &LlamaModel, tokens: &[u32]) -> Vec<f32> {
+fn prefill_all(model: &Model, tokens: &[u32]) -> Vec<f32> {
     let mut cache = model.new_cache(tokens.len());
     let mut logits = vec![0f32; tokens.len() * model.vocab_size()];
     model.prefill(&mut cache, tokens, &mut logits).expect("prefill");
@@ -118,7 +121,7 @@ fn check_paths_and_threads(file: &ModelFile, tokens: &[u32], configs: &[(usize, 
 }
 
 /// One prefill vs one step per token vs prefill in uneven slices.
-fn check_prefill_step_slices(model: &LlamaModel, tokens: &[u32]) {
+fn check_prefill_step_slices(model: &Model, tokens: &[u32]) {
     let vocab = model.vocab_size();
     let reference = prefill_all(model, tokens);
 
@@ -148,7 +151,7 @@ fn check_prefill_step_slices(model: &LlamaModel, tokens: &[u32]) {
 
 /// Sequences alone vs together in lock-step batches of 4, with neighbours at other positions and the
 /// order of the batch rotating every step. Returns nothing; panics on the first differing bit.
-fn check_batch(model: &LlamaModel, seqs: &[Vec<u32>; 4], warmup: [usize; 4], steps: usize, all: bool) {
+fn check_batch(model: &Model, seqs: &[Vec<u32>; 4], warmup: [usize; 4], steps: usize, all: bool) {
     let vocab = model.vocab_size();
     let checked = if all { 4 } else { 1 };
     let alone: Vec<Vec<f32>> =
@@ -265,9 +268,9 @@ const PINNED_SYNTHETIC_HASH: &str = "b9da0fffaee7287bc1817cf4e174cafe47d214e7a22
 fn synthetic_writer_is_reproducible_and_readable() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"), dir.path().join("c.gguf"));
-    write_synthetic_llama(&a, 7).unwrap();
-    write_synthetic_llama(&b, 7).unwrap();
-    write_synthetic_llama(&c, 8).unwrap();
+    write_synthetic_llama(&a, 7, byte_to_char).unwrap();
+    write_synthetic_llama(&b, 7, byte_to_char).unwrap();
+    write_synthetic_llama(&c, 8, byte_to_char).unwrap();
     let (a, b, c) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(c).unwrap());
     assert_eq!(a, b, "same seed, same bytes");
     assert_ne!(a, c, "another seed, other weights");
@@ -281,6 +284,68 @@ fn synthetic_writer_is_reproducible_and_readable() {
     assert_eq!(md("tokenizer.ggml.token_type").to_vec().unwrap().len(), tokens.len());
     assert!(md("tokenizer.ggml.merges").to_vec().unwrap().len() >= 40);
     assert!(!content.tensor_infos.contains_key("output.weight"), "tied head");
+}
+
+#[test]
+fn synthetic_byte_alphabet_is_a_bijection_in_gpt2_order() {
+    let map = bytes_to_unicode(byte_to_char);
+    assert_eq!(map.len(), 256);
+    let mut bytes: Vec<u8> = map.iter().map(|&(b, _)| b).collect();
+    bytes.sort_unstable();
+    bytes.dedup();
+    assert_eq!(bytes.len(), 256);
+    assert_eq!(map[0], (b'!', '!'));
+    // The first non-printable byte (0) comes right after the 188 printable ones, as U+0100.
+    assert_eq!(map[188], (0, '\u{100}'));
+    assert!(map.contains(&(b' ', 'Ġ')) && map.contains(&(b'\n', 'Ċ')));
+}
+
+#[test]
+fn synthetic_merges_build_on_existing_tokens_and_are_new() {
+    let mut known: Vec<String> = bytes_to_unicode(byte_to_char).iter().map(|&(_, c)| c.to_string()).collect();
+    for (a, b) in SYNTHETIC_MERGES {
+        assert!(known.iter().any(|k| k == a), "left part {a} unknown");
+        assert!(known.iter().any(|k| k == b), "right part {b} unknown");
+        let merged = format!("{a}{b}");
+        assert!(!known.contains(&merged), "duplicate token {merged}");
+        known.push(merged);
+    }
+}
+
+/// The architecture comes from the file; the model reports it.
+#[test]
+fn architecture_is_read_from_the_file() {
+    let model = synthetic_model().load(1, KernelPath::Scalar);
+    assert_eq!(model.architecture(), "llama");
+    assert_eq!(model.new_cache(3).layout().len(), 2, "one key/value layout per layer");
+}
+
+/// An explicit head size (`llama.attention.key_length`) is read, not derived: the same value as the
+/// derived one gives the same logits, and a different one is checked against the tensors' shapes.
+#[test]
+fn explicit_head_size_is_read_from_the_metadata() {
+    let file = synthetic_model();
+    let tokens: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % 298).collect();
+    let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
+    let derived = prefill_all(&file.load(1, KernelPath::Scalar), &tokens);
+    let head_dim = SyntheticConfig::default().dim / SyntheticConfig::default().n_heads;
+
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.metadata.insert("llama.attention.key_length".into(), Value::U32(head_dim as u32));
+    content.metadata.insert("llama.attention.value_length".into(), Value::U32(head_dim as u32));
+    let explicit = prefill_all(&Model::load(&content, &file.bytes, &opts).unwrap(), &tokens);
+    assert_same_bits(&derived, &explicit, derived.len() / tokens.len(), "derived vs explicit head size");
+
+    // Twice the head size: the Q projection no longer has the shape the metadata implies.
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.metadata.insert("llama.attention.key_length".into(), Value::U32(2 * head_dim as u32));
+    let err = Model::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(matches!(&err, EngineError::TensorShape { name, .. } if name == "blk.0.attn_q.weight"), "{err}");
+
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.metadata.insert("llama.attention.value_length".into(), Value::U32(2 * head_dim as u32));
+    let err = Model::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(matches!(err, EngineError::UnsupportedShape { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -320,7 +385,7 @@ fn bad_calls_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other.gguf");
     let cfg = SyntheticConfig { n_layers: 3, ..SyntheticConfig::default() };
-    write_synthetic_llama_with(&other, &cfg, 1).unwrap();
+    write_synthetic_llama_with(&other, &cfg, 1, byte_to_char).unwrap();
     let other = ModelFile::open(&other).load(1, KernelPath::Scalar);
     let mut foreign = other.new_cache(8);
     let err = model.step(&mut [&mut foreign], &[1], &mut logits[..vocab]).unwrap_err();
@@ -339,23 +404,29 @@ fn bad_model_files_give_clear_errors() {
 
     let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     content.metadata.insert("general.architecture".into(), Value::String("gemma3".into()));
-    let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
+    let err = Model::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(matches!(&err, EngineError::UnsupportedArchitecture { seen } if seen == "gemma3"), "{err}");
     assert!(err.to_string().contains("'gemma3'"), "{err}");
 
     let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
+    content.metadata.remove("general.architecture");
+    let err = Model::load(&content, &file.bytes, &opts).unwrap_err();
+    assert!(err.to_string().contains("general.architecture"), "{err}");
+
+    let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     content.tensor_infos.remove("blk.1.ffn_up.weight");
-    let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
+    let err = Model::load(&content, &file.bytes, &opts).unwrap_err();
     assert!(matches!(&err, EngineError::MissingTensor { name } if name == "blk.1.ffn_up.weight"), "{err}");
 
     let mut content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     content.metadata.remove("llama.embedding_length");
-    let err = LlamaModel::load(&content, &file.bytes, &opts).unwrap_err();
+    let err = Model::load(&content, &file.bytes, &opts).unwrap_err();
     assert!(err.to_string().contains("llama.embedding_length"), "{err}");
 
     // A truncated file: the header parses, the tensor data is cut off.
     let content = Content::read(&mut std::io::Cursor::new(&file.bytes[..])).unwrap();
     let cut = &file.bytes[..file.bytes.len() - 100];
-    let err = LlamaModel::load(&content, cut, &opts).unwrap_err();
+    let err = Model::load(&content, cut, &opts).unwrap_err();
     assert!(matches!(err, EngineError::TensorOutOfFile { .. }), "{err}");
 }
 

@@ -1,0 +1,158 @@
+//! The float operations of a graph, each written once with a fixed evaluation order (ARCHITECTURE.md
+//! section 2): every row's result depends on that row only, so the rows of a call may run in any order
+//! and on any thread.
+
+use rayon::prelude::*;
+
+use super::{PAR_MIN_ELEMS, Row};
+use crate::engine::EngineError;
+use crate::engine::kernels::{self, KernelPath};
+use crate::math;
+
+/// `f(out row r, x row r)` for every row (rows of `out_width` and `width` elements), in parallel when
+/// the rows are many.
+pub(crate) fn rows_apply<F>(out: &mut [f32], out_width: usize, x: &[f32], width: usize, f: F)
+where
+    F: Fn(&mut [f32], &[f32]) + Sync,
+{
+    let n = x.len() / width;
+    let out = &mut out[..n * out_width];
+    if x.len() >= PAR_MIN_ELEMS {
+        out.par_chunks_exact_mut(out_width).zip(x.par_chunks_exact(width)).for_each(|(o, x)| f(o, x));
+    } else {
+        for (o, x) in out.chunks_exact_mut(out_width).zip(x.chunks_exact(width)) {
+            f(o, x);
+        }
+    }
+}
+
+/// `f(r, row r of x)` in place, in parallel when the rows are many.
+pub(crate) fn rows_apply_indexed<F>(x: &mut [f32], width: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    if x.len() >= PAR_MIN_ELEMS {
+        x.par_chunks_exact_mut(width).enumerate().for_each(|(r, x)| f(r, x));
+    } else {
+        for (r, x) in x.chunks_exact_mut(width).enumerate() {
+            f(r, x);
+        }
+    }
+}
+
+/// `x[i] = x[i] + y[i]` (the residual connections).
+pub(crate) fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// One RMSNorm with its weights. A graph holds one per place it normalizes (llama: before attention and
+/// before the MLP, and the output norm; Gemma 3 adds norms after both blocks and on the query and key
+/// heads); the weights are read as the file stores them, so a convention such as Gemma's `1 + w` is
+/// the architecture's to apply when it loads them.
+pub(crate) struct RmsNorm {
+    weight: Vec<f32>,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn new(weight: Vec<f32>, eps: f32) -> Self {
+        RmsNorm { weight, eps }
+    }
+
+    /// Normalizes every row of `x` (rows as wide as the weights) into the same row of `out`.
+    pub fn rows(&self, out: &mut [f32], x: &[f32]) {
+        let dim = self.weight.len();
+        rows_apply(out, dim, x, dim, |h, x| rms_norm(x, &self.weight, self.eps, h));
+    }
+}
+
+/// RMSNorm: `out[i] = (x[i] * (1 / sqrt(sum(x^2)/n + eps))) * w[i]`, the sum of squares taken in index
+/// order. `sqrt` and division are correctly rounded IEEE operations.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mut ss = 0f32;
+    for &v in x {
+        ss += v * v;
+    }
+    let scale = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+        *o = (v * scale) * w;
+    }
+}
+
+/// Rotary position embedding of one frequency base: the frequencies `base^(-2i/dim)` for `i < dim/2`,
+/// computed once in f64 (an architecture with several bases, such as Gemma 3's local and global
+/// layers, holds one `Rope` per base).
+pub(crate) struct Rope {
+    theta: Vec<f64>,
+}
+
+impl Rope {
+    /// `dim` is the number of leading dimensions of each head that rotate (even).
+    pub fn new(base: f64, dim: usize) -> Self {
+        let theta = (0..dim / 2).map(|i| math::powf_f64(base, -((2 * i) as f64) / dim as f64)).collect();
+        Rope { theta }
+    }
+
+    /// Pairs rotated per head: `dim / 2`.
+    pub fn pairs(&self) -> usize {
+        self.theta.len()
+    }
+
+    /// `(cos, sin)` of every pair's angle for every row's position, row after row (`pairs()` per row).
+    pub fn angles(&self, rows: &[Row], out: &mut Vec<(f32, f32)>) {
+        out.clear();
+        for row in rows {
+            for &theta in &self.theta {
+                let (sin, cos) = math::sin_cos_f64(row.pos as f64 * theta);
+                out.push((cos as f32, sin as f32));
+            }
+        }
+    }
+}
+
+/// RoPE on one head, interleaved pairs `(2i, 2i+1)` rotated by the angle of pair `i` (the GGUF llama
+/// convention, candle's `rope_i`); dimensions past `2 * cs.len()` are left as they are.
+pub(crate) fn rope_rotate(head: &mut [f32], cs: &[(f32, f32)]) {
+    for (pair, &(cos, sin)) in head.chunks_exact_mut(2).zip(cs) {
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * cos - b * sin;
+        pair[1] = a * sin + b * cos;
+    }
+}
+
+/// The activation of a gated MLP, `out = act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GatedActivation {
+    /// `silu(gate) * up` (llama).
+    SwiGlu,
+    /// `gelu_tanh(gate) * up` (Gemma). Not implemented yet: it needs a deterministic `tanh` written once
+    /// for every kernel path, so [`GatedActivation::check`] refuses it at load.
+    #[allow(dead_code)]
+    GeGluTanh,
+}
+
+impl GatedActivation {
+    /// Whether the runtime computes this activation; an architecture calls it at load, so a model that
+    /// needs a missing one fails there with a clear error rather than mid-run.
+    pub fn check(self) -> Result<(), EngineError> {
+        match self {
+            GatedActivation::SwiGlu => Ok(()),
+            GatedActivation::GeGluTanh => Err(EngineError::UnsupportedShape {
+                what: "a GELU-tanh gated MLP (GeGLU): this engine has no deterministic tanh yet".into(),
+            }),
+        }
+    }
+
+    /// `out row = act(gate) * up` for every row of `gate_up` (rows of `[gate (ff), up (ff)]`).
+    pub fn rows(self, kernel: KernelPath, out: &mut [f32], ff: usize, gate_up: &[f32]) {
+        rows_apply(out, ff, gate_up, 2 * ff, |m, gu| {
+            let (g, u) = gu.split_at(ff);
+            match self {
+                GatedActivation::SwiGlu => kernels::swiglu(kernel, g, u, m),
+                GatedActivation::GeGluTanh => unreachable!("GatedActivation::check refuses GeGLU at load"),
+            }
+        });
+    }
+}
