@@ -13,10 +13,10 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use rayon::prelude::*;
 
 use super::cache::KvCache;
-use super::kernels::{self, KernelPath, QActs, QMatrix, StridedOut};
+use super::kernels::{self, KernelPath, Kernels, QActs, QMatrix, StridedOut};
 use super::weights::TensorSource;
 use super::{EngineError, EngineOptions};
-use crate::math;
+use crate::arch::math;
 
 /// Positions must stay below this: RoPE angles are `position * theta` with `theta <= 1`, and
 /// [`math::sin_cos_f64`] is specified for arguments below 2^20.
@@ -207,7 +207,7 @@ struct Linear {
 }
 
 impl Linear {
-    fn new(parts: Vec<QMatrix>, kernel: KernelPath) -> Self {
+    fn new(parts: Vec<QMatrix>, kernel: &Kernels) -> Self {
         let out_dim = parts.iter().map(QMatrix::rows).sum();
         let mut parts = match QMatrix::concat_rows(&parts) {
             Some(fused) => vec![fused],
@@ -267,7 +267,7 @@ pub struct LlamaModel {
     layers: Vec<Layer>,
     /// RoPE frequencies `base^(-2i/rope_dim)` for `i < rope_dim/2`, computed once in f64.
     rope_theta: Vec<f64>,
-    kernel: KernelPath,
+    kernel: &'static Kernels,
     threads: usize,
     pool: rayon::ThreadPool,
     scratch: Mutex<Vec<Scratch>>,
@@ -291,7 +291,7 @@ impl LlamaModel {
     /// every weight into the engine's layout once.
     pub fn load(content: &Content, file: &[u8], opts: &EngineOptions) -> Result<Self, EngineError> {
         let cfg = LlamaConfig::from_gguf(content)?;
-        let kernel = KernelPath::resolve(opts.kernel)?;
+        let kernel = Kernels::for_path(KernelPath::resolve(opts.kernel)?)?;
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -367,6 +367,11 @@ impl LlamaModel {
 
     /// The kernel path in use.
     pub fn kernel(&self) -> KernelPath {
+        self.kernel.path()
+    }
+
+    /// The kernels in use (chosen once, at load), whose vector math the quantizer shares.
+    pub fn kernels(&self) -> &'static Kernels {
         self.kernel
     }
 
@@ -555,7 +560,7 @@ impl LlamaModel {
             let kernel = self.kernel;
             rows_apply(&mut s.mlp, ff, &s.gate_up, 2 * ff, |m, gu| {
                 let (g, u) = gu.split_at(ff);
-                kernels::swiglu(kernel, g, u, m);
+                kernel.swiglu(g, u, m);
             });
             self.quantize(&mut s.acts, &s.mlp, n, ff);
             self.matmul(&layer.down.refs(), &s.acts, &mut s.h, dim);
@@ -599,14 +604,14 @@ impl LlamaModel {
         }
         let kernel = self.kernel;
         tasks.par_iter().for_each(|&(p, n0, n1, col0)| {
-            kernels::matmul_rows(kernel, parts[p], n0, n1, acts, &so, col0);
+            kernel.matmul_rows(parts[p], n0, n1, acts, &so, col0);
         });
     }
 
     /// Causal grouped-query attention for every row and head. Work is split into tasks of (a tile of
     /// up to [`ATTN_TILE`] consecutive positions of one sequence, one key/value head, some of its query
     /// heads); a task converts each key and value once for all its queries. Every query is computed by
-    /// [`kernels::attend`] with the same arithmetic whatever the task shape, so the split is free.
+    /// [`Kernels::attend`] with the same arithmetic whatever the task shape, so the split is free.
     fn attention(&self, layer: usize, caches: &[&mut KvCache], rows: &[Row], qkv: &[f32], att: &mut [f32]) {
         let cfg = &self.cfg;
         let (hd, q_dim, kv_dim) = (cfg.head_dim, cfg.q_dim(), cfg.kv_dim());
@@ -658,8 +663,7 @@ impl LlamaModel {
                     });
                 }
             }
-            ATTN_SCRATCH
-                .with(|s| kernels::attend(kernel, &mut queries, keys, values, scale, &mut s.borrow_mut()));
+            ATTN_SCRATCH.with(|s| kernel.attend(&mut queries, keys, values, scale, &mut s.borrow_mut()));
         });
     }
 }
