@@ -3,6 +3,7 @@
 //! `cargo bench --bench codec`; under `cargo test` each body runs once as a smoke test.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use llmzip::arch::VectorMath;
 use llmzip::coder::{Decoder, Encoder};
 use llmzip::quant::{FreqTable, quantize};
 
@@ -22,7 +23,7 @@ fn tables(n: usize) -> Vec<FreqTable> {
     (0..n as u64)
         .map(|s| {
             let mut t = FreqTable::new(VOCAB);
-            quantize(&logits(s), &mut t);
+            quantize(VectorMath::best(), &logits(s), &mut t);
             t
         })
         .collect()
@@ -31,9 +32,10 @@ fn tables(n: usize) -> Vec<FreqTable> {
 fn bench_quantizer(c: &mut Criterion) {
     let l = logits(1);
     let mut table = FreqTable::new(VOCAB);
+    let math = VectorMath::best();
     let mut g = c.benchmark_group("quantizer");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("table_49152", |b| b.iter(|| quantize(std::hint::black_box(&l), &mut table)));
+    g.bench_function("table_49152", |b| b.iter(|| quantize(math, std::hint::black_box(&l), &mut table)));
     g.finish();
 }
 

@@ -1,5 +1,5 @@
 //! Engine throughput in tokens per second: prefill (in slices of 256 positions, as the compressor calls
-//! it) and lock-step decoding of 1, 4 and 16 sequences, on both kernel paths.
+//! it) and lock-step decoding of 1, 4 and 16 sequences, on every kernel path this CPU runs.
 //!
 //! By default the synthetic model (written to a temp dir) so the bench runs anywhere in seconds; set
 //! `LLMZIP_BENCH_MODEL=/path/to/model.gguf` for real numbers (SmolLM2-135M: context 2048, decoding

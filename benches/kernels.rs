@@ -10,7 +10,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
 use llmzip::engine::kernels::{
-    AttnScratch, KEY_TILE, KernelPath, QActs, QMatrix, Query, StridedOut, WeightKind, attend, matmul_rows,
+    AttnScratch, KEY_TILE, Kernels, QActs, QMatrix, Query, StridedOut, WeightKind,
 };
 
 /// Deterministic pseudo-random bytes (an LCG; benches need no statistical quality).
@@ -41,25 +41,30 @@ fn matrix(kind: WeightKind, rows: usize, cols: usize) -> QMatrix {
 
 fn kernels(c: &mut Criterion) {
     let (n, k) = (1536, 576);
-    let paths = KernelPath::available();
+    let paths = Kernels::available();
     let mut group = c.benchmark_group("matmul_576x1536");
     for kind in [WeightKind::U4, WeightKind::I8] {
         let mut w = matrix(kind, n, k);
-        w.prepare_for(KernelPath::Amx);
+        // The extra layouts every path wants (AMX tiles), as the engine adds them; the other paths
+        // ignore them.
+        for path in &paths {
+            w.prepare_for(path);
+        }
         for batch in [1usize, 16, 64, 256] {
             let xs: Vec<f32> = bytes(batch * k, 5).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
             let mut x = QActs::new();
-            x.quantize(KernelPath::Scalar, &xs, batch, k, false);
-            // The tile layout for the AMX path (the other paths ignore it), as the engine does.
-            x.prepare_for(KernelPath::Amx);
+            x.quantize(paths[0], &xs, batch, k, false);
+            for path in &paths {
+                x.prepare_for(path);
+            }
             let mut out = vec![0f32; batch * n];
             group.throughput(Throughput::Elements((batch * n * k) as u64));
             for &path in &paths {
-                let id = BenchmarkId::new(format!("{kind:?}/{}", path.name()), batch);
+                let id = BenchmarkId::new(format!("{kind:?}/{}", path.path().name()), batch);
                 group.bench_function(id, |b| {
                     // SAFETY: `out` is used by this single-threaded loop only.
                     let so = unsafe { StridedOut::new(&mut out, batch, n) };
-                    b.iter(|| matmul_rows(path, &w, 0, n, &x, &so, 0))
+                    b.iter(|| path.matmul_rows(&w, 0, n, &x, &so, 0))
                 });
             }
         }
@@ -72,9 +77,9 @@ fn quantization(c: &mut Criterion) {
     let xs: Vec<f32> = bytes(rows * cols, 9).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
     let mut group = c.benchmark_group("quantize_256x576");
     group.throughput(Throughput::Elements((rows * cols) as u64));
-    for path in KernelPath::available() {
+    for path in Kernels::available() {
         let mut x = QActs::new();
-        group.bench_function(BenchmarkId::from_parameter(path.name()), |b| {
+        group.bench_function(BenchmarkId::from_parameter(path.path().name()), |b| {
             b.iter(|| x.quantize(path, &xs, rows, cols, false))
         });
     }
@@ -83,7 +88,7 @@ fn quantization(c: &mut Criterion) {
 
 fn attention(c: &mut Criterion) {
     let (hd, npos) = (64usize, 1024usize);
-    let paths = KernelPath::available();
+    let paths = Kernels::available();
     let f16s = |n: usize, seed| -> Vec<f16> {
         bytes(n * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
     };
@@ -98,14 +103,14 @@ fn attention(c: &mut Criterion) {
         group.throughput(Throughput::Elements(pairs as u64));
         for &path in &paths {
             let mut scratch = AttnScratch::default();
-            group.bench_function(BenchmarkId::new(name, path.name()), |b| {
+            group.bench_function(BenchmarkId::new(name, path.path().name()), |b| {
                 b.iter(|| {
                     let mut queries: Vec<Query> = outs
                         .chunks_exact_mut(hd)
                         .enumerate()
                         .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos + i / heads, out })
                         .collect();
-                    attend(path, &mut queries, &keys, &values, 0.125, &mut scratch);
+                    path.attend(&mut queries, &keys, &values, 0.125, &mut scratch);
                 })
             });
         }

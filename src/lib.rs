@@ -12,16 +12,17 @@
 //!                                          └──► token ──► token bytes ──► checksum ──► output
 //! ```
 //!
-//! Layers never import upward: `coder`, `quant`, `container` and `math` know nothing of models or files;
-//! only `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub.
+//! Layers never import upward: `arch` (the determinism substrate: kernel paths, lane structure, our own
+//! `exp`) is at the bottom; `coder`, `quant` and `container` know nothing of models or files; only
+//! `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub.
 
+pub mod arch;
 pub mod bench;
 pub mod cli;
 pub mod coder;
 pub mod container;
 pub mod engine;
 pub mod io;
-pub mod math;
 pub mod model;
 pub mod pipeline;
 pub mod quant;

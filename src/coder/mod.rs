@@ -130,7 +130,7 @@ mod tests {
                 let logits: Vec<f32> =
                     (0..vocab).map(|_| (rng(seed) % 1000) as f32 / 100.0 / temperature).collect();
                 let mut t = FreqTable::new(vocab);
-                quantize(&logits, &mut t);
+                quantize(crate::arch::VectorMath::SCALAR, &logits, &mut t);
                 t
             })
             .collect()

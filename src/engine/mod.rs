@@ -12,11 +12,14 @@
 //!   f32 scale (and an f32 minimum for 4-bit types, both stored as f16 where exact); activations are
 //!   quantized per 32-block to int8. The product of one weight block and one activation block is an
 //!   exact `i32`, the same in any order.
-//! - **One float order.** Everything in float is written once with a fixed evaluation order, and the SIMD
-//!   path uses the same lane structure and reduction tree as the scalar path (see [`kernels`]). Block
+//! - **One float order.** Everything in float is written once with a fixed evaluation order, and every
+//!   SIMD path uses the same lane structure and reduction tree as the scalar path ([`crate::arch`]'s
+//!   [`LANES`](crate::arch::LANES) and [`tree8`](crate::arch::tree8); see [`kernels`]). Block
 //!   contributions go to 8 lane accumulators by block index mod 8 and are summed by one fixed tree.
 //! - **No fused multiply-add** anywhere (a crate-wide choice), and no libm: `exp`, `sin`, `cos` come from
-//!   [`crate::math`]; `sqrt` and the f16 conversions are IEEE-exact operations.
+//!   [`crate::arch::math`]; `sqrt` and the f16 conversions are IEEE-exact operations.
+//! - **Kernels chosen once.** The engine resolves its [`KernelPath`] once at load and holds that path's
+//!   table of kernels ([`kernels::Kernels`]); every hot loop is a call through it.
 //! - **Independence from the batch.** The result for one (row, output) never depends on which other rows
 //!   are in the product, so a sequence gives the same logits alone, inside a batch, in one prefill or one
 //!   token at a time. Threads split output rows and (row, head) pairs, never a reduction.
@@ -42,8 +45,9 @@ mod runtime;
 pub mod synthetic;
 mod weights;
 
+pub use crate::arch::{KERNEL_ENV, KernelPath};
 pub use cache::{KvCache, KvLayout};
-pub use kernels::KernelPath;
+pub use kernels::Kernels;
 pub use llama::LlamaConfig;
 pub use model::Model;
 pub use runtime::MAX_POSITION;
@@ -53,9 +57,6 @@ pub use runtime::MAX_POSITION;
 /// RoPE or softmax) must bump it, update the pinned logits hash in the tests, and thereby make older
 /// archives refuse to decode with a clear message instead of decoding garbage.
 pub const ENGINE_VERSION: u32 = 1;
-
-/// Environment variable that forces a kernel path: `scalar` or `avx2`.
-pub const KERNEL_ENV: &str = "LLMZIP_KERNEL";
 
 /// How the engine runs. The results never depend on these options; only the speed does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,12 +109,9 @@ pub enum EngineError {
     CacheMismatch { seen_layers: usize, seen_kv_dim: usize, layers: usize, kv_dim: usize },
     #[error("position {position} is beyond what RoPE supports here (at most {max}); use a shorter context")]
     PositionTooLarge { position: usize, max: usize },
-    #[error(
-        "kernel path '{requested}' is not available on this CPU ({reason}); unset {KERNEL_ENV} or set it to 'scalar'"
-    )]
-    KernelUnavailable { requested: &'static str, reason: &'static str },
-    #[error("{KERNEL_ENV}='{value}' is not a kernel path; expected 'scalar', 'avx2', 'avx512' or 'amx'")]
-    UnknownKernel { value: String },
+    /// The kernel path asked for is unknown or not available on this CPU.
+    #[error(transparent)]
+    Arch(#[from] crate::arch::ArchError),
     #[error("could not start {threads} engine threads: {message}")]
     ThreadPool { threads: usize, message: String },
 }

@@ -5,7 +5,7 @@
 use candle_core::quantized::gguf_file::Content;
 
 use super::cache::KvCache;
-use super::kernels::KernelPath;
+use super::kernels::{KernelPath, Kernels};
 use super::runtime::meta::architecture;
 use super::runtime::{Architecture, Runtime};
 use super::{EngineError, EngineOptions, llama};
@@ -28,7 +28,7 @@ impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
             .field("architecture", &self.arch.name())
-            .field("kernel", &self.rt.kernel())
+            .field("kernel", &self.rt.kernel().path())
             .field("threads", &self.rt.threads())
             .finish_non_exhaustive()
     }
@@ -73,6 +73,11 @@ impl Model {
 
     /// The kernel path in use.
     pub fn kernel(&self) -> KernelPath {
+        self.rt.kernel().path()
+    }
+
+    /// The kernels in use (chosen once, at load), whose vector math the quantizer shares.
+    pub fn kernels(&self) -> &'static Kernels {
         self.rt.kernel()
     }
 

@@ -65,7 +65,7 @@ pub fn eval(
     Predictor::new(session, context, overlap).run(&tokens, |p| {
         report.ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
         let q = p.table.freq(p.token) as f64 / (1u64 << PRECISION_BITS) as f64;
-        report.table_bits -= crate::math::ln_f64(q) / std::f64::consts::LN_2;
+        report.table_bits -= crate::arch::math::ln_f64(q) / std::f64::consts::LN_2;
         Ok(ControlFlow::Continue(()))
     })?;
     report.seconds = started.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::error::hex;
 use super::{CodecOptions, PipelineError};
 use crate::container::Header;
-use crate::engine::{ENGINE_VERSION, EngineOptions, KernelPath, Model};
+use crate::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, Model};
 use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel};
 use crate::quant::{FreqTable, PRECISION_BITS};
 use crate::tokenizer::Tokenizer;
@@ -97,7 +97,7 @@ impl Session {
     fn load(model: ResolvedModel, opts: &CodecOptions) -> Result<Self, PipelineError> {
         let gguf = GgufFile::open(&model.path)?;
         let tokenizer = Tokenizer::from_gguf(gguf.content())?;
-        let kernel = opts.kernel.as_deref().map(KernelPath::parse).transpose()?;
+        let kernel = opts.kernel.as_deref().map(KernelPath::parse).transpose().map_err(EngineError::from)?;
         let engine_opts = EngineOptions { threads: opts.threads, kernel };
         let engine = Model::load(gguf.content(), gguf.bytes(), &engine_opts)?;
         if engine.vocab_size() != tokenizer.vocab_size() {
@@ -152,10 +152,12 @@ impl Session {
     ) {
         use rayon::prelude::*;
         let rows: Vec<&[f32]> = rows.into_iter().collect();
+        // The engine's kernel path, so that forcing one forces it for the quantizer too.
+        let math = self.engine.kernels().math();
         self.pool.install(|| {
             rows.par_iter()
                 .zip(tables.par_iter_mut())
-                .for_each(|(row, table)| crate::quant::quantize(row, table));
+                .for_each(|(row, table)| crate::quant::quantize(math, row, table));
         });
     }
 
@@ -169,7 +171,7 @@ impl Session {
         let mut table = FreqTable::new(vocab);
         let mut hasher = Sha256::new();
         for row in logits.chunks_exact(vocab) {
-            crate::quant::quantize(row, &mut table);
+            crate::quant::quantize(self.engine.kernels().math(), row, &mut table);
             for s in 0..vocab as u32 {
                 hasher.update(table.freq(s).to_le_bytes());
             }

@@ -2,16 +2,23 @@
 //!
 //! The range coder needs integer frequencies that sum to a power of two. Both sides build the table from
 //! logits the engine guarantees to be bit-identical, so this function only has to be deterministic itself:
-//! it uses the crate's own [`exp`](crate::math::exp), sums in index order, and converts with truncation
-//! (no libm, no fused multiply-add, no order that depends on anything but the input).
+//! it uses the crate's own [`exp`](crate::arch::math::exp) (lane-wise on the kernel path it is given, with
+//! the same bits on every path), sums in index order, and converts with truncation (no libm, no fused
+//! multiply-add, no order that depends on anything but the input).
+//!
+//! It runs in two stages, so that a mixer can sit between them: [`softmax`] (logits -> unnormalized
+//! probabilities, the f32 weights `exp(l_i - m)`) and [`table_from`] (weights -> table). [`quantize`] is
+//! the two in one call, without the intermediate allocation; the stages give the same table bit for bit
+//! (the arithmetic is the same; only where the weights are kept differs).
+//!
+//! The quantizer never picks its kernel path itself: the caller passes the [`VectorMath`] of the path it
+//! resolved (the engine's), so forcing a path forces it for engine and quantizer alike.
 //!
 //! Every symbol gets at least 1, so any token can be coded; the floor of 1 costs `V / 2^24` of the
 //! probability mass (0.29% for a 49,152-token vocabulary), which is under 0.005 bits per token.
 
-use std::sync::OnceLock;
-
-use crate::engine::kernels::{self, KernelPath};
-use crate::math::exp;
+use crate::arch::VectorMath;
+use crate::arch::math::{self, exp};
 
 /// Bits of precision: every table sums to exactly `1 << PRECISION_BITS`.
 pub const PRECISION_BITS: u32 = 24;
@@ -90,7 +97,7 @@ impl FreqTable {
     /// reports (the archive's distance from the model's ideal code length); coding never uses it.
     pub fn model_bits(&self, logit: f32) -> f64 {
         let (max, sum) = (f32::from_bits(self.softmax.0), f64::from_bits(self.softmax.1));
-        (crate::math::ln_f64(sum) - (logit - max) as f64) / std::f64::consts::LN_2
+        (math::ln_f64(sum) - (logit - max) as f64) / std::f64::consts::LN_2
     }
 
     fn rebuild_cumulative(&mut self) {
@@ -104,42 +111,86 @@ impl FreqTable {
     }
 }
 
-/// Fills `table` from `logits` (one per symbol). The algorithm, which FORMAT.md specifies as part of the
-/// format:
+/// Fills `table` from `logits` (one per symbol), the exponentials on `math`'s kernel path (every path
+/// gives the same table). The algorithm, which FORMAT.md specifies as part of the format:
 /// 1. `m` = the largest finite logit (0 if none). A non-finite logit is replaced by `m - 100`, except
 ///    `+inf`, replaced by `m`.
-/// 2. `e_i = exp(l_i - m)` with [`crate::math::exp`], in f32.
+/// 2. `e_i = exp(l_i - m)` with [`crate::arch::math::exp`], in f32.
 /// 3. `s` = the sum of `e_i as f64` in index order (plain f64 additions).
 /// 4. `scale = (2^24 - V) as f64 / s`; `f_i = 1 + trunc(e_i as f64 * scale)` (values below 2^24).
 /// 5. The integer remainder `2^24 - sum(f_i)` (positive, or negative by a few counts from rounding) is
 ///    added to the first symbol with the largest `f_i`, which is far above the few counts involved.
 ///
+/// Steps 1-2 are [`softmax`], steps 3-5 [`table_from`].
+///
 /// # Panics
 /// If `logits.len() != table.len()` (a programming error).
-pub fn quantize(logits: &[f32], table: &mut FreqTable) {
-    quantize_with(kernel_path(), logits, table)
-}
-
-/// The kernel path for the exponentials: the engine's ([`crate::engine::KERNEL_ENV`] or the best
-/// available), chosen once. Every path gives the same bits.
-fn kernel_path() -> KernelPath {
-    static PATH: OnceLock<KernelPath> = OnceLock::new();
-    *PATH.get_or_init(|| KernelPath::resolve(None).unwrap_or(KernelPath::Scalar))
-}
-
-/// [`quantize`] with the exponentials of step 2 on a given kernel path (the same table on every path).
-pub fn quantize_with(path: KernelPath, logits: &[f32], table: &mut FreqTable) {
+pub fn quantize(math: &VectorMath, logits: &[f32], table: &mut FreqTable) {
     let vocab = table.len();
     assert_eq!(logits.len(), vocab, "one logit per symbol");
-    let max = logits.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
-    let max = if max == f32::NEG_INFINITY { 0.0 } else { max };
     // The e_i are kept, as f32 bits, in the cumulative buffer (rebuilt at the end) to avoid an allocation.
     let mut e = std::mem::take(&mut table.cumulative);
     e.truncate(vocab);
+    // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is valid for both.
+    let e_f32 = unsafe { std::slice::from_raw_parts_mut(e.as_mut_ptr() as *mut f32, vocab) };
+    let max = exponentials(math, logits, e_f32);
+    fill_freqs(max, e_f32, table);
+    e.resize(vocab + 1, 0);
+    table.cumulative = e;
+    table.rebuild_cumulative();
+}
+
+/// A distribution over symbols as unnormalized f32 weights: the quantizer's middle stage, between
+/// [`softmax`] and [`table_from`] (where a mixer will blend in other models).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Probabilities {
+    /// The logit subtracted before the exponentials (the largest finite one): kept so the table can
+    /// report the model's ideal cost ([`FreqTable::model_bits`]).
+    shift: f32,
+    /// Invariant (after [`softmax`]): one weight per symbol, each finite and in `[0, 1]`, and their sum
+    /// positive and finite: the largest is exactly 1 unless no logit is finite or `+inf`, and then every
+    /// weight is `exp(-100)`, which is above 0.
+    weights: Vec<f32>,
+}
+
+impl Probabilities {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The weights, one per symbol (probabilities up to one common factor).
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    /// The logit that was subtracted before the exponentials.
+    pub fn shift(&self) -> f32 {
+        self.shift
+    }
+}
+
+/// Steps 1-2 of [`quantize`]: `out` receives `exp(l_i - m)` for every logit, on `math`'s kernel path.
+pub fn softmax(math: &VectorMath, logits: &[f32], out: &mut Probabilities) {
+    out.weights.resize(logits.len(), 0.0);
+    out.shift = exponentials(math, logits, &mut out.weights);
+}
+
+/// Steps 3-5 of [`quantize`]: `table` from the weights of [`softmax`].
+///
+/// # Panics
+/// If `probs` has not one weight per symbol of `table` (a programming error).
+pub fn table_from(probs: &Probabilities, table: &mut FreqTable) {
+    assert_eq!(probs.weights.len(), table.len(), "one weight per symbol");
+    fill_freqs(probs.shift, &probs.weights, table);
+    table.rebuild_cumulative();
+}
+
+/// Steps 1-2: writes `e_i` into `e` and returns `m`.
+fn exponentials(math: &VectorMath, logits: &[f32], e: &mut [f32]) -> f32 {
+    let max = logits.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    let max = if max == f32::NEG_INFINITY { 0.0 } else { max };
     if logits.iter().all(|l| l.is_finite()) {
-        // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is valid for both.
-        let e_f32 = unsafe { std::slice::from_raw_parts_mut(e.as_mut_ptr() as *mut f32, vocab) };
-        kernels::exp_shifted(path, logits, max, e_f32);
+        math.exp_shifted(logits, max, e);
     } else {
         for (slot, &l) in e.iter_mut().zip(logits) {
             let l = if l.is_finite() {
@@ -149,19 +200,26 @@ pub fn quantize_with(path: KernelPath, logits: &[f32], table: &mut FreqTable) {
             } else {
                 max - NON_FINITE_GAP
             };
-            *slot = exp(l - max).to_bits();
+            *slot = exp(l - max);
         }
     }
+    max
+}
+
+/// Steps 3-5 from the weights `e` (one per symbol of `table`) and the shift `max`: every frequency
+/// (the cumulative table is left to the caller).
+fn fill_freqs(max: f32, e: &[f32], table: &mut FreqTable) {
+    let vocab = table.freqs.len();
     let mut sum = 0.0f64;
-    for &bits in &e {
-        sum += f32::from_bits(bits) as f64;
+    for &w in e {
+        sum += w as f64;
     }
     table.softmax = (max.to_bits(), sum.to_bits());
     let scale = (TOTAL - vocab as u32) as f64 / sum;
     let mut total = 0u64;
     let (mut best, mut best_f) = (0usize, 0u32);
-    for (i, (f, &bits)) in table.freqs.iter_mut().zip(&e).enumerate() {
-        *f = 1 + ((f32::from_bits(bits) as f64 * scale) as u32).min(TOTAL);
+    for (i, (f, &w)) in table.freqs.iter_mut().zip(e).enumerate() {
+        *f = 1 + ((w as f64 * scale) as u32).min(TOTAL);
         total += *f as u64;
         if *f > best_f {
             best = i;
@@ -170,9 +228,6 @@ pub fn quantize_with(path: KernelPath, logits: &[f32], table: &mut FreqTable) {
     }
     // |TOTAL - total| is a few counts (f64 rounding), far below best_f, so the result stays >= 1.
     table.freqs[best] = (best_f as i64 + TOTAL as i64 - total as i64) as u32;
-    e.resize(vocab + 1, 0);
-    table.cumulative = e;
-    table.rebuild_cumulative();
 }
 
 #[cfg(test)]
@@ -195,30 +250,38 @@ mod tests {
             .collect()
     }
 
+    /// The fastest vector math this CPU runs (every path gives the same tables).
+    fn best() -> &'static VectorMath {
+        VectorMath::best()
+    }
+
     #[test]
     fn tables_are_exact_and_deterministic() {
         for (vocab, t) in [(49_152, 1.0), (49_152, 0.05), (256, 0.5), (1, 1.0), (2, 1.0)] {
             let logits = zipf(vocab, t, 3);
             let mut a = FreqTable::new(vocab);
-            quantize(&logits, &mut a);
+            quantize(best(), &logits, &mut a);
             check_invariants(&a);
             let mut b = FreqTable::new(vocab);
-            quantize(&logits.clone(), &mut b);
+            quantize(best(), &logits.clone(), &mut b);
             assert_eq!(a, b, "same logits, same table, entry by entry");
         }
     }
 
     #[test]
     fn every_kernel_path_gives_the_same_table() {
+        use crate::arch::KernelPath;
         for (vocab, t, seed) in [(49_152, 1.0, 1), (49_152, 0.02, 2), (1001, 0.5, 3), (7, 1.0, 4)] {
             let mut logits = zipf(vocab, t, seed);
             // Differences far below the largest take exp's flush-to-zero and subnormal branches.
             logits[vocab / 2] = -1.0e4;
             let mut a = FreqTable::new(vocab);
-            quantize_with(KernelPath::Scalar, &logits, &mut a);
-            let mut b = FreqTable::new(vocab);
-            quantize_with(KernelPath::best_available(), &logits, &mut b);
-            assert_eq!(a, b, "vocabulary {vocab}, temperature {t}");
+            quantize(VectorMath::SCALAR, &logits, &mut a);
+            for path in KernelPath::available() {
+                let mut b = FreqTable::new(vocab);
+                quantize(VectorMath::for_path(path).unwrap(), &logits, &mut b);
+                assert_eq!(a, b, "{path:?}: vocabulary {vocab}, temperature {t}");
+            }
         }
     }
 
@@ -228,7 +291,7 @@ mod tests {
             let vocab = 49_152;
             let logits = zipf(vocab, t, seed);
             let mut table = FreqTable::new(vocab);
-            quantize(&logits, &mut table);
+            quantize(best(), &logits, &mut table);
             // Expected code length under the model's own distribution, ideal vs table.
             let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
             let s: f64 = logits.iter().map(|&l| (l as f64 - m).exp()).sum();
@@ -258,19 +321,43 @@ mod tests {
         logits[4] = f32::NEG_INFINITY;
         logits[5] = f32::INFINITY;
         let mut t = FreqTable::new(1000);
-        quantize(&logits, &mut t);
+        quantize(best(), &logits, &mut t);
         check_invariants(&t);
         assert!(t.freq(5) > t.freq(3));
-        quantize(&[f32::NAN; 10], &mut FreqTable::new(10));
+        quantize(best(), &[f32::NAN; 10], &mut FreqTable::new(10));
     }
 
     #[test]
     fn symbol_lookup_inverts_the_cumulative_table() {
         let mut t = FreqTable::new(500);
-        quantize(&zipf(500, 0.7, 9), &mut t);
+        quantize(best(), &zipf(500, 0.7, 9), &mut t);
         for s in 0..500u32 {
             assert_eq!(t.symbol_for(t.cumulative(s)), s);
             assert_eq!(t.symbol_for(t.cumulative(s) + t.freq(s) - 1), s);
+        }
+    }
+
+    #[test]
+    fn the_two_stages_give_the_table_of_quantize_bit_for_bit() {
+        let mut odd = zipf(1000, 0.3, 7);
+        odd[10] = f32::NAN;
+        odd[11] = f32::INFINITY;
+        odd[12] = f32::NEG_INFINITY;
+        let cases = [zipf(49_152, 1.0, 1), zipf(49_152, 0.02, 2), zipf(7, 1.0, 4), odd, vec![f32::NAN; 10]];
+        let mut probs = Probabilities::new();
+        for logits in cases {
+            let vocab = logits.len();
+            let mut one = FreqTable::new(vocab);
+            quantize(best(), &logits, &mut one);
+            softmax(best(), &logits, &mut probs);
+            assert_eq!(probs.weights().len(), vocab);
+            assert!(probs.weights().iter().all(|w| (0.0..=1.0).contains(w)));
+            assert!(probs.weights().iter().any(|&w| w > 0.0));
+            let mut two = FreqTable::new(vocab);
+            table_from(&probs, &mut two);
+            check_invariants(&two);
+            assert_eq!(one, two, "vocabulary {vocab}");
+            assert_eq!(one.model_bits(logits[0]).to_bits(), two.model_bits(logits[0]).to_bits());
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The engine's hot loops, written twice (portable scalar and AVX2) with one float evaluation order.
+//! The engine's hot loops: one float evaluation order, written once portably ([`scalar`]) and once per
+//! instruction set (`x86_64/`: AVX2, AVX-512, AMX), each path a table of functions ([`Kernels`]) chosen
+//! once per engine.
 //!
 //! # Data layout (owned here; [`super::weights`] converts GGUF tensors into it)
 //! A weight matrix `W[N, K]` (N outputs, K inputs) is cut into blocks of [`BLOCK`] = 32 along K. Each
@@ -37,167 +39,173 @@
 //! mod 8) and the same tree. Integer sums are exact, so their order is free.
 //!
 //! No fused multiply-add is used: products and sums are separate, correctly rounded operations.
+//!
+//! # Paths
+//! A path is a [`Kernels`] table: function pointers for the product, attention, SwiGLU, activation
+//! quantization and the extra operand layouts it wants, plus [`crate::arch`]'s vector math.
+//! [`Kernels::for_path`] checks once that the CPU runs the path and hands out its table; the calls
+//! through it then need no check and no dispatch. Per-ISA code lives in one folder per architecture
+//! (`x86_64/`, whose AVX2 and AVX-512 files share `common.rs` and never import each other; later
+//! `aarch64/`). Adding a path is its [`KernelPath`] variant and CPU check in [`crate::arch`], its folder
+//! here with its table, and one line in the list of tables (`ALL`, below); the bitwise tests here and in
+//! the engine's tests iterate over [`Kernels::available`] and hold the new path to the scalar bits.
 
 pub mod scalar;
 pub mod scales;
 
 #[cfg(target_arch = "x86_64")]
-pub mod avx2;
-
-#[cfg(target_arch = "x86_64")]
-pub mod avx512;
-
-#[cfg(target_arch = "x86_64")]
-pub mod amx;
+pub mod x86_64;
 
 use half::f16;
 
-use super::{EngineError, KERNEL_ENV};
+use super::EngineError;
+use crate::arch::{ArchError, VectorMath};
 use scales::BlockScales;
+#[cfg(target_arch = "x86_64")]
+use x86_64::amx;
+
+pub use crate::arch::{KernelPath, LANES, tree8};
 
 /// Elements per quantization block, along the input dimension.
 pub const BLOCK: usize = 32;
-/// Float accumulator lanes (one AVX2 register of f32).
-pub const LANES: usize = 8;
 
-/// The fixed reduction tree of 8 lane accumulators: `((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))`.
-#[inline(always)]
-pub fn tree8(a: [f32; LANES]) -> f32 {
-    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+/// Every kernel table this build has, slowest first: the one line to add when a path is added.
+static ALL: &[&Kernels] = &[
+    &scalar::KERNELS,
+    #[cfg(target_arch = "x86_64")]
+    &x86_64::AVX2,
+    #[cfg(target_arch = "x86_64")]
+    &x86_64::AVX512,
+    #[cfg(target_arch = "x86_64")]
+    &x86_64::AMX,
+];
+
+/// One kernel path's implementations of the hot loops, chosen once per engine ([`Kernels::for_path`]).
+///
+/// Invariant: a `&Kernels` is handed out only by [`Kernels::for_path`] and [`Kernels::available`],
+/// after the CPU check of its path, so every function pointer in it may be called (with the arguments
+/// its safe wrapper below checks). The tables are private statics of this module and its children.
+pub struct Kernels {
+    path: KernelPath,
+    /// [`crate::arch`]'s vector functions of the same path (the quantizer's exponentials).
+    math: &'static VectorMath,
+    /// See [`Kernels::matmul_rows`].
+    matmul_rows: MatmulRows,
+    /// See [`Kernels::attend`] (never called with no queries).
+    attend: Attend,
+    /// See [`Kernels::swiglu`].
+    swiglu: Swiglu,
+    /// One row of [`QActs::quantize`]: [`quantize_row`]'s contract and bits.
+    quantize_row: QuantizeRow,
+    /// Adds the weight layout the path wants besides the block layout ([`QMatrix::prepare_for`]).
+    prepare_weights: fn(&mut QMatrix),
+    /// Adds the activation layout the path wants ([`QActs::prepare_for`]).
+    prepare_acts: fn(&mut QActs),
 }
 
-/// Which implementation of the hot loops runs. Both give identical bits; only the speed differs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KernelPath {
-    /// Portable Rust; runs everywhere.
-    Scalar,
-    /// x86-64 AVX2 with F16C (every AVX2 CPU has F16C; both are checked at run time).
-    Avx2,
-    /// x86-64 AVX-512 (F, BW, DQ, VL) with VNNI on top of AVX2: integer block dots with `vpdpbusd`,
-    /// attention on two queries per 512-bit register. Every lane does what the AVX2 lane does.
-    Avx512,
-    /// The AVX-512 path with the integer products of batches of [`AMX_MIN_ROWS`] or more rows on the
-    /// AMX tile unit (AMX-INT8; Linux must grant the tile state). The float steps are the same.
-    Amx,
-}
+/// `(w, n0, n1, x, out, col0)`: the product of weight rows `n0..n1` with every activation row.
+type MatmulRows = unsafe fn(&QMatrix, usize, usize, &QActs, &StridedOut, usize);
+/// `(queries, keys, values, scale, scratch)`: one task of attention.
+type Attend = unsafe fn(&mut [Query<'_>], &[f16], &[f16], f32, &mut AttnScratch);
+/// `(gate, up, out)`: SwiGLU element-wise.
+type Swiglu = unsafe fn(&[f32], &[f32], &mut [f32]);
+/// `(x, q, d, s)`: one activation row quantized ([`quantize_row`]).
+type QuantizeRow = unsafe fn(&[f32], &mut [i8], &mut [f32], &mut [f32]);
 
-/// Activation rows from which the AMX path runs a product on tiles: a tile always holds 16 rows, so
-/// smaller batches (decoding a few sequences) are faster on the AVX-512 kernels. Speed only.
-pub const AMX_MIN_ROWS: usize = 8;
+/// For paths that use the block layout only.
+fn block_layout_only(_: &mut QMatrix) {}
 
-impl KernelPath {
-    /// The name used by [`KERNEL_ENV`] and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            KernelPath::Scalar => "scalar",
-            KernelPath::Avx2 => "avx2",
-            KernelPath::Avx512 => "avx512",
-            KernelPath::Amx => "amx",
-        }
-    }
+/// For paths that use the row layout of activations only.
+fn row_layout_only(_: &mut QActs) {}
 
-    /// Parses a path name as written in [`KERNEL_ENV`].
-    pub fn parse(value: &str) -> Result<Self, EngineError> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "scalar" => Ok(KernelPath::Scalar),
-            "avx2" => Ok(KernelPath::Avx2),
-            "avx512" => Ok(KernelPath::Avx512),
-            "amx" => Ok(KernelPath::Amx),
-            _ => Err(EngineError::UnknownKernel { value: value.to_string() }),
-        }
-    }
-
-    /// Whether this CPU can run the path.
-    pub fn check_available(self) -> Result<(), EngineError> {
-        match self {
-            KernelPath::Scalar => Ok(()),
-            KernelPath::Avx2 => {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if !std::arch::is_x86_feature_detected!("avx2") {
-                        return Err(EngineError::KernelUnavailable {
-                            requested: "avx2",
-                            reason: "the CPU lacks AVX2",
-                        });
-                    }
-                    if !std::arch::is_x86_feature_detected!("f16c") {
-                        return Err(EngineError::KernelUnavailable {
-                            requested: "avx2",
-                            reason: "the CPU lacks F16C",
-                        });
-                    }
-                    Ok(())
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                Err(EngineError::KernelUnavailable { requested: "avx2", reason: "not an x86-64 CPU" })
-            }
-            KernelPath::Avx512 => {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    KernelPath::Avx2.check_available().map_err(|_| EngineError::KernelUnavailable {
-                        requested: "avx512",
-                        reason: "the CPU lacks AVX2 or F16C",
-                    })?;
-                    let features = [
-                        ("the CPU lacks AVX-512 F", std::arch::is_x86_feature_detected!("avx512f")),
-                        ("the CPU lacks AVX-512 BW", std::arch::is_x86_feature_detected!("avx512bw")),
-                        ("the CPU lacks AVX-512 DQ", std::arch::is_x86_feature_detected!("avx512dq")),
-                        ("the CPU lacks AVX-512 VL", std::arch::is_x86_feature_detected!("avx512vl")),
-                        ("the CPU lacks AVX-512 VNNI", std::arch::is_x86_feature_detected!("avx512vnni")),
-                    ];
-                    match features.iter().find(|(_, has)| !has) {
-                        Some(&(reason, _)) => {
-                            Err(EngineError::KernelUnavailable { requested: "avx512", reason })
-                        }
-                        None => Ok(()),
-                    }
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                Err(EngineError::KernelUnavailable { requested: "avx512", reason: "not an x86-64 CPU" })
-            }
-            KernelPath::Amx => {
-                KernelPath::Avx512.check_available().map_err(|_| EngineError::KernelUnavailable {
-                    requested: "amx",
-                    reason: "the CPU lacks the AVX-512 path's features",
-                })?;
-                #[cfg(target_arch = "x86_64")]
-                if amx::available() {
-                    return Ok(());
-                }
-                Err(EngineError::KernelUnavailable {
-                    requested: "amx",
-                    reason: "the CPU lacks AMX-INT8, or the kernel does not grant the tile state",
-                })
-            }
-        }
-    }
-
-    /// Every path, slowest first.
-    pub const ALL: [KernelPath; 4] =
-        [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512, KernelPath::Amx];
-
-    /// The paths this CPU can run, slowest first (scalar is always among them).
-    pub fn available() -> Vec<Self> {
-        KernelPath::ALL.into_iter().filter(|p| p.check_available().is_ok()).collect()
-    }
-
-    /// The fastest path this CPU supports.
-    pub fn best_available() -> Self {
-        *KernelPath::available().last().expect("the scalar path is always available")
-    }
-
-    /// Picks the path: an explicit choice wins, then [`KERNEL_ENV`], then the best available. A requested
-    /// path that this CPU cannot run is an error, never a silent fallback.
-    pub fn resolve(explicit: Option<KernelPath>) -> Result<Self, EngineError> {
-        let path = match explicit {
-            Some(path) => path,
-            None => match std::env::var(KERNEL_ENV) {
-                Ok(value) if !value.trim().is_empty() => KernelPath::parse(&value)?,
-                _ => KernelPath::best_available(),
-            },
-        };
+impl Kernels {
+    /// The table of `path`, if this CPU runs it: the one availability check of an engine.
+    pub fn for_path(path: KernelPath) -> Result<&'static Kernels, EngineError> {
         path.check_available()?;
-        Ok(path)
+        let table = ALL.iter().copied().find(|k| k.path == path);
+        Ok(table.ok_or(ArchError::KernelUnavailable {
+            requested: path.name(),
+            reason: "this build has no kernels for it",
+        })?)
+    }
+
+    /// The tables of every path this CPU runs, slowest first (scalar first): what the bitwise tests
+    /// iterate over.
+    pub fn available() -> Vec<&'static Kernels> {
+        ALL.iter().copied().filter(|k| k.path.check_available().is_ok()).collect()
+    }
+
+    /// The path these kernels implement.
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+
+    /// The vector math of the same path, for the quantizer.
+    pub fn math(&self) -> &'static VectorMath {
+        self.math
+    }
+
+    /// `out[c][col0 + n - n0] = W[n] . x[c]` for weight rows `n0..n1` and every activation row `c`.
+    pub fn matmul_rows(&self, w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
+        assert!(n0 <= n1 && n1 <= w.rows && x.cols == w.cols && x.rows <= out.rows);
+        // SAFETY: the CPU runs this path (the type's invariant); the shapes are checked above.
+        unsafe { (self.matmul_rows)(w, n0, n1, x, out, col0) }
+    }
+
+    /// SwiGLU: `out[i] = silu(gate[i]) * up[i]` with [`crate::arch::math::silu`]
+    /// (`x / (1 + exp(-x))`), element-wise, so every path computes the same bits.
+    pub fn swiglu(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        assert!(gate.len() == out.len() && up.len() == out.len());
+        // SAFETY: the CPU runs this path (the type's invariant); lengths checked above.
+        unsafe { (self.swiglu)(gate, up, out) }
+    }
+
+    /// Softmax attention of a group of queries that share one key/value head of one sequence (the
+    /// query heads of a GQA group, for one or several consecutive positions). Keys are in key tiles
+    /// ([`key_index`]; `keys` covers every tile that holds a position below the largest `npos`, the
+    /// positions past it finite or not, never used); value `j` is `values[j*hd..][..hd]`. For each
+    /// query, in this order:
+    /// ```text
+    /// s_j   = tree8(lanes of q . k_j) * scale                 (lane = dim mod 8, dims in order)
+    /// max   = max_j s_j                                       (exact; see below)
+    /// e_j   = exp(s_j - max)                                  (crate::arch::math::exp)
+    /// sum   = tree8(lanes of sum_j e_j)                       (lane = j mod 8, j in order)
+    /// out_d = (sum_j e_j * v_j[d], j in increasing order) / sum
+    /// ```
+    /// Only positions `j < npos` of a query enter its sums (in particular no `0 * v_j` for later `j`).
+    /// The maximum is exact whatever the order; only the sign of a zero maximum could depend on it,
+    /// and `s - (+0) == s - (-0)` for every `s` except a zero `s`, whose `exp` is 1 either way.
+    pub fn attend(
+        &self,
+        queries: &mut [Query<'_>],
+        keys: &[f16],
+        values: &[f16],
+        scale: f32,
+        scratch: &mut AttnScratch,
+    ) {
+        let Some(first) = queries.first() else {
+            return;
+        };
+        let hd = first.q.len();
+        assert!(hd % LANES == 0 && hd > 0);
+        let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
+        for q in queries.iter() {
+            assert!(q.q.len() == hd && q.out.len() == hd && q.npos > 0);
+        }
+        assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && values.len() >= maxn * hd);
+        // SAFETY: the CPU runs this path (the type's invariant); bounds checked above.
+        unsafe { (self.attend)(queries, keys, values, scale, scratch) }
+    }
+
+    /// `out[i] = crate::arch::math::exp(x[i] - shift)` for every `i` ([`VectorMath::exp_shifted`]).
+    pub fn exp_shifted(&self, x: &[f32], shift: f32, out: &mut [f32]) {
+        self.math.exp_shifted(x, shift, out)
+    }
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Kernels").field(&self.path).finish()
     }
 }
 
@@ -223,7 +231,8 @@ pub struct QMatrix {
     scales: BlockScales,
     /// Per row, in the layout of the module docs: U4 nibbles, or I8 values as their bits.
     quants: Vec<u8>,
-    /// The same integers in tile order, for the AMX path ([`QMatrix::prepare_for`]).
+    /// The same integers in tile order, for the AMX path ([`QMatrix::prepare_for`]). (State of one
+    /// path in the shared type: the tables reach it as descendants of this module.)
     #[cfg(target_arch = "x86_64")]
     amx: Option<amx::AmxWeights>,
 }
@@ -352,13 +361,9 @@ impl QMatrix {
         self.quants.len() + self.scales.size_bytes() + tiles
     }
 
-    /// Adds the layout `path` needs besides the block layout (tile order for [`KernelPath::Amx`]).
-    pub fn prepare_for(&mut self, path: KernelPath) {
-        #[cfg(target_arch = "x86_64")]
-        if path == KernelPath::Amx && self.amx.is_none() {
-            self.amx = Some(amx::AmxWeights::new(self));
-        }
-        let _ = path;
+    /// Adds the layout `kernels` wants besides the block layout (tile order on the AMX path).
+    pub fn prepare_for(&mut self, kernels: &Kernels) {
+        (kernels.prepare_weights)(self)
     }
 
     /// Writes row `r` as f32: `d*q + m` (or `d*q`), one multiply and one add per element. For GGUF types
@@ -422,46 +427,6 @@ fn check_len(what: &'static str, seen: usize, expected: usize) -> Result<(), Eng
     Ok(())
 }
 
-/// Runs `$call` with the const `$q4` (4-bit weights?), the type `$s` (how the scales are stored) and
-/// `$rows` (the [`scales::ScaleRows`] of `$w`) bound to the weight matrix's own, so a kernel generic
-/// over both is compiled for each of the four combinations and picked once per call.
-#[cfg(target_arch = "x86_64")]
-macro_rules! with_weights {
-    ($w:expr, $q4:ident, $s:ident, $rows:ident => $call:expr) => {{
-        use $crate::engine::kernels::WeightKind;
-        use $crate::engine::kernels::scales::{BlockScales, ScaleRows};
-        let blocks = $w.blocks();
-        match ($w.kind(), $w.scales()) {
-            (WeightKind::U4, BlockScales::Half { scale, min }) => {
-                const $q4: bool = true;
-                type $s = half::f16;
-                let $rows = ScaleRows::new(scale, min, blocks);
-                $call
-            }
-            (WeightKind::U4, BlockScales::Single { scale, min }) => {
-                const $q4: bool = true;
-                type $s = f32;
-                let $rows = ScaleRows::new(scale, min, blocks);
-                $call
-            }
-            (WeightKind::I8, BlockScales::Half { scale, min }) => {
-                const $q4: bool = false;
-                type $s = half::f16;
-                let $rows = ScaleRows::new(scale, min, blocks);
-                $call
-            }
-            (WeightKind::I8, BlockScales::Single { scale, min }) => {
-                const $q4: bool = false;
-                type $s = f32;
-                let $rows = ScaleRows::new(scale, min, blocks);
-                $call
-            }
-        }
-    }};
-}
-#[cfg(target_arch = "x86_64")]
-use with_weights;
-
 /// Blocks per interleaved group (see the module docs).
 pub const GROUP: usize = 8;
 
@@ -521,7 +486,7 @@ pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     }
     let mut sum = 0i32;
     for (dst, &v) in q.iter_mut().zip(x) {
-        let r = crate::math::round_to_i32(v * id).clamp(-127, 127);
+        let r = crate::arch::math::round_to_i32(v * id).clamp(-127, 127);
         *dst = r as i8;
         sum += r;
     }
@@ -578,10 +543,10 @@ impl QActs {
         Self::default()
     }
 
-    /// Quantizes `x = [rows][cols]` (see [`quantize_block`]) on `path`; `cols` must be a multiple of
+    /// Quantizes `x = [rows][cols]` (see [`quantize_block`]) with `kernels`; `cols` must be a multiple of
     /// [`BLOCK`]. With `parallel`, rows are spread over the current rayon pool (rows are independent, so
     /// the result is the same). Every path gives the same bits.
-    pub fn quantize(&mut self, path: KernelPath, x: &[f32], rows: usize, cols: usize, parallel: bool) {
+    pub fn quantize(&mut self, kernels: &Kernels, x: &[f32], rows: usize, cols: usize, parallel: bool) {
         assert!(cols.is_multiple_of(BLOCK) && x.len() == rows * cols);
         let blocks = cols / BLOCK;
         self.rows = rows;
@@ -601,18 +566,11 @@ impl QActs {
         }
         let (q_all, d_all, s_all) =
             (&mut self.q[..rows * cols], &mut self.d[..rows * blocks], &mut self.s[..rows * blocks]);
-        let simd = path != KernelPath::Scalar;
-        if simd {
-            assert!(path.check_available().is_ok());
-        }
+        let quantize_row = kernels.quantize_row;
         let one_row = |((x, q), (d, s)): RowParts<'_>| {
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: every SIMD path includes AVX2 and F16C (checked above); the slices are one
-                // row each.
-                return unsafe { avx2::quantize_row(x, q, d, s) };
-            }
-            quantize_row(x, q, d, s);
+            // SAFETY: the CPU runs the path (the invariant of `Kernels`); the slices are one row each,
+            // of the lengths `quantize_row` asserts.
+            unsafe { quantize_row(x, q, d, s) }
         };
         if parallel {
             use rayon::prelude::*;
@@ -628,16 +586,10 @@ impl QActs {
         }
     }
 
-    /// Adds the layout `path` needs for these rows (tile order on [`KernelPath::Amx`], from
-    /// [`AMX_MIN_ROWS`] rows on). Call after [`QActs::quantize`], which drops it.
-    pub fn prepare_for(&mut self, path: KernelPath) {
-        #[cfg(target_arch = "x86_64")]
-        if path == KernelPath::Amx && self.rows >= AMX_MIN_ROWS {
-            let mut tiles = std::mem::take(&mut self.amx);
-            tiles.prepare(self);
-            self.amx = tiles;
-        }
-        let _ = path;
+    /// Adds the layout `kernels` wants for these rows (tile order on the AMX path, for batches large
+    /// enough to fill tiles). Call after [`QActs::quantize`], which drops it.
+    pub fn prepare_for(&mut self, kernels: &Kernels) {
+        (kernels.prepare_acts)(self)
     }
 
     pub fn rows(&self) -> usize {
@@ -719,117 +671,6 @@ impl StridedOut {
     }
 }
 
-/// `out[c][col0 + n - n0] = W[n] . x[c]` for weight rows `n0..n1` and every activation row `c`.
-pub fn matmul_rows(
-    path: KernelPath,
-    w: &QMatrix,
-    n0: usize,
-    n1: usize,
-    x: &QActs,
-    out: &StridedOut,
-    col0: usize,
-) {
-    assert!(n0 <= n1 && n1 <= w.rows && x.cols == w.cols && x.rows <= out.rows);
-    match path {
-        KernelPath::Scalar => scalar::matmul_rows(w, n0, n1, x, out, col0),
-        KernelPath::Avx2 => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(KernelPath::Avx2.check_available().is_ok());
-                // SAFETY: the CPU supports AVX2 and F16C (checked above).
-                unsafe { avx2::matmul_rows(w, n0, n1, x, out, col0) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX2 path is never resolved off x86-64")
-        }
-        KernelPath::Avx512 => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(KernelPath::Avx512.check_available().is_ok());
-                // SAFETY: the CPU supports the AVX-512 path's features (checked above).
-                unsafe { avx512::matmul_rows(w, n0, n1, x, out, col0) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX-512 path is never resolved off x86-64")
-        }
-        KernelPath::Amx => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(KernelPath::Amx.check_available().is_ok());
-                match &w.amx {
-                    // SAFETY: AMX and AVX-512 available and the tile state granted (checked above); the
-                    // tile layouts were built from these very operands.
-                    Some(wa) if x.amx.ready_for(x) => unsafe {
-                        amx::matmul_rows(w, wa, n0, n1, x, &x.amx, out, col0)
-                    },
-                    // Too few rows for tiles (or an unprepared operand): the AVX-512 kernels.
-                    // SAFETY: the AMX path implies the AVX-512 path's features.
-                    _ => unsafe { avx512::matmul_rows(w, n0, n1, x, out, col0) },
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AMX path is never resolved off x86-64")
-        }
-    }
-}
-
-/// SwiGLU: `out[i] = silu(gate[i]) * up[i]` with [`crate::math::silu`] (`x / (1 + exp(-x))`),
-/// element-wise, so the SIMD path computes the same bits.
-pub fn swiglu(path: KernelPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert!(gate.len() == out.len() && up.len() == out.len());
-    match path {
-        KernelPath::Scalar => {
-            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                *o = crate::math::silu(g) * u;
-            }
-        }
-        // The AVX-512 and AMX paths imply AVX2; these element-wise loops gain nothing from wider registers.
-        KernelPath::Avx2 | KernelPath::Avx512 | KernelPath::Amx => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(path.check_available().is_ok());
-                // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
-                unsafe { avx2::swiglu(gate, up, out) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX2 path is never resolved off x86-64")
-        }
-    }
-}
-
-/// `out[i] = crate::math::exp(x[i] - shift)` for every `i` (the quantizer's exponentials), 8 lanes at a
-/// time on the AVX2 path: the same bits on every path.
-pub fn exp_shifted(path: KernelPath, x: &[f32], shift: f32, out: &mut [f32]) {
-    assert_eq!(x.len(), out.len());
-    match path {
-        KernelPath::Scalar => {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = crate::math::exp(v - shift);
-            }
-        }
-        KernelPath::Avx2 => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(path.check_available().is_ok());
-                // SAFETY: the CPU supports AVX2 and F16C (checked above); lengths asserted above.
-                unsafe { avx2::exp_shifted(x, shift, out) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX2 path is never resolved off x86-64")
-        }
-        KernelPath::Avx512 | KernelPath::Amx => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(path.check_available().is_ok());
-                // SAFETY: the CPU supports the path (checked above); lengths asserted above.
-                unsafe { avx512::exp_shifted(x, shift, out) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX-512 path is never resolved off x86-64")
-        }
-    }
-}
-
 /// One attention query: its vector (one head), the number of cache positions it sees (causal: its own
 /// position + 1), and where its output goes.
 pub struct Query<'a> {
@@ -838,7 +679,7 @@ pub struct Query<'a> {
     pub out: &'a mut [f32],
 }
 
-/// Buffers of [`attend`], reused between calls.
+/// Buffers of [`Kernels::attend`], reused between calls.
 #[derive(Default, Debug)]
 pub struct AttnScratch {
     /// `queries x padded npos` scores, then softmax numerators.
@@ -860,65 +701,6 @@ pub const KEY_TILE: usize = 16;
 #[inline(always)]
 pub fn key_index(hd: usize, j: usize, d: usize) -> usize {
     (j / KEY_TILE) * KEY_TILE * hd + d * KEY_TILE + j % KEY_TILE
-}
-
-/// Softmax attention of a group of queries that share one key/value head of one sequence (the query
-/// heads of a GQA group, for one or several consecutive positions). Keys are in key tiles
-/// ([`key_index`]; `keys` covers every tile that holds a position below the largest `npos`, the
-/// positions past it finite or not, never used); value `j` is `values[j*hd..][..hd]`. For each query,
-/// in this order:
-/// ```text
-/// s_j   = tree8(lanes of q . k_j) * scale                 (lane = dim mod 8, dims in order)
-/// max   = max_j s_j                                       (exact; see below)
-/// e_j   = exp(s_j - max)                                  (crate::math::exp)
-/// sum   = tree8(lanes of sum_j e_j)                       (lane = j mod 8, j in order)
-/// out_d = (sum_j e_j * v_j[d], j in increasing order) / sum
-/// ```
-/// Only positions `j < npos` of a query enter its sums (in particular no `0 * v_j` for later `j`).
-/// The maximum is exact whatever the order; only the sign of a zero maximum could depend on it, and
-/// `s - (+0) == s - (-0)` for every `s` except a zero `s`, whose `exp` is 1 either way.
-pub fn attend(
-    path: KernelPath,
-    queries: &mut [Query<'_>],
-    keys: &[f16],
-    values: &[f16],
-    scale: f32,
-    scratch: &mut AttnScratch,
-) {
-    let Some(first) = queries.first() else {
-        return;
-    };
-    let hd = first.q.len();
-    assert!(hd % LANES == 0 && hd > 0);
-    let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
-    for q in queries.iter() {
-        assert!(q.q.len() == hd && q.out.len() == hd && q.npos > 0);
-    }
-    assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && values.len() >= maxn * hd);
-    match path {
-        KernelPath::Scalar => scalar::attend(queries, keys, values, scale, scratch),
-        KernelPath::Avx2 => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(KernelPath::Avx2.check_available().is_ok());
-                // SAFETY: the CPU supports AVX2 and F16C (checked above); bounds asserted above.
-                unsafe { avx2::attend(queries, keys, values, scale, scratch) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX2 path is never resolved off x86-64")
-        }
-        KernelPath::Avx512 | KernelPath::Amx => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                assert!(path.check_available().is_ok());
-                // SAFETY: the CPU supports the AVX-512 path's features (checked above); bounds asserted
-                // above.
-                unsafe { avx512::attend(queries, keys, values, scale, scratch) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("the AVX-512 path is never resolved off x86-64")
-        }
-    }
 }
 
 #[cfg(test)]
@@ -966,10 +748,15 @@ mod tests {
         w
     }
 
-    fn run(path: KernelPath, w: &QMatrix, x: &QActs) -> Vec<f32> {
+    /// The portable table, the reference of every comparison.
+    fn scalar() -> &'static Kernels {
+        Kernels::for_path(KernelPath::Scalar).unwrap()
+    }
+
+    fn run(k: &Kernels, w: &QMatrix, x: &QActs) -> Vec<f32> {
         let (mut w, mut x) = (w.clone(), x.clone());
-        w.prepare_for(path);
-        x.prepare_for(path);
+        w.prepare_for(k);
+        x.prepare_for(k);
         let (w, x) = (&w, &x);
         let mut out = vec![f32::NAN; x.rows() * w.rows()];
         let so = unsafe { StridedOut::new(&mut out, x.rows(), w.rows()) };
@@ -977,7 +764,7 @@ mod tests {
         let mut n0 = 0;
         while n0 < w.rows() {
             let n1 = (n0 + 5).min(w.rows());
-            matmul_rows(path, w, n0, n1, x, &so, n0);
+            k.matmul_rows(w, n0, n1, x, &so, n0);
             n0 = n1;
         }
         out
@@ -988,13 +775,6 @@ mod tests {
     }
 
     #[test]
-    fn tree8_is_the_documented_order() {
-        let a = [1e8f32, 1.0, -1e8, 1.0, 3.0, 1e-8, 5.0, -7.0];
-        let expected = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-        assert_eq!(tree8(a).to_bits(), expected.to_bits());
-    }
-
-    #[test]
     fn matmul_matches_a_float_reference() {
         let mut rng = Lcg(7);
         for (kind, half) in [(WeightKind::U4, true), (WeightKind::U4, false), (WeightKind::I8, true)] {
@@ -1002,8 +782,8 @@ mod tests {
             let w = random_matrix(&mut rng, kind, rows, cols, half);
             let xs: Vec<f32> = (0..3 * cols).map(|_| rng.f32()).collect();
             let mut x = QActs::new();
-            x.quantize(KernelPath::Scalar, &xs, 3, cols, false);
-            let got = run(KernelPath::Scalar, &w, &x);
+            x.quantize(scalar(), &xs, 3, cols, false);
+            let got = run(scalar(), &w, &x);
             let mut wrow = vec![0f32; cols];
             for n in 0..rows {
                 w.dequantize_row(n, &mut wrow);
@@ -1036,25 +816,20 @@ mod tests {
     }
 
     /// The SIMD paths this CPU runs, each compared with the scalar path below.
-    fn simd_paths() -> Vec<KernelPath> {
-        let paths: Vec<KernelPath> =
-            KernelPath::available().into_iter().filter(|&p| p != KernelPath::Scalar).collect();
+    fn simd_paths() -> Vec<&'static Kernels> {
+        let paths: Vec<&Kernels> =
+            Kernels::available().into_iter().filter(|k| k.path() != KernelPath::Scalar).collect();
         eprintln!("SIMD paths compared with scalar on this CPU: {paths:?}");
         paths
     }
 
     #[test]
-    fn every_path_is_listed_and_scalar_is_always_available() {
-        let available = KernelPath::available();
-        assert_eq!(available[0], KernelPath::Scalar);
-        assert_eq!(KernelPath::best_available(), *available.last().unwrap());
-        for path in KernelPath::ALL {
-            assert_eq!(KernelPath::parse(path.name()).unwrap(), path);
-            assert_eq!(available.contains(&path), path.check_available().is_ok());
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
-            assert!(available.contains(&KernelPath::Avx2));
+    fn every_available_path_has_kernels() {
+        let paths: Vec<KernelPath> = Kernels::available().iter().map(|k| k.path()).collect();
+        assert_eq!(paths, KernelPath::available());
+        for path in KernelPath::available() {
+            let k = Kernels::for_path(path).unwrap();
+            assert_eq!((k.path(), k.math().path()), (path, path));
         }
     }
 
@@ -1077,8 +852,8 @@ mod tests {
                         xs[BLOCK] = 1e30;
                     }
                     let mut x = QActs::new();
-                    x.quantize(KernelPath::Scalar, &xs, rows, cols, false);
-                    let a = run(KernelPath::Scalar, &w, &x);
+                    x.quantize(scalar(), &xs, rows, cols, false);
+                    let a = run(scalar(), &w, &x);
                     for path in simd_paths() {
                         let b = run(path, &w, &x);
                         assert_eq!(
@@ -1127,7 +902,7 @@ mod tests {
             values.extend(std::iter::repeat_n(f16::NAN, hd));
             let nq = npos.len();
             let qs: Vec<f32> = (0..nq * hd).map(|_| rng.f32() * 3.0).collect();
-            let run = |path: KernelPath, values: &[f16]| {
+            let run = |k: &Kernels, values: &[f16]| {
                 let mut outs = vec![f32::NAN; nq * hd];
                 let mut queries: Vec<Query> = outs
                     .chunks_exact_mut(hd)
@@ -1135,11 +910,11 @@ mod tests {
                     .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos[i], out })
                     .collect();
                 let mut scratch = AttnScratch::default();
-                attend(path, &mut queries, &keys, values, 0.125, &mut scratch);
+                k.attend(&mut queries, &keys, values, 0.125, &mut scratch);
                 drop(queries);
                 outs
             };
-            let a = run(KernelPath::Scalar, &values);
+            let a = run(scalar(), &values);
             assert!(a.iter().all(|x| x.is_finite()));
             for path in simd_paths() {
                 assert_eq!(bits(&a), bits(&run(path, &values)), "{path:?} attention hd={hd} npos={npos:?}");
@@ -1153,7 +928,7 @@ mod tests {
             // results on every path.
             let last = maxn - 1;
             values[last * hd + 3] = f16::INFINITY;
-            for path in KernelPath::available() {
+            for path in Kernels::available() {
                 let b = run(path, &values);
                 for (i, &n) in npos.iter().enumerate() {
                     let (got, want) = (&b[i * hd..(i + 1) * hd], &a[i * hd..(i + 1) * hd]);
@@ -1166,68 +941,6 @@ mod tests {
                     } else {
                         assert!(!got[3].is_finite(), "{path:?} query {i} of {npos:?} missed position {last}");
                     }
-                }
-            }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn simd_exp_is_bitwise_math_exp() {
-        if KernelPath::Avx2.check_available().is_err() {
-            eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
-            return;
-        }
-        let mut xs: Vec<f32> = vec![
-            0.0,
-            -0.0,
-            1.0,
-            -1.0,
-            88.72,
-            88.73,
-            -103.0,
-            -103.01,
-            -87.3,
-            -87.4,
-            -100.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            f32::MIN_POSITIVE,
-            -f32::MIN_POSITIVE,
-        ];
-        // Every 97th bit pattern: all exponents, both signs, many mantissas.
-        xs.extend((0..u32::MAX / 97).map(|i| f32::from_bits(i * 97)));
-        let wide = KernelPath::Avx512.check_available().is_ok();
-        // Runs of 16 mix in-range and out-of-range lanes, which takes the 16-lane code off its fast
-        // path for the whole register.
-        for x in xs.chunks(16) {
-            let mut buf = [0f32; 16];
-            buf[..x.len()].copy_from_slice(x);
-            // SAFETY: AVX2 checked above.
-            let lo = unsafe { avx2::exp8_array(buf[..8].try_into().unwrap()) };
-            let hi = unsafe { avx2::exp8_array(buf[8..].try_into().unwrap()) };
-            // SAFETY: AVX-512 checked (`wide`).
-            let w = if wide { Some(unsafe { avx512::exp16_array(buf) }) } else { None };
-            for (i, x) in x.iter().enumerate() {
-                let want = crate::math::exp(*x);
-                let same = |g: f32| want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan());
-                let g8 = if i < 8 { lo[i] } else { hi[i - 8] };
-                assert!(same(g8), "exp({x:e}) = {want:e} but AVX2 gives {g8:e}");
-                if let Some(w) = w {
-                    assert!(same(w[i]), "exp({x:e}) = {want:e} but AVX-512 gives {:e}", w[i]);
-                }
-            }
-        }
-        // And every lane on the 16-lane fast path: in-range inputs only, densely.
-        if wide {
-            let dense: Vec<f32> =
-                (0..1 << 22).map(|i| -87.0 + 175.0 * (i as f32 / (1 << 22) as f32)).collect();
-            for x in dense.chunks_exact(16) {
-                // SAFETY: AVX-512 checked (`wide`).
-                let got = unsafe { avx512::exp16_array(x.try_into().unwrap()) };
-                for (x, g) in x.iter().zip(got) {
-                    assert_eq!(crate::math::exp(*x).to_bits(), g.to_bits(), "exp({x:e}) on 16 lanes");
                 }
             }
         }
@@ -1260,12 +973,12 @@ mod tests {
                 }
                 x[4 * BLOCK + 3] = -0.0;
             }
-            let run = |path: KernelPath| {
+            let run = |k: &Kernels| {
                 let mut a = QActs::new();
-                a.quantize(path, &x, rows, cols, false);
+                a.quantize(k, &x, rows, cols, false);
                 (a.q[..rows * cols].to_vec(), bits(&a.d[..rows * blocks]), bits(&a.s[..rows * blocks]))
             };
-            let want = run(KernelPath::Scalar);
+            let want = run(scalar());
             for path in simd_paths() {
                 assert!(run(path) == want, "{path:?} quantizes {blocks} blocks differently");
             }
@@ -1280,33 +993,10 @@ mod tests {
         gate[..6].copy_from_slice(&[0.0, -0.0, 100.0, -100.0, 88.9, -104.0]);
         let up: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
         let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-        swiglu(KernelPath::Scalar, &gate, &up, &mut a);
+        scalar().swiglu(&gate, &up, &mut a);
         for path in simd_paths() {
-            swiglu(path, &gate, &up, &mut b);
+            path.swiglu(&gate, &up, &mut b);
             assert_eq!(bits(&a), bits(&b), "{path:?}");
         }
-    }
-
-    #[test]
-    fn exp_shifted_is_the_same_on_every_path() {
-        let mut rng = Lcg(13);
-        let mut x: Vec<f32> = (0..1003).map(|_| rng.f32() * 120.0).collect();
-        x[..5].copy_from_slice(&[0.0, -0.0, 95.0, -20.0, f32::NEG_INFINITY]);
-        let want: Vec<f32> = x.iter().map(|&v| crate::math::exp(v - 7.5)).collect();
-        for path in KernelPath::available() {
-            let mut got = vec![f32::NAN; x.len()];
-            exp_shifted(path, &x, 7.5, &mut got);
-            assert_eq!(bits(&got), bits(&want), "{path:?}");
-        }
-    }
-
-    #[test]
-    fn kernel_names_parse() {
-        assert_eq!(KernelPath::parse("scalar").unwrap(), KernelPath::Scalar);
-        assert_eq!(KernelPath::parse(" AVX2 ").unwrap(), KernelPath::Avx2);
-        assert_eq!(KernelPath::parse("avx512").unwrap(), KernelPath::Avx512);
-        let err = KernelPath::parse("neon").unwrap_err().to_string();
-        assert!(err.contains("'neon'") && err.contains("scalar") && err.contains("amx"), "{err}");
-        assert_eq!(KernelPath::resolve(Some(KernelPath::Scalar)).unwrap(), KernelPath::Scalar);
     }
 }

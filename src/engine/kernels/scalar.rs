@@ -5,8 +5,21 @@
 use half::f16;
 
 use super::{
-    AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, WeightKind, i8_offset, key_index,
-    scales, tree8, u4_offset,
+    AttnScratch, BLOCK, GROUP, KernelPath, Kernels, LANES, QActs, QMatrix, Query, StridedOut, WeightKind,
+    block_layout_only, i8_offset, key_index, quantize_row, row_layout_only, scales, tree8, u4_offset,
+};
+use crate::arch::{VectorMath, math};
+
+/// The portable table: runs everywhere, and is the reference every other path is compared with.
+pub(super) static KERNELS: Kernels = Kernels {
+    path: KernelPath::Scalar,
+    math: VectorMath::SCALAR,
+    matmul_rows,
+    attend,
+    swiglu,
+    quantize_row,
+    prepare_weights: block_layout_only,
+    prepare_acts: row_layout_only,
 };
 
 /// Exact integer dot products of one interleaved group (module docs of [`super`]) of weights `w` (128
@@ -89,7 +102,7 @@ fn dot_row(w: &QMatrix, n: usize, dw: &[f32], mw: &[f32], x: &QActs, c: usize) -
     tree8(acc)
 }
 
-/// See [`super::matmul_rows`].
+/// See [`Kernels::matmul_rows`].
 pub fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
     let nb = w.blocks();
     let (mut dw, mut mw) = (vec![0f32; nb], vec![0f32; nb]);
@@ -101,7 +114,7 @@ pub fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOu
     }
 }
 
-/// See [`super::attend`]: each query on its own, in the documented order.
+/// See [`Kernels::attend`]: each query on its own, in the documented order.
 pub fn attend(
     queries: &mut [Query<'_>],
     keys: &[f16],
@@ -130,7 +143,7 @@ pub fn attend(
         }
         let mut lanes = [0f32; LANES];
         for (j, s) in scores.iter_mut().enumerate() {
-            *s = crate::math::exp(*s - max);
+            *s = math::exp(*s - max);
             lanes[j % LANES] += *s;
         }
         let sum = tree8(lanes);
@@ -145,5 +158,12 @@ pub fn attend(
         for o in out.iter_mut() {
             *o /= sum;
         }
+    }
+}
+
+/// See [`Kernels::swiglu`].
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = math::silu(g) * u;
     }
 }

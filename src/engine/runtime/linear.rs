@@ -1,6 +1,6 @@
 //! Weight matrices applied to one input, their outputs side by side (Q, K and V; gate and up).
 
-use crate::engine::kernels::{KernelPath, QMatrix};
+use crate::engine::kernels::{Kernels, QMatrix};
 
 /// One or more weight matrices applied to the same input, their outputs side by side. Parts with the
 /// same block kind are fused into one matrix at load (see [`QMatrix::concat_rows`]).
@@ -12,7 +12,7 @@ pub(crate) struct Linear {
 
 impl Linear {
     /// Fuses `parts` where possible and lays them out for `kernel`.
-    pub fn new(parts: Vec<QMatrix>, kernel: KernelPath) -> Self {
+    pub fn new(parts: Vec<QMatrix>, kernel: &Kernels) -> Self {
         let out_dim = parts.iter().map(QMatrix::rows).sum();
         let mut parts = match QMatrix::concat_rows(&parts) {
             Some(fused) => vec![fused],

@@ -23,11 +23,11 @@ pub(crate) mod schedule;
 use std::sync::Mutex;
 
 use super::cache::{KvCache, KvLayout};
-use super::kernels::KernelPath;
+use super::kernels::{KernelPath, Kernels};
 use super::{EngineError, EngineOptions};
 
 /// Positions must stay below this: RoPE angles are `position * theta` with `theta <= 1`, and
-/// [`crate::math::sin_cos_f64`] is specified for arguments below 2^20.
+/// [`crate::arch::math::sin_cos_f64`] is specified for arguments below 2^20.
 pub const MAX_POSITION: usize = 1 << 20;
 
 /// Elements below which a row-wise step runs on the calling thread (a parallel launch costs more).
@@ -67,21 +67,25 @@ pub(crate) trait Architecture: Send + Sync {
 
 /// The kernel path and the worker threads every product of a model runs on.
 pub(crate) struct Runtime {
-    kernel: KernelPath,
+    /// The kernel table of the resolved path, chosen once here; every hot loop calls through it.
+    kernel: &'static Kernels,
     threads: usize,
     pool: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("kernel", &self.kernel).field("threads", &self.threads).finish()
+        f.debug_struct("Runtime")
+            .field("kernel", &self.kernel.path())
+            .field("threads", &self.threads)
+            .finish()
     }
 }
 
 impl Runtime {
     /// Resolves the kernel path and starts the engine's own pool.
     pub fn new(opts: &EngineOptions) -> Result<Self, EngineError> {
-        let kernel = KernelPath::resolve(opts.kernel)?;
+        let kernel = Kernels::for_path(KernelPath::resolve(opts.kernel)?)?;
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -95,8 +99,8 @@ impl Runtime {
         Ok(Runtime { kernel, threads, pool })
     }
 
-    /// The kernel path in use.
-    pub fn kernel(&self) -> KernelPath {
+    /// The kernels in use (chosen once, at start).
+    pub fn kernel(&self) -> &'static Kernels {
         self.kernel
     }
 

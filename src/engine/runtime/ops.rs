@@ -5,9 +5,9 @@
 use rayon::prelude::*;
 
 use super::{PAR_MIN_ELEMS, Row};
+use crate::arch::math;
 use crate::engine::EngineError;
-use crate::engine::kernels::{self, KernelPath};
-use crate::math;
+use crate::engine::kernels::Kernels;
 
 /// `f(out row r, x row r)` for every row (rows of `out_width` and `width` elements), in parallel when
 /// the rows are many.
@@ -146,11 +146,11 @@ impl GatedActivation {
     }
 
     /// `out row = act(gate) * up` for every row of `gate_up` (rows of `[gate (ff), up (ff)]`).
-    pub fn rows(self, kernel: KernelPath, out: &mut [f32], ff: usize, gate_up: &[f32]) {
+    pub fn rows(self, kernel: &Kernels, out: &mut [f32], ff: usize, gate_up: &[f32]) {
         rows_apply(out, ff, gate_up, 2 * ff, |m, gu| {
             let (g, u) = gu.split_at(ff);
             match self {
-                GatedActivation::SwiGlu => kernels::swiglu(kernel, g, u, m),
+                GatedActivation::SwiGlu => kernel.swiglu(g, u, m),
                 GatedActivation::GeGluTanh => unreachable!("GatedActivation::check refuses GeGLU at load"),
             }
         });

@@ -67,7 +67,7 @@ impl Runtime {
         }
         let kernel = self.kernel;
         tasks.par_iter().for_each(|&(p, n0, n1, col0)| {
-            kernels::matmul_rows(kernel, parts[p], n0, n1, acts, &so, col0);
+            kernel.matmul_rows(parts[p], n0, n1, acts, &so, col0);
         });
     }
 
@@ -77,7 +77,7 @@ impl Runtime {
     /// holding the row's own position). Work is split into tasks of (a tile of up to [`ATTN_TILE`]
     /// consecutive positions of one sequence, one key/value head, some of its query heads); a task
     /// converts each key and value once for all its queries. Every query is computed by
-    /// [`kernels::attend`] with the same arithmetic whatever the task shape, so the split is free.
+    /// [`Kernels::attend`](kernels::Kernels::attend) with the same arithmetic whatever the task shape, so the split is free.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -137,8 +137,7 @@ impl Runtime {
                     });
                 }
             }
-            ATTN_SCRATCH
-                .with(|s| kernels::attend(kernel, &mut queries, keys, values, scale, &mut s.borrow_mut()));
+            ATTN_SCRATCH.with(|s| kernel.attend(&mut queries, keys, values, scale, &mut s.borrow_mut()));
         });
     }
 }

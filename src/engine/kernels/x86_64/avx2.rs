@@ -1,4 +1,4 @@
-//! The AVX2 path: the same operations as [`super::scalar`] in the same order, 8 lanes at a time.
+//! The AVX2 path: the same operations as [`crate::engine::kernels::scalar`] in the same order, 8 lanes at a time.
 //!
 //! Integer block dots use `maddubs` (u8 x i8 -> sums of pairs in i16), then horizontal adds:
 //! - 4-bit weights are unsigned nibbles (0..=15), the unsigned operand as they are; a pair sums to at
@@ -8,11 +8,12 @@
 //!   `|w|` read as u8 is right even for -128, and a pair sums to at most 2*128*127 = 32512, so they are
 //!   widened by `madd` at once and added with `hadd_epi32`.
 //!
-//! For 8 consecutive blocks this yields one vector holding one exact block sum per lane (see [`group`]);
+//! For 8 consecutive blocks this yields one vector holding one exact block sum per lane (see [`group_full_maddubs`]);
 //! lane `l` then goes through the float steps of block `8g + l`, which is the "lane = block mod 8"
 //! structure of the scalar code. Attention uses F16C conversions and the same 8-lane trees, taken
-//! vertically over 8 keys of a key tile; `exp` is a
-//! lane-wise transcription of [`crate::math::exp`]. All functions require AVX2 and F16C.
+//! vertically over 8 keys of a key tile; `exp` is [`crate::arch`]'s 8-lane transcription of
+//! [`crate::arch::math::exp`]. What this path shares with the AVX-512 path (the float steps of a block,
+//! the tail kernel, the product driver) is in [`super::common`]. All functions require AVX2 and F16C.
 
 // Loops over rows and lanes index several arrays by the same number, as the math reads.
 #![allow(clippy::needless_range_loop)]
@@ -21,177 +22,16 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::scales::{Scale, ScaleRows};
-use super::{
+use super::super::scales::Scale;
+use super::super::{
     AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, i8_offset, key_index,
+};
+use super::common::{
+    ActRows, FullGroup, group_finish, grow, lanes_below, matmul_kind, prefetch_key_tile, tree8_ps,
     with_weights,
 };
-
-/// The fixed tree `((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7))` of [`super::tree8`].
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(super) fn tree8_ps(v: __m256) -> f32 {
-    // h1 = [v0+v1, v2+v3, .., .. | v4+v5, v6+v7, .., ..]; IEEE addition is commutative, so the
-    // operand order inside hadd does not matter.
-    let h1 = _mm256_hadd_ps(v, v);
-    // h2 lane 0 = (v0+v1)+(v2+v3), lane 4 = (v4+v5)+(v6+v7).
-    let h2 = _mm256_hadd_ps(h1, h1);
-    let lo = _mm256_castps256_ps128(h2);
-    let hi = _mm256_extractf128_ps::<1>(h2);
-    _mm_cvtss_f32(_mm_add_ss(lo, hi))
-}
-
-/// Mask of the lanes `< n` for masked loads.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn lanes_below(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-}
-
-/// One weight block prepared for [`block_dot`]: the unsigned operand, and for 8-bit blocks the
-/// original values whose signs move onto the activations.
-#[derive(Clone, Copy)]
-struct WBlock(__m256i, __m256i);
-
-/// Loads weight blocks `b` and `b+1` (`b` even) of a row starting at `wq`. For 4-bit rows the pair
-/// shares 32 bytes (low nibbles: block `b`, high nibbles: block `b+1`); the second block of a row's
-/// odd last pair is all zero and never used.
-///
-/// # Safety
-/// AVX2; block `b` lies inside the row, and block `b+1` too for 8-bit rows if `both`.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn load_pair<const Q4: bool>(wq: *const u8, b: usize, both: bool) -> [WBlock; 2] {
-    let zero = _mm256_setzero_si256();
-    // SAFETY: the caller guarantees the blocks are inside the row.
-    unsafe {
-        if Q4 {
-            let v = _mm256_loadu_si256(wq.add(b / 2 * BLOCK) as *const __m256i);
-            let mask = _mm256_set1_epi8(0x0F);
-            [
-                WBlock(_mm256_and_si256(v, mask), zero),
-                WBlock(_mm256_and_si256(_mm256_srli_epi16::<4>(v), mask), zero),
-            ]
-        } else {
-            let load = |b: usize| {
-                let v = _mm256_loadu_si256(wq.add(b * BLOCK) as *const __m256i);
-                WBlock(_mm256_abs_epi8(v), v)
-            };
-            [load(b), if both { load(b + 1) } else { WBlock(zero, zero) }]
-        }
-    }
-}
-
-/// The 16 i16 pair sums of one block dot product (`maddubs`): element pairs (2k, 2k+1), each at most
-/// 2*15*127 for 4-bit and 2*128*127 for 8-bit blocks.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn block_pairs<const Q4: bool>(w: WBlock, a: __m256i) -> __m256i {
-    if Q4 { _mm256_maddubs_epi16(w.0, a) } else { _mm256_maddubs_epi16(w.0, _mm256_sign_epi8(a, w.1)) }
-}
-
-/// Activation rows `c0..c0+R` of a product: their int8 values (rows `qs` bytes apart), scales and
-/// block sums (rows `ds` floats apart).
-pub(super) struct ActRows<const R: usize> {
-    q: *const i8,
-    d: *const f32,
-    s: *const f32,
-    qs: usize,
-    ds: usize,
-}
-
-impl<const R: usize> ActRows<R> {
-    /// Row r's int8 values from block `b` on.
-    ///
-    /// # Safety
-    /// `r < R`, `b` at most the row's block count.
-    #[inline(always)]
-    pub(super) unsafe fn q(&self, r: usize, b: usize) -> *const i8 {
-        // SAFETY: inside the activation buffer (caller).
-        unsafe { self.q.add(r * self.qs + b * BLOCK) }
-    }
-    #[inline(always)]
-    unsafe fn d(&self, r: usize, b: usize) -> *const f32 {
-        // SAFETY: inside the activation buffer (caller).
-        unsafe { self.d.add(r * self.ds + b) }
-    }
-    #[inline(always)]
-    unsafe fn s(&self, r: usize, b: usize) -> *const f32 {
-        // SAFETY: inside the activation buffer (caller).
-        unsafe { self.s.add(r * self.ds + b) }
-    }
-}
-
-/// The tail blocks `b0..b0+N` (N < 8, known at compile time; stored block by block, see the module docs
-/// of [`super`]) of one weight row against R activation rows: integer dots reduced horizontally to
-/// their per-block sums in lanes 0..N, then the float steps of the module docs added to `acc`. Lanes
-/// N..8 receive +0.0 (masked loads), which leaves them unchanged. (For 4-bit rows, the byte offset of
-/// tail pair `(b - full) / 2` after the full groups equals `b / 2 * 32`, as `full` is even.)
-///
-/// # Safety
-/// AVX2; blocks `b0..b0+N` exist in the weight row and in every activation row.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn group<const R: usize, const Q4: bool, const N: usize, S: Scale>(
-    wq: *const u8,
-    dw: *const S,
-    mw: *const S,
-    x: &ActRows<R>,
-    b0: usize,
-    acc: &mut [__m256; R],
-) {
-    // SAFETY: all reads stay inside blocks b0..b0+N (caller), float loads beyond N are masked.
-    unsafe {
-        let zero = _mm256_setzero_si256();
-        // Per row: [blocks 0..4 half-sums | ...] and [blocks 4..8 ...], see reduce8_epi32.
-        let mut h = [[zero; 2]; R];
-        for (half, lo) in [0usize, 4].into_iter().enumerate() {
-            if lo >= N {
-                break;
-            }
-            let mut w = [WBlock(zero, zero); 4];
-            for k in [0, 2] {
-                if lo + k < N {
-                    let [a, b] = load_pair::<Q4>(wq, b0 + lo + k, lo + k + 1 < N);
-                    w[k] = a;
-                    w[k + 1] = b;
-                }
-            }
-            for r in 0..R {
-                let mut p = [zero; 4];
-                for (k, pk) in p.iter_mut().enumerate() {
-                    if lo + k < N {
-                        let a = _mm256_loadu_si256(x.q(r, b0 + lo + k) as *const __m256i);
-                        *pk = block_pairs::<Q4>(w[k], a);
-                    }
-                }
-                h[r][half] = if Q4 {
-                    // 4-bit: sums of 16 products fit in i16 (16*15*127 = 30480), so two i16
-                    // horizontal adds come before the one widening madd.
-                    let s = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
-                    _mm256_madd_epi16(s, _mm256_set1_epi16(1))
-                } else {
-                    let q: [__m256i; 4] = p.map(|v| _mm256_madd_epi16(v, _mm256_set1_epi16(1)));
-                    _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]))
-                };
-            }
-        }
-        let lanes = lanes_below(N);
-        let load = |p: *const f32| {
-            if N == 8 { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, lanes) }
-        };
-        let dwv = load_scales::<S, N>(dw.add(b0));
-        let mwv = if Q4 { load_scales::<S, N>(mw.add(b0)) } else { _mm256_setzero_ps() };
-        for r in 0..R {
-            let lo = _mm256_permute2x128_si256::<0x20>(h[r][0], h[r][1]);
-            let hi = _mm256_permute2x128_si256::<0x31>(h[r][0], h[r][1]);
-            let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
-            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, load(x.d(r, b0))), isum);
-            let v = if Q4 { _mm256_add_ps(t, _mm256_mul_ps(mwv, load(x.s(r, b0)))) } else { t };
-            acc[r] = _mm256_add_ps(acc[r], v);
-        }
-    }
-}
+use crate::arch::math;
+use crate::arch::x86_64::avx2::exp8;
 
 /// One full interleaved group `g` (blocks `8g..8g+8`, layout in the module docs of [`super`]) of one
 /// weight row against R activation rows: slice products summed vertically into one exact block sum per
@@ -201,7 +41,7 @@ unsafe fn group<const R: usize, const Q4: bool, const N: usize, S: Scale>(
 /// AVX2; group `g` exists in the weight row and in every activation row.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
+unsafe fn group_full_maddubs<const R: usize, const Q4: bool, S: Scale>(
     wq: *const u8,
     dw: *const S,
     mw: *const S,
@@ -259,292 +99,32 @@ unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
     }
 }
 
-/// The float steps of the module docs of [`super`] for the 8 exact block sums of one full group (one
-/// vector per activation row, lane `l` = block `b0 + l`), added to `acc`.
-///
-/// # Safety
-/// AVX2; blocks `b0..b0+8` exist in the weight row and in every activation row.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn group_finish<const R: usize, const Q4: bool, S: Scale>(
-    isums: &[__m256i; R],
-    dw: *const S,
-    mw: *const S,
-    x: &ActRows<R>,
-    b0: usize,
-    acc: &mut [__m256; R],
-) {
-    // SAFETY: blocks b0..b0+8 exist (caller).
-    unsafe {
-        let dwv = load_scales::<S, 8>(dw.add(b0));
-        let mwv = if Q4 { load_scales::<S, 8>(mw.add(b0)) } else { _mm256_setzero_ps() };
-        for r in 0..R {
-            let isum = _mm256_cvtepi32_ps(isums[r]);
-            let t = _mm256_mul_ps(_mm256_mul_ps(dwv, _mm256_loadu_ps(x.d(r, b0))), isum);
-            let v = if Q4 { _mm256_add_ps(t, _mm256_mul_ps(mwv, _mm256_loadu_ps(x.s(r, b0)))) } else { t };
-            acc[r] = _mm256_add_ps(acc[r], v);
-        }
+/// The AVX2 full-group kernel ([`group_full_maddubs`]) for the shared product driver.
+pub(super) struct Maddubs;
+
+impl FullGroup for Maddubs {
+    #[inline(always)]
+    unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
+        wq: *const u8,
+        dw: *const S,
+        mw: *const S,
+        x: &ActRows<R>,
+        g: usize,
+        acc: &mut [__m256; R],
+    ) {
+        // SAFETY: forwarded from the caller (AVX2 and F16C are the trait's features here).
+        unsafe { group_full_maddubs::<R, Q4, S>(wq, dw, mw, x, g, acc) }
     }
 }
 
-/// Dots of weight row `n` with activation rows `c0..c0+R`; full groups through
-/// [`super::avx512::group_full`] when `VNNI`, else [`group_full`] (the same exact block sums).
-///
-/// No target features of its own: it is inlined into [`matmul_rows`] or [`super::avx512::matmul_rows`],
-/// whose features it then has.
+/// See [`crate::engine::kernels::Kernels::matmul_rows`].
 ///
 /// # Safety
-/// AVX2 and F16C available, and the AVX-512 path's features when `VNNI`; `n < w.rows()`,
-/// `c0 + R <= x.rows()`, `x.cols() == w.cols()`.
-#[inline(always)]
-unsafe fn row_dots<const R: usize, const Q4: bool, const VNNI: bool, S: Scale>(
-    w: &QMatrix,
-    scales: ScaleRows<'_, S>,
-    n: usize,
-    x: &QActs,
-    c0: usize,
-) -> [f32; R] {
-    let nb = w.blocks();
-    let wq = w.row_quants(n).as_ptr();
-    let dw = scales.scale(n).as_ptr();
-    let mw = scales.min(n).as_ptr();
-    let (q, d, s) = x.rows_from(c0);
-    let rows = ActRows::<R> { q, d, s, qs: x.cols(), ds: nb };
-    // SAFETY: AVX is available (caller).
-    let mut acc = [unsafe { _mm256_setzero_ps() }; R];
-    let full = nb / LANES * LANES;
-    // SAFETY: groups cover blocks 0..nb exactly; rows as guaranteed by the caller.
-    unsafe {
-        for g in 0..full / GROUP {
-            if VNNI {
-                super::avx512::group_full::<R, Q4, S>(wq, dw, mw, &rows, g, &mut acc);
-            } else {
-                group_full::<R, Q4, S>(wq, dw, mw, &rows, g, &mut acc);
-            }
-        }
-        match nb - full {
-            0 => {}
-            1 => group::<R, Q4, 1, S>(wq, dw, mw, &rows, full, &mut acc),
-            2 => group::<R, Q4, 2, S>(wq, dw, mw, &rows, full, &mut acc),
-            3 => group::<R, Q4, 3, S>(wq, dw, mw, &rows, full, &mut acc),
-            4 => group::<R, Q4, 4, S>(wq, dw, mw, &rows, full, &mut acc),
-            5 => group::<R, Q4, 5, S>(wq, dw, mw, &rows, full, &mut acc),
-            6 => group::<R, Q4, 6, S>(wq, dw, mw, &rows, full, &mut acc),
-            _ => group::<R, Q4, 7, S>(wq, dw, mw, &rows, full, &mut acc),
-        }
-        acc.map(|a| tree8_ps(a))
-    }
-}
-
-/// Weight rows `n0..n1` against activation rows in groups of up to 4 (outer loop), weight rows inner:
-/// the weight tile stays in cache while the activation groups stream past it, and each unpacked weight
-/// block serves up to 4 rows.
-///
-/// No target features of its own (see [`row_dots`]).
-///
-/// # Safety
-/// As [`matmul_rows`], and the AVX-512 path's features when `VNNI`.
-#[inline(always)]
-pub(super) unsafe fn matmul_kind<const Q4: bool, const VNNI: bool, S: Scale>(
-    w: &QMatrix,
-    scales: ScaleRows<'_, S>,
-    n0: usize,
-    n1: usize,
-    x: &QActs,
-    out: &StridedOut,
-    col0: usize,
-) {
-    let rows = x.rows();
-    // With one or two activation rows the product streams weights from memory and waits on them;
-    // with more it is bound by arithmetic and prefetching only adds work.
-    let prefetch = rows <= 2;
-    let mut c0 = 0;
-    while c0 < rows {
-        let r = (rows - c0).min(MAX_R);
-        for n in n0..n1 {
-            let col = col0 + n - n0;
-            if prefetch && n + WEIGHT_PREFETCH_ROWS < n1 {
-                prefetch_weight_row(w, scales, n + WEIGHT_PREFETCH_ROWS);
-            }
-            // SAFETY: n < w.rows(), c0 + r <= x.rows(), widths checked by the caller.
-            unsafe {
-                match r {
-                    8 => store(out, c0, col, &row_dots::<8, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    7 => store(out, c0, col, &row_dots::<7, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    6 => store(out, c0, col, &row_dots::<6, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    5 => store(out, c0, col, &row_dots::<5, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    4 => store(out, c0, col, &row_dots::<4, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    3 => store(out, c0, col, &row_dots::<3, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    2 => store(out, c0, col, &row_dots::<2, Q4, VNNI, S>(w, scales, n, x, c0)),
-                    _ => store(out, c0, col, &row_dots::<1, Q4, VNNI, S>(w, scales, n, x, c0)),
-                }
-            }
-        }
-        c0 += r;
-    }
-}
-
-/// See [`super::matmul_rows`].
-///
-/// # Safety
-/// AVX2 and F16C available; arguments as checked by [`super::matmul_rows`].
+/// AVX2 and F16C available; arguments as checked by [`crate::engine::kernels::Kernels::matmul_rows`].
 #[target_feature(enable = "avx2,f16c")]
 pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { with_weights!(w, Q4, S, rows => matmul_kind::<Q4, false, S>(w, rows, n0, n1, x, out, col0)) }
-}
-
-/// Weight rows ahead of the current one that are prefetched when decoding one or two sequences.
-const WEIGHT_PREFETCH_ROWS: usize = 2;
-
-/// Prefetches the integers and scales of weight row `n`.
-#[inline]
-fn prefetch_weight_row<S: Scale>(w: &QMatrix, scales: ScaleRows<'_, S>, n: usize) {
-    let lines = |bytes: &[u8]| {
-        for off in (0..bytes.len()).step_by(64) {
-            // SAFETY: prefetching an address inside a live slice never faults and changes no state.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(off) as *const i8) };
-        }
-    };
-    lines(w.row_quants(n));
-    let bytes = |v: &[S]| {
-        // SAFETY: viewing plain floats as bytes is always valid.
-        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-    };
-    lines(bytes(scales.scale(n)));
-    lines(bytes(scales.min(n)));
-}
-
-/// Scales (or minimums) `p[0..N]` of consecutive blocks as f32 in lanes `0..N`, `+0.0` in the others.
-///
-/// # Safety
-/// AVX2 and F16C; `p[0..N]` readable.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn load_scales<S: Scale, const N: usize>(p: *const S) -> __m256 {
-    // SAFETY: reads p[0..N] only (the caller's bound).
-    unsafe {
-        if S::HALF {
-            let bits = if N == 8 {
-                _mm_loadu_si128(p as *const __m128i)
-            } else {
-                let mut part = [0u16; 8];
-                std::ptr::copy_nonoverlapping(p as *const u16, part.as_mut_ptr(), N);
-                _mm_loadu_si128(part.as_ptr() as *const __m128i)
-            };
-            _mm256_cvtph_ps(bits)
-        } else if N == 8 {
-            _mm256_loadu_ps(p as *const f32)
-        } else {
-            _mm256_maskload_ps(p as *const f32, lanes_below(N))
-        }
-    }
-}
-
-/// Activation rows per weight-row pass (each unpacked weight block serves this many rows).
-const MAX_R: usize = 8;
-
-#[inline(always)]
-fn store(out: &StridedOut, c0: usize, col: usize, v: &[f32]) {
-    for (r, &x) in v.iter().enumerate() {
-        out.set(c0 + r, col, x);
-    }
-}
-
-/// The constants of [`crate::math::exp`], which this must match bit for bit (tested exhaustively on a
-/// dense sample of all f32).
-pub(super) const LOG2_E: f32 = std::f32::consts::LOG2_E;
-pub(super) const LN2_HI: f32 = 0.693_145_75;
-pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
-
-/// [`crate::math::exp`] on 8 lanes: the same operations in the same order, with the branches of the
-/// scalar code turned into selections.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn exp8(x: __m256) -> __m256 {
-    // Softmax arguments (`s - max <= 0`) and SiLU's are almost always in [-87, 88], where the scalar
-    // code takes none of its branches: k = round(x * log2 e) lies in [-126, 127], so `p * 2^k` is the
-    // `normal` case of `exp8_full`. Testing the range once skips the selections; NaN fails the
-    // ordered compares.
-    let in_range = _mm256_and_ps(
-        _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(-87.0)),
-        _mm256_cmp_ps::<_CMP_LE_OQ>(x, _mm256_set1_ps(88.0)),
-    );
-    if _mm256_movemask_ps(in_range) == 0xFF {
-        let (p, k) = exp8_parts(x);
-        let pow = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
-        return _mm256_mul_ps(p, pow);
-    }
-    exp8_full(x)
-}
-
-/// The polynomial `p` and the exponent `k` of [`crate::math::exp`] on 8 lanes (`e^x = p * 2^k`).
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn exp8_parts(x: __m256) -> (__m256, __m256i) {
-    let zero = _mm256_setzero_ps();
-    let one = _mm256_set1_ps(1.0);
-    // round_to_i32(x * LOG2_E): add +-0.5 by sign, then truncate.
-    let t = _mm256_mul_ps(x, _mm256_set1_ps(LOG2_E));
-    let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(t, zero);
-    let half = _mm256_blendv_ps(_mm256_set1_ps(-0.5), _mm256_set1_ps(0.5), ge);
-    let k = _mm256_cvttps_epi32(_mm256_add_ps(t, half));
-    let kf = _mm256_cvtepi32_ps(k);
-    let r = _mm256_sub_ps(
-        _mm256_sub_ps(x, _mm256_mul_ps(kf, _mm256_set1_ps(LN2_HI))),
-        _mm256_mul_ps(kf, _mm256_set1_ps(LN2_LO)),
-    );
-    let mut p = _mm256_mul_ps(r, _mm256_set1_ps(1.0 / 720.0));
-    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 120.0), p));
-    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 24.0), p));
-    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0 / 6.0), p));
-    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.5), p));
-    p = _mm256_mul_ps(r, _mm256_add_ps(one, p));
-    (_mm256_add_ps(one, p), k)
-}
-
-/// [`exp8`] for any input: every branch of the scalar code as a selection.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn exp8_full(x: __m256) -> __m256 {
-    let zero = _mm256_setzero_ps();
-    let (p, k) = exp8_parts(x);
-    // p * 2^k in the three ranges of the scalar scale_by_pow2.
-    let pow = |e: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e));
-    let normal = _mm256_mul_ps(p, pow(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
-    let big = _mm256_mul_ps(
-        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(254 << 23))),
-        _mm256_set1_ps(2.0),
-    );
-    let small = _mm256_mul_ps(
-        _mm256_mul_ps(p, pow(_mm256_add_epi32(k, _mm256_set1_epi32(126 + 127)))),
-        _mm256_castsi256_ps(_mm256_set1_epi32(1 << 23)),
-    );
-    let k_big = _mm256_castsi256_ps(_mm256_cmpgt_epi32(k, _mm256_set1_epi32(127)));
-    let k_small = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(-126), k));
-    let mut y = _mm256_blendv_ps(normal, big, k_big);
-    y = _mm256_blendv_ps(y, small, k_small);
-    // The early returns of the scalar code, last test first so the first one wins.
-    y = _mm256_blendv_ps(y, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-103.0)));
-    y = _mm256_blendv_ps(
-        y,
-        _mm256_set1_ps(f32::INFINITY),
-        _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(88.72)),
-    );
-    _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
-}
-
-/// [`exp8`] on an array, for tests.
-///
-/// # Safety
-/// AVX2 and F16C available.
-#[cfg(test)]
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn exp8_array(x: [f32; 8]) -> [f32; 8] {
-    let mut out = [0f32; 8];
-    // SAFETY: 8 readable and writable floats.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp8(_mm256_loadu_ps(x.as_ptr()))) };
-    out
+    unsafe { with_weights!(w, Q4, S, rows => matmul_kind::<Maddubs, Q4, S>(w, rows, n0, n1, x, out, col0)) }
 }
 
 /// Positions ahead of the current block whose keys or values are prefetched: the cache of a long context
@@ -632,7 +212,7 @@ unsafe fn wsum<const NC: usize>(
 /// accumulators at a time, so 3 queries, the key and a broadcast take 14 of the 16 registers.
 const SCORE_GROUP: usize = 3;
 
-/// The scores of `G` queries against 8 consecutive keys `jb..jb+8` of a key tile ([`key_index`]):
+/// The scores of `G` queries against 8 consecutive keys `jb..jb+8` of a key tile ([`crate::engine::kernels::key_index`]):
 /// dimension `d` of the 8 keys is at `k16 + d * KEY_TILE` (f16, the cache itself), or at `k32 + d * 8`
 /// when `F32` (converted once for all queries of a task). Lane `l` of accumulator `m` sums dimensions
 /// `8c + m` of key `jb + l` in increasing `c`; accumulators 0-3 and 4-7 are taken in two passes (each
@@ -680,31 +260,15 @@ unsafe fn scores8<const G: usize, const F32: bool>(
     }
 }
 
-/// Prefetches key tile `t` of a head (`KEY_TILE * hd` f16 values), if it holds a position below `end`.
-///
-/// # Safety
-/// AVX2. (Prefetching never faults; addresses are computed only for tiles inside the keys.)
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn prefetch_key_tile(keys: *const u16, hd: usize, t: usize, end: usize) {
-    if t * KEY_TILE >= end {
-        return;
-    }
-    let start = keys.wrapping_add(t * KEY_TILE * hd) as *const i8;
-    for off in (0..KEY_TILE * hd * 2).step_by(64) {
-        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off));
-    }
-}
-
-/// Turns one score row into softmax numerators in place and returns their sum, as [`super::attend`]
+/// Turns one score row into softmax numerators in place and returns their sum, as [`crate::engine::kernels::Kernels::attend`]
 /// specifies: positions `0..n` only (the maximum over them, `exp(s - max)`, lanes `j mod 8` summed in
-/// increasing `j` and reduced by [`super::tree8`]); the rest of the last 8 becomes zero.
+/// increasing `j` and reduced by [`crate::arch::tree8`]); the rest of the last 8 becomes zero.
 ///
 /// # Safety
 /// AVX2 and F16C; `row` holds `n.div_ceil(8) * 8` floats, `n > 0`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn softmax_row(row: *mut f32, n: usize) -> f32 {
+unsafe fn softmax_row(row: *mut f32, n: usize) -> f32 {
     let valid = |jb: usize| lanes_below(n - jb);
     // SAFETY: the caller's bounds; every load and store is one of the row's blocks of 8.
     unsafe {
@@ -797,12 +361,12 @@ unsafe fn wsum_pair_cols<const NC: usize>(
     }
 }
 
-/// See [`super::attend`]. Scores take 8 keys (half a key tile) at a time, converted to f32 once for all
+/// See [`crate::engine::kernels::Kernels::attend`]. Scores take 8 keys (half a key tile) at a time, converted to f32 once for all
 /// queries of the task ([`scores8`]); values are converted 8 positions at a time, and pairs of queries
 /// share each value load ([`wsum_pair`]).
 ///
 /// # Safety
-/// AVX2 and F16C available; bounds as asserted by [`super::attend`].
+/// AVX2 and F16C available; bounds as asserted by [`crate::engine::kernels::Kernels::attend`].
 #[target_feature(enable = "avx2,f16c")]
 pub unsafe fn attend(
     queries: &mut [Query<'_>],
@@ -941,13 +505,13 @@ pub unsafe fn attend(
     }
 }
 
-/// [`super::quantize_row`] 8 lanes at a time, with the same bits: the maximum of `|x|` skips NaN as
+/// [`crate::engine::kernels::quantize_row`] 8 lanes at a time, with the same bits: the maximum of `|x|` skips NaN as
 /// the scalar comparison does (and is exact in any order), `127 / amax` and `amax / 127` are the same
 /// scalar divisions, each `q` is `x * (127 / amax)` plus or minus one half by sign, truncated, a NaN
 /// product giving 0 as Rust's saturating cast does, then clamped; integer sums are exact.
 ///
 /// # Safety
-/// AVX2 and F16C available; lengths as [`super::quantize_row`] asserts.
+/// AVX2 and F16C available; lengths as [`crate::engine::kernels::quantize_row`] asserts.
 #[target_feature(enable = "avx2,f16c")]
 pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     let blocks = x.len() / BLOCK;
@@ -999,7 +563,7 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]
 }
 
 /// Stores block `b`'s 32 int8 values (in element order in `v`) into a row in the layout of the module
-/// docs of [`super`]: 4-element slices 32 bytes apart inside a full group, contiguous in the tail.
+/// docs of [`crate::engine::kernels`]: 4-element slices 32 bytes apart inside a full group, contiguous in the tail.
 ///
 /// # Safety
 /// AVX2; `q` is a whole row of `blocks` blocks, `b < blocks`.
@@ -1021,36 +585,7 @@ unsafe fn write_block(q: &mut [i8], blocks: usize, b: usize, v: __m256i) {
     }
 }
 
-/// See [`super::exp_shifted`]: [`exp8`] on full groups of 8, the tail with the scalar function.
-///
-/// # Safety
-/// AVX2 and F16C available; equal lengths.
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) {
-    let full = x.len() / LANES * LANES;
-    let shiftv = _mm256_set1_ps(shift);
-    let mut i = 0;
-    while i < full {
-        // SAFETY: i + 8 <= len for both slices.
-        unsafe {
-            let v = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), shiftv);
-            _mm256_storeu_ps(out.as_mut_ptr().add(i), exp8(v));
-        }
-        i += LANES;
-    }
-    for j in full..x.len() {
-        out[j] = crate::math::exp(x[j] - shift);
-    }
-}
-
-/// Makes `v` at least `len` long.
-pub(super) fn grow(v: &mut Vec<f32>, len: usize) {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-}
-
-/// See [`super::swiglu`]: `x / (1 + exp(-x)) * up`, 8 lanes at a time, the tail one by one with the
+/// See [`crate::engine::kernels::Kernels::swiglu`]: `x / (1 + exp(-x)) * up`, 8 lanes at a time, the tail one by one with the
 /// scalar functions (the same operations).
 ///
 /// # Safety
@@ -1073,6 +608,6 @@ pub unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
         i += LANES;
     }
     for j in full..n {
-        out[j] = crate::math::silu(gate[j]) * up[j];
+        out[j] = math::silu(gate[j]) * up[j];
     }
 }

@@ -7,13 +7,14 @@
 //! fused multiply-add (the crate-wide choice: no FMA anywhere, so no path can differ by fusing).
 //!
 //! Accuracy is a secondary concern (a few ulp is plenty for a language model); determinism is the contract.
-//! A SIMD version of any of these must perform the same operations in the same order.
+//! A SIMD version of any of these must perform the same operations in the same order (the lane-wise [`exp`]
+//! is [`super::VectorMath::exp_shifted`], tested bit for bit against this one).
 
-/// log2(e) rounded to f32.
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
+/// log2(e) rounded to f32. The vector versions of [`exp`] (`arch::x86_64`) use these very constants.
+pub(crate) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln(2) split in a high part with trailing zero bits (so `k * LN2_HI` is exact for |k| < 2^9) and a low part.
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
+pub(crate) const LN2_HI: f32 = 0.693_145_75;
+pub(crate) const LN2_LO: f32 = 1.428_606_8e-6;
 
 /// ln(2) for f64 split the same way: the high part has 32 trailing zero bits (so `k * LN2_HI_64` is exact
 /// for |k| < 2^20), and `LN2_HI_64 + LN2_LO_64` is ln(2) to about 2^-85. Given as bit patterns: exact.

@@ -1,20 +1,21 @@
-//! The AVX-512 path: [`super::avx2`] with its hot spots redone on newer instructions, lane for lane
-//! the same arithmetic, so it gives the same bits as the AVX2 and scalar paths.
+//! The AVX-512 path: the AVX2 path (`avx2.rs`) with its hot spots redone on newer instructions, lane
+//! for lane the same arithmetic, so it gives the same bits as the AVX2 and scalar paths.
 //!
 //! - **Integer block dots** of full groups use VNNI's `vpdpbusd`, which multiplies u8 by i8 and adds
-//!   four adjacent products straight into an i32 lane. In the interleaved group layout of [`super`] those
+//!   four adjacent products straight into an i32 lane. In the interleaved group layout of [`crate::engine::kernels`] those
 //!   four bytes belong to one block, so 8 `vpdpbusd` leave the 8 exact block sums in the 8 lanes, where
 //!   the AVX2 code needs 8 `maddubs`, 7 `add`s and a widening `madd`. Integer sums are exact in any
 //!   order, so these are the same sums. 4-bit weights are the unsigned operand as they are; 8-bit
 //!   weights use the same sign trick as AVX2 (`|w|` as u8 against `sign(a, w)`), and without the i16
 //!   step nothing can saturate.
-//! - **Attention** reads keys from their tiles ([`super::key_index`]): one register holds one
+//! - **Attention** reads keys from their tiles ([`crate::engine::kernels::key_index`]): one register holds one
 //!   dimension of 16 keys, so a tile's 16 scores add up lane by lane, in the scalar order, with no
 //!   horizontal step; 3 queries share each key load and up to 6 each value load (16 dimensions per
 //!   register). The softmax and `exp` run on 16 lanes with the operations of the AVX2 code.
 //!
-//! Everything else (tails of fewer than 8 blocks, SwiGLU, activation quantization) is the AVX2
-//! code: those are not where the time goes. Requires AVX2, F16C and AVX-512 F, BW, DQ, VL and VNNI.
+//! Everything else (tails of fewer than 8 blocks, SwiGLU, activation quantization, attention over head
+//! sizes that are not a multiple of 16) is the AVX2 code, shared through [`super::common`] or picked in
+//! the path's kernel table ([`super`]): those are not where the time goes. Requires AVX2, F16C and AVX-512 F, BW, DQ, VL and VNNI.
 
 // Loops over rows and lanes index several arrays by the same number, as the math reads.
 #![allow(clippy::needless_range_loop)]
@@ -23,31 +24,32 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::avx2::{self, ActRows};
-use super::scales::Scale;
-use super::{AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, with_weights};
+use super::super::scales::Scale;
+use super::super::{AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut};
+use super::common::{
+    ActRows, FullGroup, group_finish, grow, matmul_kind, prefetch_key_tile, tree8_ps, with_weights,
+};
+use crate::arch::x86_64::avx512::exp16;
 
-/// See [`super::matmul_rows`].
+/// See [`crate::engine::kernels::Kernels::matmul_rows`].
 ///
 /// # Safety
-/// The path's CPU features available; arguments as checked by [`super::matmul_rows`].
+/// The path's CPU features available; arguments as checked by [`crate::engine::kernels::Kernels::matmul_rows`].
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOut, col0: usize) {
     // SAFETY: forwarded from the caller; the VNNI group kernel's features are this function's.
-    unsafe {
-        with_weights!(w, Q4, S, rows => avx2::matmul_kind::<Q4, true, S>(w, rows, n0, n1, x, out, col0))
-    }
+    unsafe { with_weights!(w, Q4, S, rows => matmul_kind::<Vnni, Q4, S>(w, rows, n0, n1, x, out, col0)) }
 }
 
-/// [`avx2`]'s full-group kernel with `vpdpbusd`: one full interleaved group `g` of one weight row
+/// The AVX2 full-group kernel with `vpdpbusd`: one full interleaved group `g` of one weight row
 /// against R activation rows, its 8 exact block sums per row, then the same float steps
-/// ([`avx2::group_finish`]).
+/// ([`group_finish`]).
 ///
 /// # Safety
 /// The path's CPU features; group `g` exists in the weight row and in every activation row.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-pub(super) unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
+unsafe fn group_full_vnni<const R: usize, const Q4: bool, S: Scale>(
     wq: *const u8,
     dw: *const S,
     mw: *const S,
@@ -90,18 +92,39 @@ pub(super) unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
             let hi = slice(slice(slice(slice(zero, 4), 5), 6), 7);
             isums[r] = _mm256_add_epi32(lo, hi);
         }
-        avx2::group_finish::<R, Q4, S>(&isums, dw, mw, x, b0, acc);
+        group_finish::<R, Q4, S>(&isums, dw, mw, x, b0, acc);
+    }
+}
+
+/// The VNNI full-group kernel ([`group_full_vnni`]) for the shared product driver.
+pub(super) struct Vnni;
+
+impl FullGroup for Vnni {
+    #[inline(always)]
+    unsafe fn group_full<const R: usize, const Q4: bool, S: Scale>(
+        wq: *const u8,
+        dw: *const S,
+        mw: *const S,
+        x: &ActRows<R>,
+        g: usize,
+        acc: &mut [__m256; R],
+    ) {
+        // SAFETY: forwarded from the caller (the AVX-512 path's features are the trait's here).
+        unsafe { group_full_vnni::<R, Q4, S>(wq, dw, mw, x, g, acc) }
     }
 }
 
 /// Queries whose scores one pass over a key tile computes: 8 accumulators each, so 3 queries and the
 /// key take 25 of the 32 registers.
 const SCORE_GROUP: usize = 3;
+
 /// Queries whose weighted sums one pass over the values computes: up to [`SUM_CHUNKS`] accumulators
 /// each, so 6 queries, the values and one weight take 29 registers.
 const SUM_GROUP: usize = 6;
+
 /// 16-dimension registers of each query's weighted sum held in one pass (64 dimensions).
 const SUM_CHUNKS: usize = 4;
+
 /// Positions ahead whose values are prefetched while the weighted sums stream through a head.
 const VALUE_PREFETCH: usize = 32;
 
@@ -120,15 +143,16 @@ macro_rules! wsum_shapes {
     };
 }
 
-/// See [`super::attend`]. Scores: one register holds one dimension of the 16 keys of a key tile, and
+/// See [`crate::engine::kernels::Kernels::attend`]. Scores: one register holds one dimension of the 16 keys of a key tile, and
 /// [`SCORE_GROUP`] queries share each key load ([`scores_tile`]); a tile's 16 scores come out of a
 /// vertical reduction. Weighted sums: one register holds 16 dimensions of a value, and [`SUM_GROUP`]
 /// queries share each value load ([`wsum_group`]). The softmax is the AVX2 code. Every lane performs
-/// the operations of the scalar path in its order, so the bits are the same; head dimensions that are
-/// not a multiple of 16 go to [`avx2::attend`].
+/// the operations of the scalar path in its order, so the bits are the same.
 ///
 /// # Safety
-/// The path's CPU features available; bounds as asserted by [`super::attend`].
+/// The path's CPU features available; bounds as asserted by
+/// [`crate::engine::kernels::Kernels::attend`]; the head dimension a multiple of 16 (the path's table
+/// sends the others to the AVX2 code).
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 pub unsafe fn attend(
     queries: &mut [Query<'_>],
@@ -138,16 +162,13 @@ pub unsafe fn attend(
     scratch: &mut AttnScratch,
 ) {
     let hd = queries[0].q.len();
-    if !hd.is_multiple_of(16) {
-        // SAFETY: forwarded from the caller (AVX2 and F16C are part of this path).
-        return unsafe { avx2::attend(queries, keys, values, scale, scratch) };
-    }
+    assert!(hd.is_multiple_of(16), "head dimension {hd} is not a multiple of 16");
     let n = queries.len();
     let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
     let tiles = maxn.div_ceil(KEY_TILE);
     let padded = tiles * KEY_TILE;
-    avx2::grow(&mut scratch.scores, n * padded);
-    avx2::grow(&mut scratch.sums, n);
+    grow(&mut scratch.scores, n * padded);
+    grow(&mut scratch.sums, n);
     let kp = keys.as_ptr() as *const u16;
     let vp = values.as_ptr() as *const u16;
     let scores = scratch.scores.as_mut_ptr();
@@ -157,7 +178,7 @@ pub unsafe fn attend(
     unsafe {
         // Scores of every tile, for all queries (positions past a query's npos are never used).
         for t in 0..tiles {
-            avx2::prefetch_key_tile(kp, hd, t + 2, maxn);
+            prefetch_key_tile(kp, hd, t + 2, maxn);
             let kt = kp.add(t * KEY_TILE * hd);
             let mut i = 0;
             while i < n {
@@ -214,7 +235,7 @@ pub unsafe fn attend(
     }
 }
 
-/// The 16 scores of each of `G` queries against key tile `kt` ([`super::key_index`]: dimension `d` of
+/// The 16 scores of each of `G` queries against key tile `kt` ([`crate::engine::kernels::key_index`]: dimension `d` of
 /// the tile's 16 keys at `kt + d * 16`). Lane `l` of `acc[g][m]` sums the products of dimensions
 /// `8c + m` (increasing `c`) for key `l`, so lane `l` of the vertical tree over `m` is
 /// `tree8(lanes of q_g . k_l)`, exactly the scalar order, and each key load serves every query.
@@ -299,7 +320,7 @@ unsafe fn wsum_group<const G: usize, const NC: usize>(
     }
 }
 
-/// [`avx2::softmax_row`] 16 positions at a time: the same maximum, the same exponentials
+/// The AVX2 path's softmax of one score row, 16 positions at a time: the same maximum, the same exponentials
 /// ([`exp16`]), and the numerators summed into the same 8 lanes (`j mod 8`, increasing `j`: the low
 /// half of each 16 before the high half).
 ///
@@ -324,75 +345,6 @@ unsafe fn softmax_row(row: *mut f32, n: usize) -> f32 {
             acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
             acc = _mm256_add_ps(acc, _mm512_extractf32x8_ps::<1>(e));
         }
-        avx2::tree8_ps(acc)
+        tree8_ps(acc)
     }
-}
-
-/// [`crate::math::exp`] on 16 lanes: the operations of [`avx2::exp8`]'s common case (every lane in
-/// [-87, 88], where the scalar code takes none of its branches), else [`avx2::exp8`] on each half.
-///
-/// # Safety
-/// The path's CPU features.
-#[inline]
-#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-unsafe fn exp16(x: __m512) -> __m512 {
-    let lo = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.0));
-    let hi = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, _mm512_set1_ps(88.0));
-    if lo & hi != 0xFFFF {
-        // SAFETY: AVX2 and F16C are part of this path.
-        let (a, b) =
-            unsafe { (avx2::exp8(_mm512_castps512_ps256(x)), avx2::exp8(_mm512_extractf32x8_ps::<1>(x))) };
-        return _mm512_insertf32x8::<1>(_mm512_castps256_ps512(a), b);
-    }
-    let one = _mm512_set1_ps(1.0);
-    // round_to_i32(x * LOG2_E): add +-0.5 by sign, then truncate.
-    let t = _mm512_mul_ps(x, _mm512_set1_ps(avx2::LOG2_E));
-    let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(t, _mm512_setzero_ps());
-    let half = _mm512_mask_blend_ps(ge, _mm512_set1_ps(-0.5), _mm512_set1_ps(0.5));
-    let k = _mm512_cvttps_epi32(_mm512_add_ps(t, half));
-    let kf = _mm512_cvtepi32_ps(k);
-    let r = _mm512_sub_ps(
-        _mm512_sub_ps(x, _mm512_mul_ps(kf, _mm512_set1_ps(avx2::LN2_HI))),
-        _mm512_mul_ps(kf, _mm512_set1_ps(avx2::LN2_LO)),
-    );
-    let mut p = _mm512_mul_ps(r, _mm512_set1_ps(1.0 / 720.0));
-    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(1.0 / 120.0), p));
-    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(1.0 / 24.0), p));
-    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(1.0 / 6.0), p));
-    p = _mm512_mul_ps(r, _mm512_add_ps(_mm512_set1_ps(0.5), p));
-    p = _mm512_mul_ps(r, _mm512_add_ps(one, p));
-    let pow = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(k, _mm512_set1_epi32(127))));
-    _mm512_mul_ps(_mm512_add_ps(one, p), pow)
-}
-
-/// See [`super::exp_shifted`]: [`exp16`] on full groups of 16, the rest with [`avx2::exp_shifted`].
-///
-/// # Safety
-/// The path's CPU features available; equal lengths.
-#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-pub unsafe fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) {
-    let full = x.len() / 16 * 16;
-    let shiftv = _mm512_set1_ps(shift);
-    for i in (0..full).step_by(16) {
-        // SAFETY: i + 16 <= len for both slices.
-        unsafe {
-            let v = _mm512_sub_ps(_mm512_loadu_ps(x.as_ptr().add(i)), shiftv);
-            _mm512_storeu_ps(out.as_mut_ptr().add(i), exp16(v));
-        }
-    }
-    // SAFETY: AVX2 and F16C are part of this path.
-    unsafe { avx2::exp_shifted(&x[full..], shift, &mut out[full..]) }
-}
-
-/// [`exp16`] on an array, for the exhaustive comparison with [`crate::math::exp`].
-///
-/// # Safety
-/// The path's CPU features available.
-#[cfg(test)]
-#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-pub unsafe fn exp16_array(x: [f32; 16]) -> [f32; 16] {
-    let mut out = [0f32; 16];
-    // SAFETY: 16 readable and writable floats.
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp16(_mm512_loadu_ps(x.as_ptr()))) };
-    out
 }

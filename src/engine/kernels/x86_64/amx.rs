@@ -4,7 +4,7 @@
 //! One `tdpbusd` (4-bit weights, u8 x i8) or `tdpbssd` (8-bit weights, i8 x i8) multiplies a tile of 16
 //! weight rows by a tile of 16 activation rows over one 32-element block: 256 exact block sums, where
 //! [`super::avx512`] gets 8. Because every block has its own scales, the tile's K dimension is exactly
-//! one block, and the sums go through the float steps of the module docs of [`super`] block by block:
+//! one block, and the sums go through the float steps of the module docs of [`crate::engine::kernels`] block by block:
 //!
 //! ```text
 //! for lane l in 0..8, for blocks b = l, l+8, l+16, ... (increasing):
@@ -25,8 +25,9 @@
 //! with their scales and block sums transposed). Padding rows are zero and their outputs are never
 //! stored. Scales and minimums of the weights are read from the [`QMatrix`] itself.
 //!
-//! Linux hands the tile state to a process only on request ([`request_permission`]); each call
-//! configures the tiles for its thread and releases them at the end.
+//! Linux hands the tile state to a process only on request, which the path's availability check in
+//! [`crate::arch`] makes once; each call configures the tiles for its thread and releases them at the
+//! end.
 
 // Loops over rows and lanes index several arrays by the same number, as the math reads.
 #![allow(clippy::needless_range_loop)]
@@ -34,37 +35,15 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use half::f16;
 
-use super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
+use super::super::{BLOCK, GROUP, LANES, QActs, QMatrix, StridedOut, WeightKind, i8_offset, u4_offset};
 
 /// Rows of a weight tile, and of an activation tile.
 pub const TILE: usize = 16;
 /// Bytes of one operand tile: 16 rows x 32 bytes (weights) or 8 rows x 64 bytes (activations).
 const TILE_BYTES: usize = TILE * BLOCK;
-
-/// Whether this CPU has AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25) and the kernel gave
-/// this process the tile data state. Asked once.
-pub fn available() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        // CPUID leaf 7 exists on every x86-64 CPU that has AVX2 (checked by the caller first).
-        let leaf7 = __cpuid_count(7, 0);
-        let has_tiles = leaf7.edx & (1 << 24) != 0 && leaf7.edx & (1 << 25) != 0;
-        has_tiles && request_permission()
-    })
-}
-
-/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: Linux (5.16+) enables the 8 KiB tile state
-/// for a process only when asked; without it the first tile instruction faults.
-fn request_permission() -> bool {
-    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-    const XFEATURE_XTILEDATA: libc::c_long = 18;
-    // SAFETY: a plain system call with integer arguments; it changes only this process's permissions.
-    unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
-}
 
 /// A weight matrix in tile order (see the module docs).
 #[derive(Clone, Debug)]
@@ -244,7 +223,7 @@ unsafe fn block_sums<const Q4: bool, const SET: usize>(
 }
 
 /// Unpacks the 4-bit blocks of weight-row tile `t` of `w` (rows `16t..16t+16`, in the block layout of
-/// the module docs of [`super`]) into `out`: block `b` as 512 bytes at `b * 512`, row `r`'s element `e`
+/// the module docs of [`crate::engine::kernels`]) into `out`: block `b` as 512 bytes at `b * 512`, row `r`'s element `e`
 /// at byte `r * 32 + e` (0..=15). Rows past the last are zero.
 ///
 /// In a full group, part `u` (32 bytes) holds at bytes `4l..4l+4` elements `4u..4u+4` of block `l`
@@ -354,11 +333,11 @@ impl Step {
     }
 }
 
-/// See [`super::matmul_rows`]; `wa` and `xa` are `w` and `x` in tile order.
+/// See [`crate::engine::kernels::Kernels::matmul_rows`]; `wa` and `xa` are `w` and `x` in tile order.
 ///
 /// # Safety
-/// The AMX path's CPU features and permission ([`available`]); arguments as checked by
-/// [`super::matmul_rows`]; `wa` built from `w`, `xa` prepared from `x`.
+/// The AMX path's CPU features and permission ([`crate::arch::KernelPath::check_available`]);
+/// arguments as checked by [`crate::engine::kernels::Kernels::matmul_rows`]; `wa` built from `w`, `xa` prepared from `x`.
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn matmul_rows(
@@ -392,7 +371,7 @@ pub unsafe fn matmul_rows(
 /// AVX-512 F, BW and VL.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
-pub(super) unsafe fn widen_half(src: &[f16], dst: &mut [f32]) {
+pub(in crate::engine::kernels) unsafe fn widen_half(src: &[f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len());
     let (s, d) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
     let mut i = 0;
@@ -492,7 +471,7 @@ unsafe fn tiles_product<const Q4: bool>(
     }
 
     // Lane accumulators of the current pair (lanes past `blocks` stay +0.0, see the module docs of
-    // [`super`]), and those of the lane in progress.
+    // [`crate::engine::kernels`]), and those of the lane in progress.
     let mut lanes = [[_mm512_setzero_ps(); TILE]; LANES];
     let mut acc = [_mm512_setzero_ps(); TILE];
     // Scales, then minimums, of the current weight tile's rows widened to f32: row `n`'s at
