@@ -3,6 +3,9 @@
 //! Every tool (llmzip included) runs as a child process reading a file on stdin and writing stdout to a
 //! file, so wall time and peak memory (the child's own `ru_maxrss`, from `wait4`) are measured the same way
 //! for all of them. Every round trip is compared byte for byte; a mismatch is an error, not a footnote.
+//!
+//! llmzip's own figures (the model's ideal code length) come as data: the child appends a
+//! [`Stats::record`] to a file named by its hidden `--stats-file` flag, never from the human `-v` line.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -11,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::pipeline::Stats;
+
 /// A compressor run at its strongest usual setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tool {
@@ -18,6 +23,8 @@ pub struct Tool {
     pub program: OsString,
     pub compress: Vec<OsString>,
     pub decompress: Vec<OsString>,
+    /// The flag that makes compression append a statistics record to the path after it (llmzip only).
+    pub stats_flag: Option<OsString>,
 }
 
 /// The external tools `--against` may name, with the settings the README quotes.
@@ -53,20 +60,26 @@ impl Tool {
             program: name.into(),
             compress: c.iter().map(OsString::from).collect(),
             decompress: d.iter().map(OsString::from).collect(),
+            stats_flag: None,
         })
     }
 
     /// This llmzip binary with the given extra compression arguments (model, context...).
     pub fn llmzip(exe: PathBuf, extra: &[OsString]) -> Tool {
-        // -v: the statistics line carries the model's ideal code length (see `ideal_from_stats`).
-        let mut compress: Vec<OsString> = vec!["c".into(), "-v".into(), "-c".into()];
+        let mut compress: Vec<OsString> = vec!["c".into(), "-q".into(), "-c".into()];
         compress.extend(extra.iter().cloned());
         let mut decompress: Vec<OsString> = vec!["d".into(), "-q".into(), "-c".into()];
         // Decompression takes the model from the archive unless it is a local file, which must be passed.
         if let Some(i) = extra.iter().position(|a| a == "--model") {
             decompress.extend(extra[i..(i + 2).min(extra.len())].iter().cloned());
         }
-        Tool { name: "llmzip".into(), program: exe.into(), compress, decompress }
+        Tool {
+            name: "llmzip".into(),
+            program: exe.into(),
+            compress,
+            decompress,
+            stats_flag: Some("--stats-file".into()),
+        }
     }
 
     /// Whether the program can be found (a path that exists, or a name on PATH).
@@ -83,7 +96,7 @@ impl Tool {
 
 /// One row of the table.
 #[derive(Clone, Debug)]
-pub enum Row {
+pub enum BenchRow {
     Measured(Measurement),
     Skipped { file: String, tool: String, why: String },
 }
@@ -110,18 +123,34 @@ impl Measurement {
     }
 }
 
-/// Runs `tool` on `input` (already cut to the bytes to measure) and verifies the round trip, using
-/// `compressed` and `restored` as scratch files (the caller owns and removes them).
+/// The scratch files of one measurement; the caller owns and removes them.
+pub struct Scratch<'a> {
+    pub compressed: &'a Path,
+    pub restored: &'a Path,
+    /// Where a tool with a [`Tool::stats_flag`] appends its record; must be empty.
+    pub stats: &'a Path,
+}
+
+/// Runs `tool` on `input` (already cut to the bytes to measure) and verifies the round trip.
 pub fn measure(
     tool: &Tool,
     file_label: &str,
     input: &Path,
-    compressed: &Path,
-    restored: &Path,
+    scratch: &Scratch<'_>,
 ) -> Result<Measurement, BenchError> {
-    let (compress_seconds, compress_peak, stderr) = run(tool, &tool.compress, input, compressed, file_label)?;
+    let mut compress_args = tool.compress.clone();
+    if let Some(flag) = &tool.stats_flag {
+        compress_args.extend([flag.clone(), scratch.stats.as_os_str().to_owned()]);
+    }
+    let (compressed, restored) = (scratch.compressed, scratch.restored);
+    let (compress_seconds, compress_peak, _) = run(tool, &compress_args, input, compressed, file_label)?;
     let (decompress_seconds, decompress_peak, _) =
         run(tool, &tool.decompress, compressed, restored, file_label)?;
+    let ideal = match tool.stats_flag {
+        // No model-coded window (every chunk stored): no model figure, as for the other tools.
+        Some(_) => Some(ideal_from_record(tool, file_label, &read(scratch.stats)?)?).filter(|i| i.1 > 0),
+        None => None,
+    };
     let original = read(input)?;
     if read(restored)? != original {
         return Err(BenchError::RoundTrip { tool: tool.name.clone(), file: file_label.to_string() });
@@ -135,18 +164,22 @@ pub fn measure(
         decompress_seconds,
         compress_peak,
         decompress_peak,
-        ideal: ideal_from_stats(&stderr),
+        ideal,
     })
 }
 
-/// The model's ideal bytes and window count from llmzip's `-v` statistics line, which ends with
-/// `, model ideal N bytes over W windows` (see [`crate::cli::run::IDEAL_MARK`]); None for other tools.
-fn ideal_from_stats(stderr: &str) -> Option<(f64, u64)> {
-    let tail = stderr.lines().rev().find_map(|l| l.split_once(crate::cli::run::IDEAL_MARK))?.1;
-    let mut words = tail.split_whitespace();
-    let bytes = words.next()?.parse().ok()?;
-    let windows = words.nth(2)?.parse().ok()?;
-    Some((bytes, windows))
+/// The model's ideal bytes and window count from the one statistics record the compressing child wrote.
+fn ideal_from_record(tool: &Tool, file: &str, record: &[u8]) -> Result<(f64, u64), BenchError> {
+    let text = String::from_utf8_lossy(record);
+    let mut lines = text.lines();
+    match (lines.next().and_then(Stats::from_record), lines.next()) {
+        (Some((_, _, stats)), None) => Ok((stats.ideal_bits / 8.0, stats.windows)),
+        _ => Err(BenchError::ToolFailed {
+            tool: tool.name.clone(),
+            file: file.to_string(),
+            what: format!("expected one statistics record, found {:?}", text.trim_end()),
+        }),
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BenchError> {
@@ -233,10 +266,10 @@ fn wait_with_rusage(mut child: std::process::Child) -> std::io::Result<((bool, i
 
 /// Formats the rows as a Markdown table (or tab-separated values with `robot`), with each tool's size
 /// relative to xz's on the same file when xz was measured.
-pub fn format_table(rows: &[Row], robot: bool) -> String {
+pub fn format_table(rows: &[BenchRow], robot: bool) -> String {
     let xz_size = |file: &str| {
         rows.iter().find_map(|r| match r {
-            Row::Measured(m) if m.file == file && m.tool == "xz" => Some(m.compressed),
+            BenchRow::Measured(m) if m.file == file && m.tool == "xz" => Some(m.compressed),
             _ => None,
         })
     };
@@ -264,12 +297,12 @@ pub fn format_table(rows: &[Row], robot: bool) -> String {
     }
     for row in rows {
         let cells: Vec<String> = match row {
-            Row::Skipped { file, tool, why } => {
+            BenchRow::Skipped { file, tool, why } => {
                 let mut c = vec![file.clone(), tool.clone(), format!("skipped: {why}")];
                 c.resize(header.len(), String::new());
                 c
             }
-            Row::Measured(m) => {
+            BenchRow::Measured(m) => {
                 let kbs = |s: f64| {
                     if s > 0.0 { format!("{:.1}", m.original as f64 / 1000.0 / s) } else { "-".into() }
                 };
@@ -306,8 +339,8 @@ pub fn format_table(rows: &[Row], robot: bool) -> String {
 mod tests {
     use super::*;
 
-    fn m(tool: &str, compressed: u64) -> Row {
-        Row::Measured(Measurement {
+    fn m(tool: &str, compressed: u64) -> BenchRow {
+        BenchRow::Measured(Measurement {
             file: "f".into(),
             tool: tool.into(),
             original: 1000,
@@ -325,7 +358,7 @@ mod tests {
         let rows = vec![
             m("xz", 400),
             m("llmzip", 200),
-            Row::Skipped { file: "f".into(), tool: "zstd".into(), why: "not found on PATH".into() },
+            BenchRow::Skipped { file: "f".into(), tool: "zstd".into(), why: "not found on PATH".into() },
         ];
         let md = format_table(&rows, false);
         let lines: Vec<&str> = md.lines().collect();
@@ -344,14 +377,14 @@ mod tests {
     }
 
     #[test]
-    fn the_ideal_code_length_is_read_from_the_statistics_line() {
-        let line = format!(
-            "-: 1000 -> 250 bytes, ratio 0.250, 2.000 bits/byte{}240 bytes over 2 windows\n",
-            crate::cli::run::IDEAL_MARK
-        );
-        assert_eq!(ideal_from_stats(&line), Some((240.0, 2)));
-        assert_eq!(ideal_from_stats("-: 1000 -> 250 bytes, ratio 0.250\n"), None);
-        assert_eq!(ideal_from_stats(""), None);
+    fn the_ideal_code_length_is_read_from_the_statistics_record() {
+        let tool = Tool::llmzip("llmzip".into(), &[]);
+        let stats = Stats { ideal_bits: 1920.0, windows: 2, ..Stats::default() };
+        let record = stats.record("compress", "-");
+        assert_eq!(ideal_from_record(&tool, "f", record.as_bytes()).unwrap(), (240.0, 2));
+        assert!(ideal_from_record(&tool, "f", b"").is_err(), "no record");
+        assert!(ideal_from_record(&tool, "f", record.repeat(2).as_bytes()).is_err(), "two records");
+        assert!(ideal_from_record(&tool, "f", b"-: 1000 -> 250 bytes\n").is_err(), "human text");
     }
 
     #[test]

@@ -13,8 +13,49 @@
 //! ```
 //!
 //! Layers never import upward: `arch` (the determinism substrate: kernel paths, lane structure, our own
-//! `exp`) is at the bottom; `coder`, `quant` and `container` know nothing of models or files; only
-//! `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub.
+//! `exp`) is at the bottom; `coder`, `quant`, `container` and `hex` know nothing of models or files;
+//! only `model`, `tokenizer` and `engine` touch candle, tokenizers or hf-hub. Above them, `pipeline`
+//! joins the layers, `bench` runs compressors as child processes (reading llmzip's figures
+//! from its statistics records, never from its human output), and `cli` sits on top.
+//!
+//! # Example
+//!
+//! Compress and decompress a few bytes with the library API. The model here is a tiny synthetic one
+//! written on the spot, so the example needs no download; a real run names a registry model or a GGUF
+//! file in `CodecOptions::model` (`None` is the registry default).
+//!
+//! ```
+//! use std::io::Cursor;
+//!
+//! use llmzip::io::NoProgress;
+//! use llmzip::pipeline::{CodecOptions, compress, decompress};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let model = dir.path().join("synthetic.gguf");
+//! llmzip::engine::synthetic::write_synthetic_llama(&model, 1)?;
+//! let opts = CodecOptions {
+//!     model: Some(model.display().to_string()),
+//!     context: 64,
+//!     overlap: 16,
+//!     // Code with the model even though storing these few bytes would be smaller.
+//!     force_model: true,
+//!     ..CodecOptions::default()
+//! };
+//!
+//! let text = b"To be, or not to be, that is the question.";
+//! let mut archive = Vec::new();
+//! let stats = compress(&mut Cursor::new(text), &mut archive, &opts, &NoProgress)?;
+//! assert_eq!(stats.original_bytes, text.len() as u64);
+//! assert!(archive.starts_with(&llmzip::container::MAGIC));
+//!
+//! let mut restored = Vec::new();
+//! decompress(&mut Cursor::new(&archive), &mut restored, &opts, &NoProgress)?;
+//! assert_eq!(restored, text);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! To code many streams, open the model once: [`pipeline::Session::open`] with
+//! [`pipeline::compress_with`], or a [`pipeline::Sessions`] with [`pipeline::decompress_with`].
 
 pub mod arch;
 pub mod bench;
@@ -22,6 +63,7 @@ pub mod cli;
 pub mod coder;
 pub mod container;
 pub mod engine;
+pub mod hex;
 pub mod io;
 pub mod model;
 pub mod pipeline;

@@ -8,10 +8,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// The default window length in tokens (`--context`).
-pub const DEFAULT_CONTEXT: u32 = 2048;
-/// The default number of already-coded tokens that start each later window (`--overlap`).
-pub const DEFAULT_OVERLAP: u32 = 256;
 /// The smallest and largest `--context` accepted at parse time; the model's own limit is checked later.
 pub const CONTEXT_RANGE: std::ops::RangeInclusive<i64> = 16..=8192;
 
@@ -91,14 +87,18 @@ pub struct FileArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
+    /// Append one machine-readable statistics record per finished file to PATH (see
+    /// `pipeline::Stats::record`); for `llmzip bench` and scripts, which must not parse the `-v` line.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub stats_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub codec: CodecArgs,
 }
 
-/// How the model is run; recorded in the archive by `c`, so `d` needs none of it except `--model`
-/// (to point at a local copy of the archive's model) and `--threads`.
+/// The flags of every command that runs the model (`c`, `d`, `t`, `l`, `eval`, `bench`), declared once.
 #[derive(Debug, Clone, Default, Args)]
-pub struct CodecArgs {
+pub struct RunArgs {
     /// Model id from `llmzip models list`, or the path of a GGUF file.
     #[arg(long, value_name = "ID|PATH")]
     pub model: Option<String>,
@@ -108,14 +108,22 @@ pub struct CodecArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(CONTEXT_RANGE))]
     pub context: Option<u32>,
 
+    /// Worker threads. [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub threads: Option<usize>,
+}
+
+/// How the model is run; recorded in the archive by `c`, so `d` needs none of it except `--model`
+/// (to point at a local copy of the archive's model) and `--threads`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CodecArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
     /// Tokens from the previous window that start each later one, so the model never starts cold.
     /// Must be less than --context. [default: 256, or context/2 when that is smaller]
     #[arg(long, value_name = "K")]
     pub overlap: Option<u32>,
-
-    /// Worker threads. [default: all cores]
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
-    pub threads: Option<usize>,
 }
 
 /// `l`: the shared flags plus the output format.
@@ -154,21 +162,12 @@ pub enum ModelsCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// Files to measure.
+    /// Files to measure (every window starts fresh).
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
-    /// Tokens per window, each window starting fresh. [default: 2048]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(CONTEXT_RANGE))]
-    pub context: Option<u32>,
-
-    /// Model id or path of a GGUF file.
-    #[arg(long, value_name = "ID|PATH")]
-    pub model: Option<String>,
-
-    /// Worker threads. [default: all cores]
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -189,17 +188,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub robot: bool,
 
-    /// Model id or path of a GGUF file.
-    #[arg(long, value_name = "ID|PATH")]
-    pub model: Option<String>,
-
-    /// Tokens per window. [default: 2048]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(CONTEXT_RANGE))]
-    pub context: Option<u32>,
-
-    /// Worker threads. [default: all cores]
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[cfg(test)]
@@ -253,8 +243,11 @@ mod tests {
         assert!(a.stdout && a.force && a.keep && a.remove);
         assert_eq!(a.verbose, 2);
         assert_eq!(a.files, vec![PathBuf::from("-"), PathBuf::from("x")]);
-        assert_eq!(a.codec.model.as_deref(), Some("m"));
-        assert_eq!((a.codec.context, a.codec.overlap, a.codec.threads), (Some(512), Some(64), Some(3)));
+        assert_eq!(a.codec.run.model.as_deref(), Some("m"));
+        assert_eq!(
+            (a.codec.run.context, a.codec.overlap, a.codec.run.threads),
+            (Some(512), Some(64), Some(3))
+        );
     }
 
     #[test]
@@ -295,6 +288,39 @@ mod tests {
         assert_eq!(b.max_bytes, Some(100));
         let Command::Bench(b) = parse(&["bench", "a"]).unwrap().command else { panic!("not bench") };
         assert_eq!(b.against, vec!["gzip", "bzip2", "xz", "zstd"]);
+    }
+
+    #[test]
+    fn model_flags_are_the_same_on_every_command_that_runs_the_model() {
+        for command in ["c", "d", "t", "l", "eval", "bench"] {
+            let args = [command, "f", "--model", "m", "--context", "64", "--threads", "2"];
+            let run = match parse(&args).unwrap_or_else(|e| panic!("{command}: {e}")).command {
+                Command::Compress(a) | Command::Decompress(a) | Command::Test(a) => a.codec.run,
+                Command::List(l) => l.files.codec.run,
+                Command::Eval(e) => e.run,
+                Command::Bench(b) => b.run,
+                Command::Models(_) => unreachable!(),
+            };
+            assert_eq!((run.model.as_deref(), run.context, run.threads), (Some("m"), Some(64), Some(2)));
+        }
+    }
+
+    #[test]
+    fn the_help_quotes_the_pipelines_defaults() {
+        use crate::pipeline::params::{DEFAULT_CONTEXT, DEFAULT_OVERLAP};
+        let help = Cli::command().find_subcommand_mut("compress").unwrap().render_long_help().to_string();
+        assert!(help.contains(&format!("[default: {DEFAULT_CONTEXT}]")), "{help}");
+        assert!(help.contains(&format!("[default: {DEFAULT_OVERLAP},")), "{help}");
+    }
+
+    #[test]
+    fn the_stats_file_flag_is_hidden_but_parsed() {
+        let Command::Compress(a) = parse(&["c", "--stats-file", "s.tsv", "x"]).unwrap().command else {
+            panic!("not compress")
+        };
+        assert_eq!(a.stats_file, Some(PathBuf::from("s.tsv")));
+        let help = Cli::command().find_subcommand_mut("compress").unwrap().render_long_help().to_string();
+        assert!(!help.contains("stats-file"), "{help}");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::args::{Command, DEFAULT_CONTEXT, DEFAULT_OVERLAP, FileArgs};
+use super::args::{Command, FileArgs};
+use crate::pipeline::params::{DEFAULT_CONTEXT, default_overlap};
 
 /// The suffix of llmzip archives.
 pub const SUFFIX: &str = ".lz";
@@ -164,6 +165,8 @@ pub struct Plan {
     pub items: Vec<Item>,
     pub settings: Settings,
     pub verbosity: Verbosity,
+    /// `--stats-file`: where each finished job appends its statistics record.
+    pub stats_file: Option<PathBuf>,
 }
 
 /// A command that is refused as a whole: nothing is read or written.
@@ -269,19 +272,19 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         }
     }
 
-    let context = args.codec.context.unwrap_or(DEFAULT_CONTEXT);
+    let context = args.codec.run.context.unwrap_or(DEFAULT_CONTEXT);
     let overlap = match args.codec.overlap {
         Some(overlap) if overlap >= context => {
             return Err(UsageError::OverlapTooLarge { overlap, context });
         }
         Some(overlap) => overlap,
-        None => DEFAULT_OVERLAP.min(context / 2),
+        None => default_overlap(context),
     };
     let settings = Settings {
-        model: args.codec.model.clone(),
+        model: args.codec.run.model.clone(),
         context,
         overlap,
-        threads: args.codec.threads.unwrap_or(env.available_threads).max(1),
+        threads: args.codec.run.threads.unwrap_or(env.available_threads).max(1),
     };
 
     let items: Vec<Item> = inputs
@@ -302,7 +305,7 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         }
     }
 
-    Ok(Plan { operation, items, settings, verbosity })
+    Ok(Plan { operation, items, settings, verbosity, stats_file: args.stats_file.clone() })
 }
 
 fn plan_one(
@@ -402,7 +405,7 @@ fn skip(severity: Severity, subject: &Path, message: String) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::args::CodecArgs;
+    use crate::cli::args::{CodecArgs, RunArgs};
     use std::collections::HashMap;
 
     /// A fixed picture of the filesystem: paths and what they are, plus pairs that are the same file.
@@ -833,8 +836,10 @@ mod tests {
         let p = plan(C, &files(&[]), &env(&fs)).unwrap();
         assert_eq!(p.settings, Settings { model: None, context: 2048, overlap: 256, threads: 4 });
         let mut a = files(&[]);
-        a.codec =
-            CodecArgs { model: Some("m.gguf".into()), context: Some(100), overlap: None, threads: Some(1) };
+        a.codec = CodecArgs {
+            run: RunArgs { model: Some("m.gguf".into()), context: Some(100), threads: Some(1) },
+            overlap: None,
+        };
         let p = plan(C, &a, &env(&fs)).unwrap();
         assert_eq!(
             p.settings,
@@ -848,7 +853,7 @@ mod tests {
     fn overlap_must_stay_below_context() {
         let fs = Fake::default();
         let mut a = files(&[]);
-        a.codec.context = Some(512);
+        a.codec.run.context = Some(512);
         a.codec.overlap = Some(512);
         assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::OverlapTooLarge { overlap: 512, context: 512 }));
         a.codec.overlap = Some(511);

@@ -1,12 +1,17 @@
 //! Acting on a [`Plan`]: open each input, create its output, call the pipeline, commit, tell.
 //!
-//! This is the only CLI module that calls [`crate::pipeline`]; what it needs from there is:
+//! This is the only CLI module that calls [`crate::pipeline`] for file jobs; what it needs from there is:
 //! - `CodecOptions { model, context, overlap, threads, kernel }`;
-//! - `compress` and `decompress(&mut dyn Read, &mut dyn Write, &CodecOptions, &dyn Progress)
-//!   -> Result<Stats, PipelineError>` (`t` is `decompress` into [`std::io::sink`]);
+//! - [`Sessions`]: the run's model, opened on the first job that needs it and kept for every later
+//!   one, so `llmzip c a b c` resolves, hashes, loads and self-checks the model once;
+//! - `compress_with` and `decompress_with(.., &mut dyn Read, &mut dyn Write, &CodecOptions, &dyn Progress)
+//!   -> Result<Stats, PipelineError>` (`t` is `decompress_with` into [`std::io::sink`]);
 //! - `list(&mut dyn ReadSeek, &CodecOptions) -> Result<ArchiveInfo, PipelineError>`;
 //! - `PipelineError: std::error::Error + 'static` whose `source()` chain reaches the `io::Error` of a
 //!   failed read or write (so a closed stdout pipe is recognised; see also [`StdoutSink`]).
+//!
+//! The model's download and hashing bar is made here (hidden with `-q`) and handed down: the pipeline
+//! draws nothing itself.
 
 use std::fmt::Write as _;
 use std::fs::{File, Metadata};
@@ -20,8 +25,8 @@ use super::plan::{Env, Input, Item, Job, Operation, Output, PathProbe, Plan, Set
 use super::report::{Reporter, is_broken_pipe, one_line};
 use crate::io::fs::copy_metadata;
 use crate::io::stdio::{self, StdoutSink};
-use crate::io::{AtomicFile, ProgressBar};
-use crate::pipeline::{self, CodecOptions, PipelineError, Stats};
+use crate::io::{AtomicFile, StderrProgress};
+use crate::pipeline::{self, CodecOptions, PipelineError, Sessions, Stats};
 
 /// Read buffer for input files.
 const INPUT_BUFFER: usize = 256 * 1024;
@@ -49,6 +54,8 @@ pub enum JobError {
     NotSeekable(#[source] io::Error),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error("cannot append statistics to {}", path.display())]
+    StatsFile { path: PathBuf, source: io::Error },
 }
 
 /// The real environment for [`super::plan::plan`].
@@ -61,6 +68,8 @@ pub fn system_env(paths: &dyn PathProbe) -> Env<'_> {
     }
 }
 
+/// The pipeline's options for the planned settings; the window and chunk settings the CLI has no flag
+/// for keep the pipeline's defaults.
 pub fn codec_options(settings: &Settings) -> CodecOptions {
     CodecOptions {
         model: settings.model.clone(),
@@ -92,6 +101,12 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
         ));
     }
 
+    let model_progress = if reporter.verbosity() == Verbosity::Quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::model::progress_bar()
+    };
+    let mut sessions = Sessions::new(&opts, model_progress);
     let mut stdout: Option<StdoutSink> = None;
     let mut rows = Vec::new();
     for item in &plan.items {
@@ -103,6 +118,7 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
             Item::Run(job) => job,
         };
         let name = job.input.display();
+        let opened = sessions.opened();
         let result = match plan.operation {
             Operation::List { .. } => list_job(job, &opts).map(|row| {
                 if row.check != "ok" {
@@ -111,10 +127,29 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
                 rows.push(row);
                 None
             }),
-            op => run_job(op, job, &opts, &mut stdout, show_progress, reporter).map(Some),
+            op => run_job(op, job, &opts, &mut sessions, &mut stdout, show_progress, reporter).map(Some),
         };
+        if sessions.opened() > opened
+            && matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2)
+            && let Some(s) = sessions.current()
+        {
+            reporter.info(&format!(
+                "model {} (sha256 {}) set up: {} kernels, {} threads",
+                s.model.id,
+                crate::hex::encode(&s.model.sha256),
+                s.engine.kernel().name(),
+                s.engine.threads()
+            ));
+        }
         match result {
-            Ok(Some(stats)) => reporter.info(&stats_line(plan.operation, &name, &stats)),
+            Ok(Some(stats)) => {
+                reporter.info(&stats_line(plan.operation, &name, &stats));
+                if let Some(path) = &plan.stats_file
+                    && let Err(e) = append_record(path, &stats.record(&plan.operation.to_string(), &name))
+                {
+                    reporter.error(Some(&name), &e);
+                }
+            }
             Ok(None) => {}
             Err(e) => {
                 let pipe_closed = stdout.as_ref().is_some_and(StdoutSink::is_broken) || is_broken_pipe(&e);
@@ -161,19 +196,32 @@ fn open(input: &Input) -> Result<Source, JobError> {
     }
 }
 
+/// `--stats-file`: appends one record; the file is opened for each so that records of several runs
+/// (a script's loop, `bench`'s children) accumulate in it.
+fn append_record(path: &Path, record: &str) -> Result<(), JobError> {
+    let append = || -> io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        file.write_all(record.as_bytes())
+    };
+    append().map_err(|source| JobError::StatsFile { path: path.to_owned(), source })
+}
+
 fn run_job(
     op: Operation,
     job: &Job,
     opts: &CodecOptions,
+    sessions: &mut Sessions,
     stdout: &mut Option<StdoutSink>,
     show_progress: bool,
     reporter: &mut Reporter,
 ) -> Result<Stats, JobError> {
     let mut source = open(&job.input)?;
-    let progress = ProgressBar::new(&job.input.display(), source.size, show_progress);
-    let codec = |input: &mut dyn Read, output: &mut dyn Write| match op {
-        Operation::Compress => pipeline::compress(input, output, opts, &progress),
-        _ => pipeline::decompress(input, output, opts, &progress),
+    let progress = StderrProgress::new(&job.input.display(), source.size, show_progress);
+    let mut codec = |input: &mut dyn Read, output: &mut dyn Write| match op {
+        Operation::Compress => {
+            pipeline::compress_with(sessions.for_compression()?, input, output, opts, &progress)
+        }
+        _ => pipeline::decompress_with(sessions, input, output, opts, &progress),
     };
 
     let stats = match &job.output {
@@ -263,9 +311,9 @@ pub fn stats_line(op: Operation, name: &str, s: &Stats) -> String {
     line
 }
 
-/// Introduces the model's ideal code length in the compression `-v` line; `llmzip bench` reads the
-/// figure after it.
-pub const IDEAL_MARK: &str = ", model ideal ";
+/// Introduces the model's ideal code length in the compression `-v` line. For people only: programs
+/// read the same figure from `--stats-file` records.
+const IDEAL_MARK: &str = ", model ideal ";
 
 #[cfg(test)]
 mod tests {

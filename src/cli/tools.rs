@@ -8,11 +8,12 @@ use std::path::Path;
 
 use super::args::{BenchArgs, EvalArgs, ModelsCommand};
 use super::report::{EXIT_ERROR, Reporter};
-use crate::bench::{self, Row, Tool};
+use crate::bench::{self, BenchRow, Scratch, Tool};
 use crate::io::AtomicFile;
 use crate::io::stdio::StdoutSink;
 use crate::model;
 use crate::pipeline::eval::{EvalReport, eval};
+use crate::pipeline::params::DEFAULT_CONTEXT;
 use crate::pipeline::{CodecOptions, Session};
 
 /// Writes `text` to stdout; a reader that closed the pipe early is not an error.
@@ -72,12 +73,15 @@ pub fn models(command: &ModelsCommand, reporter: &mut Reporter) -> u8 {
 /// `llmzip eval FILE...`: the model's ideal bits per byte, with fresh windows of N positions.
 pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
     let opts = CodecOptions {
-        model: args.model.clone(),
-        threads: args.threads.unwrap_or(0),
+        model: args.run.model.clone(),
+        threads: args.run.threads.unwrap_or(0),
         ..CodecOptions::default()
     };
-    let context = args.context.unwrap_or(opts.context) as usize;
-    let session = match Session::open(opts.model.as_deref(), &opts) {
+    let context = args.run.context.unwrap_or(DEFAULT_CONTEXT);
+    let bar = model::progress_bar();
+    let session = Session::open(&opts, &bar);
+    bar.finish_and_clear();
+    let session = match session {
         Ok(s) => s,
         Err(e) => {
             reporter.error(None, &e);
@@ -147,13 +151,13 @@ pub fn bench_files(args: &BenchArgs, reporter: &mut Reporter) -> u8 {
         }
     };
     let mut extra: Vec<std::ffi::OsString> = Vec::new();
-    if let Some(m) = &args.model {
+    if let Some(m) = &args.run.model {
         extra.extend(["--model".into(), m.into()]);
     }
-    if let Some(c) = args.context {
+    if let Some(c) = args.run.context {
         extra.extend(["--context".into(), c.to_string().into()]);
     }
-    if let Some(t) = args.threads {
+    if let Some(t) = args.run.threads {
         extra.extend(["--threads".into(), t.to_string().into()]);
     }
     tools.push(Tool::llmzip(exe, &extra));
@@ -177,18 +181,20 @@ pub fn bench_files(args: &BenchArgs, reporter: &mut Reporter) -> u8 {
         for tool in &tools {
             spinner.set_message(format!("{label}: {}", tool.name));
             if !tool.available() {
-                rows.push(Row::Skipped {
+                rows.push(BenchRow::Skipped {
                     file: label.clone(),
                     tool: tool.name.clone(),
                     why: "not found on PATH".into(),
                 });
                 continue;
             }
-            match scratch_pair(&tool.name).and_then(|(c, r)| {
-                bench::measure(tool, &label, input.temp_path(), c.temp_path(), r.temp_path())
+            match scratch_files(&tool.name).and_then(|[c, r, s]| {
+                let scratch =
+                    Scratch { compressed: c.temp_path(), restored: r.temp_path(), stats: s.temp_path() };
+                bench::measure(tool, &label, input.temp_path(), &scratch)
                     .map_err(|e| io::Error::other(e.to_string()))
             }) {
-                Ok(m) => rows.push(Row::Measured(m)),
+                Ok(m) => rows.push(BenchRow::Measured(m)),
                 Err(e) => reporter.error(Some(&label), &e),
             }
         }
@@ -207,9 +213,14 @@ fn cut_copy(file: &Path, max: Option<u64>) -> io::Result<AtomicFile> {
     Ok(copy)
 }
 
-/// Temp files for one tool's compressed and restored output; removed when dropped or on Ctrl-C.
-fn scratch_pair(tool: &str) -> io::Result<(AtomicFile, AtomicFile)> {
-    Ok((scratch(&format!("{tool}.cmp"))?, scratch(&format!("{tool}.out"))?))
+/// Temp files for one tool's compressed and restored output and its statistics record; removed when
+/// dropped or on Ctrl-C.
+fn scratch_files(tool: &str) -> io::Result<[AtomicFile; 3]> {
+    Ok([
+        scratch(&format!("{tool}.cmp"))?,
+        scratch(&format!("{tool}.out"))?,
+        scratch(&format!("{tool}.stats"))?,
+    ])
 }
 
 fn scratch(name: &str) -> io::Result<AtomicFile> {

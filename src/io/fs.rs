@@ -15,7 +15,7 @@ pub enum PathKind {
     Other,
 }
 
-/// Questions about paths that the planner ([`crate::cli::plan::plan`]) asks; the real answers come from
+/// Questions about paths that the CLI's planner asks; the real answers come from
 /// [`SystemPaths`], tests give fixed ones.
 pub trait PathProbe {
     /// What `path` is, following symbolic links.

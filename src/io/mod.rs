@@ -13,7 +13,7 @@ pub mod progress;
 pub mod stdio;
 
 pub use atomic::AtomicFile;
-pub use progress::{NoProgress, Progress, ProgressBar};
+pub use progress::{NoProgress, Progress, StderrProgress};
 
 /// A readable, seekable source: what `list` needs to read an archive's header and trailing index
 /// without reading everything in between.

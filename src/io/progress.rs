@@ -26,15 +26,16 @@ impl Progress for NoProgress {
     fn add_output(&self, _bytes: u64) {}
 }
 
-/// A progress bar on stderr over the input's bytes: done, rate and ETA when the input size is known
+/// A progress bar on stderr over the input's bytes (named for where it draws, so it is not mistaken for
+/// indicatif's `ProgressBar` it wraps): done, rate and ETA when the input size is known
 /// (a file), a spinner with the count and rate otherwise (a pipe). The output's size follows as the
 /// message.
-pub struct ProgressBar {
+pub struct StderrProgress {
     bar: indicatif::ProgressBar,
     output: AtomicU64,
 }
 
-impl ProgressBar {
+impl StderrProgress {
     /// `label` names the input; `total` is its size in bytes when known. A bar that is not `visible`
     /// draws nothing and costs almost nothing.
     pub fn new(label: &str, total: Option<u64>, visible: bool) -> Self {
@@ -60,7 +61,7 @@ impl ProgressBar {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_prefix(label.to_owned());
-        ProgressBar { bar, output: AtomicU64::new(0) }
+        StderrProgress { bar, output: AtomicU64::new(0) }
     }
 
     /// Removes the bar from the terminal, so the next line on stderr starts clean.
@@ -79,7 +80,7 @@ impl ProgressBar {
     }
 }
 
-impl Progress for ProgressBar {
+impl Progress for StderrProgress {
     fn add_input(&self, bytes: u64) {
         self.bar.inc(bytes);
     }
@@ -92,7 +93,7 @@ impl Progress for ProgressBar {
     }
 }
 
-impl Drop for ProgressBar {
+impl Drop for StderrProgress {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
     }
@@ -104,7 +105,7 @@ mod tests {
 
     #[test]
     fn hidden_bar_still_counts_from_several_threads() {
-        let bar = ProgressBar::new("x", Some(1000), false);
+        let bar = StderrProgress::new("x", Some(1000), false);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
@@ -128,6 +129,6 @@ mod tests {
             });
         }
         takes(&NoProgress);
-        takes(&ProgressBar::new("y", None, false));
+        takes(&StderrProgress::new("y", None, false));
     }
 }

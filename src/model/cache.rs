@@ -26,10 +26,11 @@ pub struct Cache {
 }
 
 /// What the cache holds for one entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum CacheState {
     Missing,
-    Valid,
+    /// The file is the entry's; the map is the one that was hashed, for the caller to parse.
+    Valid(memmap2::Mmap),
     /// A file is there but its bytes are not the entry's.
     Corrupt {
         size: u64,
@@ -74,7 +75,7 @@ impl Cache {
         std::fs::metadata(self.entry_path(entry)).is_ok_and(|m| m.is_file() && m.len() == entry.size)
     }
 
-    /// Checks the cached file against the entry's size and sha256 (hashing it in full).
+    /// Checks the cached file against the entry's size and sha256 (hashing its mapped bytes in full).
     pub(crate) fn check(&self, entry: &ModelEntry, progress: &ProgressBar) -> Result<CacheState, ModelError> {
         let path = self.entry_path(entry);
         let len = match std::fs::metadata(&path) {
@@ -85,10 +86,11 @@ impl Cache {
         progress.set_length(len);
         progress.set_position(0);
         progress.set_message(format!("checking {}", entry.id));
-        let (size, sha256) =
-            hash::hash_file(&path, progress).map_err(|e| ModelError::io("read", &path, e))?;
+        let (map, sha256) =
+            hash::map_and_hash(&path, progress).map_err(|e| ModelError::io("read", &path, e))?;
+        let size = map.len() as u64;
         if size == entry.size && sha256 == entry.sha256 {
-            Ok(CacheState::Valid)
+            Ok(CacheState::Valid(map))
         } else {
             Ok(CacheState::Corrupt { size, sha256 })
         }

@@ -4,7 +4,6 @@
 //! only what it converts. Opening also checks that every tensor's data lies inside the file, so later
 //! slicing by [`GgufFile::tensor_bytes`] cannot go out of bounds on a truncated download.
 
-use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -39,18 +38,19 @@ impl GgufFile {
     /// Maps and parses `path`; a file that is not GGUF, or whose directory or tensor data is cut
     /// short, is an error naming the path and what was wrong.
     pub fn open(path: &Path) -> Result<GgufFile, ModelError> {
-        let file = File::open(path).map_err(|e| ModelError::io("open model file", path, e))?;
-        let len = file.metadata().map_err(|e| ModelError::io("read model file", path, e))?.len();
+        let mmap = super::hash::map_file(path).map_err(|e| ModelError::io("open model file", path, e))?;
+        Self::from_map(path, mmap)
+    }
+
+    /// Parses an already mapped file (the map whose bytes were just hashed, so the file is read once).
+    pub fn from_map(path: &Path, mmap: Mmap) -> Result<GgufFile, ModelError> {
+        let len = mmap.len();
         if len < 8 {
             return Err(ModelError::NotGguf {
                 path: path.to_path_buf(),
                 found: format!("it is only {len} bytes long"),
             });
         }
-        // SAFETY: the map is read-only. Another process truncating or rewriting the file while it is
-        // mapped could change what we read; llmzip's cache never rewrites a file in place (entries are
-        // replaced by rename), and a user-supplied file is the user's to keep still.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io("map", path, e))?;
         if &mmap[..4] != MAGIC {
             return Err(ModelError::NotGguf {
                 path: path.to_path_buf(),
@@ -124,6 +124,7 @@ fn describe_magic(head: &[u8]) -> String {
     if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         format!("`{}`", String::from_utf8_lossy(head))
     } else {
-        format!("bytes {}", head.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
+        let bytes: Vec<String> = head.iter().map(|b| crate::hex::encode(&[*b])).collect();
+        format!("bytes {}", bytes.join(" "))
     }
 }

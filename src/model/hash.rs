@@ -1,11 +1,14 @@
-//! sha256 of model files: hex text, streamed file hashing, and a writer that hashes and counts what
-//! passes through it, so a fetched file is verified from the very bytes that were written to disk.
+//! sha256 of model files: hex text, hashing a mapped file (so the bytes that were hashed are the very
+//! bytes the engine then reads, and the file is read once), streamed hashing of files that are only
+//! copied, and a writer that hashes and counts what passes through it, so a fetched file is verified
+//! from the very bytes that were written to disk.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use indicatif::ProgressBar;
+use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
 /// Reads in blocks of this size: large enough that hashing runs at memory speed, small enough that
@@ -14,25 +17,40 @@ const BLOCK: usize = 1 << 20;
 
 /// Lowercase hex of a digest, the form `sha256sum` prints and the registry stores.
 pub fn to_hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(digest)
 }
 
 /// Parses exactly 64 lowercase hex digits (uppercase is refused so the registry has one spelling).
 pub fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
+    crate::hex::decode(text)
+}
+
+/// Maps `path` read-only.
+pub fn map_file(path: &Path) -> io::Result<Mmap> {
+    let file = File::open(path)?;
+    // SAFETY: the map is read-only. Another process truncating or rewriting the file while it is
+    // mapped could change what we read; llmzip's cache never rewrites a file in place (entries are
+    // replaced by rename), and a user-supplied file is the user's to keep still.
+    unsafe { Mmap::map(&file) }
+}
+
+/// sha256 of `bytes`, in blocks so that `progress` advances as it goes.
+pub fn hash_bytes(bytes: &[u8], progress: &ProgressBar) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for block in bytes.chunks(BLOCK) {
+        hasher.update(block);
+        progress.inc(block.len() as u64);
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
+    hasher.finalize().into()
+}
+
+/// Maps `path` and hashes the mapped bytes: the caller keeps the map, so whatever reads the file next
+/// (the GGUF parser, the engine) reads exactly the bytes whose sha256 was checked, without reading the
+/// file a second time.
+pub fn map_and_hash(path: &Path, progress: &ProgressBar) -> io::Result<(Mmap, [u8; 32])> {
+    let map = map_file(path)?;
+    let sha256 = hash_bytes(&map, progress);
+    Ok((map, sha256))
 }
 
 /// Size and sha256 of a file, streamed (never the whole file in memory). Advances `progress` by the
@@ -117,6 +135,17 @@ mod tests {
         assert_eq!(parse_hex(&to_hex(&d)[..62]), None);
         assert_eq!(parse_hex(&to_hex(&d).to_uppercase()), None);
         assert_eq!(parse_hex(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn a_mapped_file_hashes_like_a_streamed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..3 * BLOCK + 17).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let (map, mapped) = map_and_hash(&path, &ProgressBar::hidden()).unwrap();
+        assert_eq!(&map[..], &bytes[..]);
+        assert_eq!(hash_file(&path, &ProgressBar::hidden()).unwrap(), (bytes.len() as u64, mapped));
     }
 
     #[test]

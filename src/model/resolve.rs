@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use indicatif::ProgressBar;
+use memmap2::Mmap;
 
 use super::cache::{Cache, CacheState};
 use super::error::{CorruptCache, FileId, ModelError, WrongFile};
@@ -113,14 +114,49 @@ impl Resolver {
 
     /// Resolves `--model ID|PATH`.
     pub fn resolve(&self, spec: &ModelSpec, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+        Ok(self.resolve_mapped(spec, progress)?.0)
+    }
+
+    /// Resolves `--model ID|PATH` and parses the file from the very map its sha256 was computed on: the
+    /// file is read once, and what the engine loads is exactly what was verified.
+    pub fn open(
+        &self,
+        spec: &ModelSpec,
+        progress: &ProgressBar,
+    ) -> Result<(ResolvedModel, GgufFile), ModelError> {
+        let (model, map) = self.resolve_mapped(spec, progress)?;
+        let gguf = match map {
+            Some(map) => GgufFile::from_map(&model.path, map)?,
+            // Freshly fetched: verified from the bytes as they were written, so only mapped now.
+            None => GgufFile::open(&model.path)?,
+        };
+        Ok((model, gguf))
+    }
+
+    /// The resolved model and, when its bytes were hashed here, the map they were hashed from.
+    fn resolve_mapped(
+        &self,
+        spec: &ModelSpec,
+        progress: &ProgressBar,
+    ) -> Result<(ResolvedModel, Option<Mmap>), ModelError> {
         match spec {
-            ModelSpec::Path(path) => self.resolve_path(path, progress),
-            ModelSpec::Id(id) => self.resolve_id(id, progress),
+            ModelSpec::Path(path) => {
+                self.resolve_path_mapped(path, progress).map(|(model, map)| (model, Some(map)))
+            }
+            ModelSpec::Id(id) => self.resolve_id_mapped(id, progress),
         }
     }
 
     /// A local file: hashes it and recognises registry models by their sha256.
     pub fn resolve_path(&self, path: &Path, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+        Ok(self.resolve_path_mapped(path, progress)?.0)
+    }
+
+    fn resolve_path_mapped(
+        &self,
+        path: &Path,
+        progress: &ProgressBar,
+    ) -> Result<(ResolvedModel, Mmap), ModelError> {
         let meta = std::fs::metadata(path).map_err(|e| ModelError::io("read model file", path, e))?;
         if !meta.is_file() {
             return Err(ModelError::NotGguf {
@@ -131,7 +167,9 @@ impl Resolver {
         progress.set_length(meta.len());
         progress.set_position(0);
         progress.set_message(format!("hashing {}", path.display()));
-        let (size, sha256) = hash::hash_file(path, progress).map_err(|e| ModelError::io("read", path, e))?;
+        let (map, sha256) =
+            hash::map_and_hash(path, progress).map_err(|e| ModelError::io("read", path, e))?;
+        let size = map.len() as u64;
         let known = self.registry.find_by_sha256(&sha256);
         let id = match known {
             Some(entry) => entry.id.clone(),
@@ -140,22 +178,31 @@ impl Resolver {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| path.display().to_string()),
         };
-        Ok(ResolvedModel {
+        let model = ResolvedModel {
             id,
             path: path.to_path_buf(),
             sha256,
             size,
             from_registry: known.is_some(),
             notes: Vec::new(),
-        })
+        };
+        Ok((model, map))
     }
 
     /// A registry id: the verified cache entry, or a fresh one from the entry's sources.
     pub fn resolve_id(&self, id: &str, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+        Ok(self.resolve_id_mapped(id, progress)?.0)
+    }
+
+    fn resolve_id_mapped(
+        &self,
+        id: &str,
+        progress: &ProgressBar,
+    ) -> Result<(ResolvedModel, Option<Mmap>), ModelError> {
         let entry = self.registry.get(id)?;
         let sources = self.sources(entry);
         let sources: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
-        self.resolve_entry_with(entry, &sources, progress)
+        self.resolve_entry_mapped(entry, &sources, progress)
     }
 
     /// Like [`Resolver::resolve_id`] with the given sources instead of the registry's (for tests
@@ -166,10 +213,19 @@ impl Resolver {
         sources: &[&dyn Source],
         progress: &ProgressBar,
     ) -> Result<ResolvedModel, ModelError> {
+        Ok(self.resolve_entry_mapped(entry, sources, progress)?.0)
+    }
+
+    fn resolve_entry_mapped(
+        &self,
+        entry: &ModelEntry,
+        sources: &[&dyn Source],
+        progress: &ProgressBar,
+    ) -> Result<(ResolvedModel, Option<Mmap>), ModelError> {
         let mut notes = Vec::new();
         let path = self.cache.entry_path(entry);
         match self.cache.check(entry, progress)? {
-            CacheState::Valid => return Ok(resolved(entry, path, notes)),
+            CacheState::Valid(map) => return Ok((resolved(entry, path, notes), Some(map))),
             CacheState::Missing => {}
             CacheState::Corrupt { size, sha256 } => {
                 notes.push(format!(
@@ -184,7 +240,7 @@ impl Resolver {
         }
         let fetched = fetch::fetch_into_cache(entry, &self.cache, sources, progress)?;
         notes.extend(fetched.notes);
-        Ok(resolved(entry, fetched.path, notes))
+        Ok((resolved(entry, fetched.path, notes), None))
     }
 
     /// `llmzip models list`: every registry model and whether a file of its size is cached.
@@ -212,7 +268,7 @@ impl Resolver {
         let entry = self.registry.get(id)?;
         let path = self.cache.entry_path(entry);
         match self.cache.check(entry, progress)? {
-            CacheState::Valid => Ok(path),
+            CacheState::Valid(_) => Ok(path),
             CacheState::Missing => Err(ModelError::NotCached { id: id.to_string(), path }),
             CacheState::Corrupt { size, sha256 } => Err(ModelError::CorruptCache(Box::new(CorruptCache {
                 id: id.to_string(),

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use super::params::CodingParams;
 use super::predict::Predictor;
 use super::segment::ChunkReader;
 use super::session::Session;
@@ -17,20 +18,34 @@ use crate::quant::PRECISION_BITS;
 /// Tokens coded before deciding whether a chunk is worth model-coding at all (binary data is stored).
 const PROBE_TOKENS: usize = 512;
 
-/// Compresses `input` into an archive on `output`.
+/// Compresses `input` into an archive on `output`, opening the model `opts` names for this one stream.
+/// To compress several streams, open a [`Session`] once and call [`compress_with`] for each.
 pub fn compress(
     input: &mut dyn Read,
     output: &mut dyn Write,
     opts: &CodecOptions,
     progress: &dyn Progress,
 ) -> Result<Stats, PipelineError> {
+    let session = Session::open(opts, &indicatif::ProgressBar::hidden())?;
+    compress_with(&session, input, output, opts, progress)
+}
+
+/// Compresses `input` into an archive on `output` with an open session; `opts` gives the window and
+/// chunk settings (its model, threads and kernel were the session's to use).
+pub fn compress_with(
+    session: &Session,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    opts: &CodecOptions,
+    progress: &dyn Progress,
+) -> Result<Stats, PipelineError> {
     let started = Instant::now();
-    let session = Session::open(opts.model.as_deref(), opts)?;
-    let header = session.header(opts.context, opts.overlap)?;
+    let params = session.coding_params(opts.context, opts.overlap)?;
+    let header = session.header(&params);
     let mut stats = Stats::default();
     let mut writer = ArchiveWriter::new(CountingWriter::new(output), &header)?;
     let mut chunks = ChunkReader::new(input, opts.chunk_bytes);
-    let mut coder = ChunkCoder::new(&session, opts.context as usize, opts.overlap as usize, opts.force_model);
+    let mut coder = ChunkCoder::new(session, &params, opts.force_model);
     while let Some(bytes) = chunks.next_chunk()? {
         let tokens = session.tokenizer.encode(&bytes)?;
         let payload = coder.encode(&tokens)?;
@@ -71,8 +86,8 @@ pub(super) struct ChunkCoder<'s> {
 }
 
 impl<'s> ChunkCoder<'s> {
-    pub(super) fn new(session: &'s Session, context: usize, overlap: usize, force: bool) -> Self {
-        let predictor = Predictor::new(session, context, overlap);
+    pub(super) fn new(session: &'s Session, params: &CodingParams, force: bool) -> Self {
+        let predictor = Predictor::new(session, params);
         Self { session, predictor, force, windows: 0, ideal_bits: 0.0 }
     }
 

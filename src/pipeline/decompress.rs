@@ -7,11 +7,13 @@
 //! step, for any batch) is what lets this schedule differ from the encoder's one-window-at-a-time prefill.
 
 use std::io::{Read, Seek, Write};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::compress::CountingWriter;
-use super::predict::PREFILL_SLICE;
-use super::session::Session;
+use super::params::CodingParams;
+use super::predict::{PREFILL_SLICE, prefill};
+use super::session::{Session, Sessions};
 use super::window::{Schedule, Window};
 use super::{CodecOptions, PipelineError, Stats};
 use crate::coder::Decoder;
@@ -22,7 +24,21 @@ use crate::quant::FreqTable;
 
 /// Decompresses the archive on `input` to `output`, verifying every checksum. Archives written back to
 /// back (as `llmzip c -c a b` does) decode to the concatenation of their contents, as with gzip.
+/// To decompress several streams, keep one [`Sessions`] and call [`decompress_with`] for each.
 pub fn decompress(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    opts: &CodecOptions,
+    progress: &dyn Progress,
+) -> Result<Stats, PipelineError> {
+    let mut sessions = Sessions::new(opts, indicatif::ProgressBar::hidden());
+    decompress_with(&mut sessions, input, output, opts, progress)
+}
+
+/// Like [`decompress`], taking each archive's session from `sessions` (which opens it on first use and
+/// keeps it for the next archive of the same model); `opts` gives the decoder's lane count.
+pub fn decompress_with(
+    sessions: &mut Sessions,
     input: &mut dyn Read,
     output: &mut dyn Write,
     opts: &CodecOptions,
@@ -31,10 +47,9 @@ pub fn decompress(
     let started = Instant::now();
     let mut out = CountingWriter::new(output);
     let mut stats = Stats::default();
-    let mut session: Option<Session> = None;
     let mut input: Box<dyn Read + '_> = Box::new(input);
     loop {
-        let rest = decompress_one(input, &mut out, opts, progress, &mut session, &mut stats)?;
+        let rest = decompress_one(input, &mut out, opts, progress, sessions, &mut stats)?;
         // Anything after the footer must be another archive.
         let mut probe = [0u8; 1];
         let mut rest = rest;
@@ -57,24 +72,18 @@ pub fn decompress(
     Ok(stats)
 }
 
-/// Decodes one archive; returns the reader positioned after its footer. The session is reused when the
-/// next archive names the same model and settings.
+/// Decodes one archive; returns the reader positioned after its footer.
 fn decompress_one<'r>(
     input: Box<dyn Read + 'r>,
     out: &mut dyn Write,
     opts: &CodecOptions,
     progress: &dyn Progress,
-    session: &mut Option<Session>,
+    sessions: &mut Sessions,
     stats: &mut Stats,
 ) -> Result<Box<dyn Read + 'r>, PipelineError> {
     let mut reader = ArchiveReader::new(input)?;
-    let header = reader.header().clone();
-    if session.as_ref().is_none_or(|s| s.model.sha256 != header.model_sha256) {
-        *session = Some(Session::open_for(&header, opts)?);
-    } else if let Some(s) = session.as_ref() {
-        s.check_header(&header)?;
-    }
-    let session = session.as_ref().expect("opened above");
+    let params = CodingParams::of_header(reader.header());
+    let session = sessions.for_archive(reader.header())?;
     let lanes = opts.lanes.max(1);
     let mut group: Vec<(u64, Chunk)> = Vec::with_capacity(lanes);
     let mut chunk_no = 0u64;
@@ -87,7 +96,7 @@ fn decompress_one<'r>(
             chunk_no += 1;
         }
         if group.len() == lanes || (done && !group.is_empty()) {
-            let decoded = decode_group(session, &header, &group)?;
+            let decoded = decode_group(session, &params, &group)?;
             for ((index, chunk), bytes) in group.iter().zip(&decoded) {
                 chunk.verify_original(*index, bytes)?;
                 reader.note_original(bytes);
@@ -168,20 +177,19 @@ struct Lane {
 
 fn decode_group(
     session: &Session,
-    header: &crate::container::Header,
+    params: &CodingParams,
     group: &[(u64, Chunk)],
 ) -> Result<Vec<Vec<u8>>, PipelineError> {
-    let context = header.context as usize;
-    let overlap = header.overlap as usize;
+    let context = params.context as usize;
     let vocab = session.engine.vocab_size();
-    let start = [header.start_token];
+    let start = params.start();
     let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); group.len()];
     let mut lanes: Vec<Lane> = Vec::new();
     for (slot, (index, chunk)) in group.iter().enumerate() {
         match chunk.kind {
             ChunkKind::Stored => outputs[slot] = chunk.payload.clone(),
             ChunkKind::Coded => {
-                let mut windows = Schedule::new(chunk.tokens as usize, context, overlap)?;
+                let mut windows = params.schedule(chunk.tokens as usize)?;
                 let Some(window) = windows.next() else {
                     return Err(PipelineError::corrupt(*index, "a model-coded chunk with no tokens"));
                 };
@@ -216,16 +224,19 @@ fn decode_group(
         }
         // 2. Lanes at a window start prefill their context alone; the last row predicts their next token.
         for lane in lanes.iter_mut().filter(|l| l.at_window_start) {
-            lane.cache.clear();
-            let ctx = lane.window.context_tokens(&lane.tokens, &start).to_vec();
-            let mut last = 0;
-            for slice in ctx.chunks(PREFILL_SLICE) {
-                let logits = &mut prefill_logits[..slice.len() * vocab];
-                session.engine.prefill(&mut lane.cache, slice, logits)?;
-                last = slice.len() - 1;
-            }
-            lane.row.clear();
-            lane.row.extend_from_slice(&prefill_logits[last * vocab..(last + 1) * vocab]);
+            let Lane { cache, window, tokens, row, .. } = lane;
+            cache.clear();
+            let _always_continues: ControlFlow<()> = prefill(
+                session,
+                cache,
+                window.context_tokens(tokens, &start),
+                &mut prefill_logits,
+                |_, rows| {
+                    row.clear();
+                    row.extend_from_slice(&rows[rows.len() - vocab..]);
+                    Ok(ControlFlow::Continue(()))
+                },
+            )?;
         }
         // 3. Every lane's table, in parallel (a pure function of its row).
         let mut stepped = step_logits.chunks_exact(vocab);

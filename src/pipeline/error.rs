@@ -55,17 +55,26 @@ pub enum PipelineError {
          pass that file with --model PATH"
     )]
     LocalModelNeeded { id: String, sha256: String },
-    #[error("invalid setting: {0}")]
-    Settings(String),
+    /// The engine and the tokenizer of one model file disagree on the vocabulary.
+    #[error(
+        "model {model} has {logits} output logits but its tokenizer has {tokens} tokens; the GGUF file is \
+         inconsistent, use another model file"
+    )]
+    VocabMismatch { model: String, logits: usize, tokens: usize },
+    #[error("cannot start {threads} worker threads; try a smaller --threads")]
+    ThreadPool {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+    #[error(
+        "--context {context} exceeds model {model}'s limit of {max} positions; use --context {max} or less"
+    )]
+    ContextTooLong { context: u32, model: String, max: usize },
 }
 
 impl PipelineError {
     pub(super) fn corrupt(chunk: u64, what: impl Display) -> Self {
         Self::Corrupt { chunk, what: what.to_string() }
     }
-}
-
-/// Lowercase hex, for hashes in messages.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

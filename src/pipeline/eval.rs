@@ -52,17 +52,13 @@ impl EvalReport {
 
 /// Evaluates `text` in windows of `context` positions with `overlap` carried-over tokens (0: every window
 /// starts fresh from the start token, as the engine issue's figures are defined).
-pub fn eval(
-    session: &Session,
-    text: &[u8],
-    context: usize,
-    overlap: usize,
-) -> Result<EvalReport, PipelineError> {
+pub fn eval(session: &Session, text: &[u8], context: u32, overlap: u32) -> Result<EvalReport, PipelineError> {
     let started = Instant::now();
     let tokens = session.tokenizer.encode(text)?;
     let mut report =
         EvalReport { bytes: text.len() as u64, tokens: tokens.len() as u64, ..Default::default() };
-    Predictor::new(session, context, overlap).run(&tokens, |p| {
+    let params = session.coding_params(context, overlap)?;
+    Predictor::new(session, &params).run(&tokens, |p| {
         report.ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
         let q = p.table.freq(p.token) as f64 / (1u64 << PRECISION_BITS) as f64;
         report.table_bits -= crate::arch::math::ln_f64(q) / std::f64::consts::LN_2;

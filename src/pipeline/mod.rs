@@ -2,8 +2,11 @@
 //! quantizer, coder and container.
 //!
 //! `compress.rs` and `decompress.rs` are mirror images; everything both sides must agree on lives in a
-//! module they share: the window schedule ([`window`]) and the session setup, header and canary
-//! ([`session`]).
+//! module they share: the coding parameters ([`params`]), the window schedule ([`window`]), the prefill
+//! loop (`predict.rs`) and the session setup, header and canary (`session.rs`).
+//!
+//! A [`Session`] (model resolved, hashed, loaded and self-checked) is the expensive part of a run; the
+//! `*_with` functions take an open one so that a command over many files sets its model up once.
 //!
 //! Chunks are independent: each is tokenized and coded on its own, so a decoder may decode any group of
 //! chunks in lock-step (the engine's batch) without that grouping being part of the format.
@@ -12,15 +15,19 @@ mod compress;
 mod decompress;
 mod error;
 pub mod eval;
+pub mod params;
 mod predict;
 mod segment;
 mod session;
 pub mod window;
 
-pub use compress::compress;
-pub use decompress::{Listing, decompress, list};
+pub use compress::{compress, compress_with};
+pub use decompress::{Listing, decompress, decompress_with, list};
 pub use error::PipelineError;
-pub use session::Session;
+pub use params::CodingParams;
+pub use session::{CANARY_TEXT, Session, Sessions};
+
+use crate::engine::KernelPath;
 
 /// Settings of one compression or decompression run, as the CLI (or a library user) chose them.
 #[derive(Clone, Debug)]
@@ -33,8 +40,8 @@ pub struct CodecOptions {
     pub overlap: u32,
     /// Worker threads for the engine; 0 means one per available core.
     pub threads: usize,
-    /// Kernel path (`scalar`, `avx2`); `None` means `LLMZIP_KERNEL` or the best available.
-    pub kernel: Option<String>,
+    /// Kernel path; `None` means `LLMZIP_KERNEL` or the best available.
+    pub kernel: Option<KernelPath>,
     /// Target size of the independently coded chunks the input is cut into.
     pub chunk_bytes: usize,
     /// How many chunks the decoder advances in lock-step (the engine's batch size).
@@ -48,12 +55,12 @@ impl Default for CodecOptions {
     fn default() -> Self {
         Self {
             model: None,
-            context: 2048,
-            overlap: 256,
+            context: params::DEFAULT_CONTEXT,
+            overlap: params::default_overlap(params::DEFAULT_CONTEXT),
             threads: 0,
             kernel: None,
             chunk_bytes: segment::DEFAULT_CHUNK_BYTES,
-            lanes: 16,
+            lanes: params::DEFAULT_LANES,
             force_model: false,
         }
     }
@@ -94,5 +101,77 @@ impl Stats {
 
     pub fn tokens_per_second(&self) -> f64 {
         if self.seconds > 0.0 { self.tokens as f64 / self.seconds } else { 0.0 }
+    }
+
+    /// The statistics as one machine-readable line (`--stats-file`): tab-separated `key=value` fields,
+    /// `op` and `file` first, then every figure under its field name. Floats are written so that they
+    /// parse back to the same value. Control characters in `file` become `?`, so the line stays one line.
+    pub fn record(&self, operation: &str, file: &str) -> String {
+        let file: String = file.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        format!(
+            "op={operation}\tfile={file}\tinput_bytes={}\toutput_bytes={}\toriginal_bytes={}\t\
+             archive_bytes={}\ttokens={}\tchunks={}\tstored_chunks={}\twindows={}\tideal_bits={}\tseconds={}\n",
+            self.input_bytes,
+            self.output_bytes,
+            self.original_bytes,
+            self.archive_bytes,
+            self.tokens,
+            self.chunks,
+            self.stored_chunks,
+            self.windows,
+            self.ideal_bits,
+            self.seconds,
+        )
+    }
+
+    /// Reads a line written by [`Stats::record`] back: `(op, file, stats)`, or `None` when a figure is
+    /// missing or does not parse. Unknown fields are ignored, so records may gain fields.
+    pub fn from_record(line: &str) -> Option<(String, String, Stats)> {
+        let fields: std::collections::HashMap<&str, &str> =
+            line.trim_end_matches('\n').split('\t').filter_map(|f| f.split_once('=')).collect();
+        let int = |k: &str| fields.get(k)?.parse::<u64>().ok();
+        let float = |k: &str| fields.get(k)?.parse::<f64>().ok();
+        let stats = Stats {
+            input_bytes: int("input_bytes")?,
+            output_bytes: int("output_bytes")?,
+            original_bytes: int("original_bytes")?,
+            archive_bytes: int("archive_bytes")?,
+            tokens: int("tokens")?,
+            chunks: int("chunks")?,
+            stored_chunks: int("stored_chunks")?,
+            windows: int("windows")?,
+            ideal_bits: float("ideal_bits")?,
+            seconds: float("seconds")?,
+        };
+        Some((fields.get("op")?.to_string(), fields.get("file")?.to_string(), stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statistics_record_reads_back_exactly() {
+        let s = Stats {
+            input_bytes: 1000,
+            output_bytes: 250,
+            original_bytes: 1000,
+            archive_bytes: 250,
+            tokens: 300,
+            chunks: 2,
+            stored_chunks: 1,
+            windows: 3,
+            ideal_bits: 1_234.567_890_123,
+            seconds: 0.1 + 0.2,
+        };
+        let line = s.record("compress", "a\tb\nc");
+        assert_eq!(line.lines().count(), 1);
+        let (op, file, back) = Stats::from_record(&line).unwrap();
+        assert_eq!((op.as_str(), file.as_str()), ("compress", "a?b?c"));
+        assert_eq!(format!("{back:?}"), format!("{s:?}"));
+        assert_eq!(back.ideal_bits.to_bits(), s.ideal_bits.to_bits());
+        assert!(Stats::from_record("op=compress\tfile=x\ttokens=1").is_none());
+        assert!(Stats::from_record(&line.replace("tokens=300", "tokens=many")).is_none());
     }
 }

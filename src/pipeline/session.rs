@@ -1,13 +1,23 @@
 //! Everything a run needs before the first byte is coded: the model file, its tokenizer, the engine, and
 //! the checks that make a decoder refuse an archive it cannot reproduce exactly.
+//!
+//! Setting a model up is the expensive part of a short job (resolve, sha256 of the whole file, weight
+//! conversion, thread pools, the canary's forward pass), so it happens once per model per run: a
+//! [`Session`] is opened once and coded with for every file of a command, and [`Sessions`] keeps the
+//! decoder's session for as long as the archives name the same model.
 
+use std::ops::ControlFlow;
+
+use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
-use super::error::hex;
+use super::params::CodingParams;
+use super::predict::{PREFILL_SLICE, prefill};
 use super::{CodecOptions, PipelineError};
 use crate::container::Header;
-use crate::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, Model};
-use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel};
+use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
+use crate::hex;
+use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel, Resolver};
 use crate::quant::{FreqTable, PRECISION_BITS};
 use crate::tokenizer::Tokenizer;
 
@@ -24,22 +34,29 @@ pub struct Session {
     /// Workers for the pipeline's own parallel work (building many frequency tables at once), as many as
     /// the engine has. Each table is a pure function of its row, so this changes speed, never bytes.
     pub(super) pool: rayon::ThreadPool,
+    /// This engine's canary, computed once when the session is opened (see [`Session::canary`]).
+    canary: [u8; 8],
 }
 
 impl Session {
-    /// Loads the model `spec` names (`None`: the registry default) for compression.
-    pub fn open(spec: Option<&str>, opts: &CodecOptions) -> Result<Self, PipelineError> {
-        let spec = match spec {
+    /// Loads the model `opts.model` names (`None`: the registry default) for compression, reporting a
+    /// download or the hashing of the file on `model_progress` (hidden for none).
+    pub fn open(opts: &CodecOptions, model_progress: &ProgressBar) -> Result<Self, PipelineError> {
+        let spec = match opts.model.as_deref() {
             Some(s) => ModelSpec::parse(s),
             None => ModelSpec::Id(crate::model::default_id()?.to_string()),
         };
-        let model = crate::model::resolve(&spec, &crate::model::progress_bar())?;
-        Self::load(model, opts)
+        let (model, gguf) = Resolver::from_env()?.open(&spec, model_progress)?;
+        Self::load(model, &gguf, opts)
     }
 
     /// Loads the model an archive names (or the file `--model` points at, which must be the same model) and
     /// checks that this build reproduces the archive's arithmetic before anything is decoded.
-    pub fn open_for(header: &Header, opts: &CodecOptions) -> Result<Self, PipelineError> {
+    pub fn open_for(
+        header: &Header,
+        opts: &CodecOptions,
+        model_progress: &ProgressBar,
+    ) -> Result<Self, PipelineError> {
         Self::check_versions(header)?;
         let spec = match opts.model.as_deref() {
             Some(s) => ModelSpec::parse(s),
@@ -47,15 +64,15 @@ impl Session {
                 if Registry::embedded()?.get(&header.model_id).is_err() {
                     return Err(PipelineError::LocalModelNeeded {
                         id: header.model_id.clone(),
-                        sha256: hex(&header.model_sha256),
+                        sha256: hex::encode(&header.model_sha256),
                     });
                 }
                 ModelSpec::Id(header.model_id.clone())
             }
         };
-        let model = crate::model::resolve(&spec, &crate::model::progress_bar())?;
+        let (model, gguf) = Resolver::from_env()?.open(&spec, model_progress)?;
         crate::model::check_matches(&model, &header.model_id, &header.model_sha256)?;
-        let session = Self::load(model, opts)?;
+        let session = Self::load(model, &gguf, opts)?;
         session.check_header(header)?;
         Ok(session)
     }
@@ -67,13 +84,15 @@ impl Session {
         let ours = self.tokenizer.fingerprint();
         if ours != header.tokenizer_fingerprint {
             return Err(PipelineError::TokenizerMismatch {
-                archive: hex(&header.tokenizer_fingerprint),
-                ours: hex(&ours),
+                archive: hex::encode(&header.tokenizer_fingerprint),
+                ours: hex::encode(&ours),
             });
         }
-        let canary = self.canary()?;
-        if canary != header.canary {
-            return Err(PipelineError::Canary { archive: hex(&header.canary), ours: hex(&canary) });
+        if self.canary != header.canary {
+            return Err(PipelineError::Canary {
+                archive: hex::encode(&header.canary),
+                ours: hex::encode(&self.canary),
+            });
         }
         Ok(())
     }
@@ -94,56 +113,62 @@ impl Session {
         Ok(())
     }
 
-    fn load(model: ResolvedModel, opts: &CodecOptions) -> Result<Self, PipelineError> {
-        let gguf = GgufFile::open(&model.path)?;
+    fn load(model: ResolvedModel, gguf: &GgufFile, opts: &CodecOptions) -> Result<Self, PipelineError> {
         let tokenizer = Tokenizer::from_gguf(gguf.content())?;
-        let kernel = opts.kernel.as_deref().map(KernelPath::parse).transpose().map_err(EngineError::from)?;
-        let engine_opts = EngineOptions { threads: opts.threads, kernel };
+        let engine_opts = EngineOptions { threads: opts.threads, kernel: opts.kernel };
         let engine = Model::load(gguf.content(), gguf.bytes(), &engine_opts)?;
         if engine.vocab_size() != tokenizer.vocab_size() {
-            return Err(PipelineError::Settings(format!(
-                "model {} has {} output logits but its tokenizer has {} tokens",
-                model.id,
-                engine.vocab_size(),
-                tokenizer.vocab_size()
-            )));
+            return Err(PipelineError::VocabMismatch {
+                model: model.id.clone(),
+                logits: engine.vocab_size(),
+                tokens: tokenizer.vocab_size(),
+            });
         }
+        let threads = engine.threads();
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(engine.threads())
+            .num_threads(threads)
             .thread_name(|i| format!("llmzip-quant-{i}"))
             .build()
-            .map_err(|e| {
-                PipelineError::Settings(format!("cannot start {} threads: {e}", engine.threads()))
-            })?;
-        Ok(Self { model, tokenizer, engine, pool })
+            .map_err(|source| PipelineError::ThreadPool { threads, source })?;
+        let mut session = Self { model, tokenizer, engine, pool, canary: [0; 8] };
+        session.canary = session.compute_canary()?;
+        Ok(session)
     }
 
-    /// The archive header for a compression run with these window settings.
-    pub fn header(&self, context: u32, overlap: u32) -> Result<Header, PipelineError> {
+    /// The coding parameters of a compression run with these window settings, checked against the
+    /// model: the start token is the tokenizer's, the precision the quantizer's.
+    pub fn coding_params(&self, context: u32, overlap: u32) -> Result<CodingParams, PipelineError> {
         let max = self.engine.max_context();
         if context as usize > max {
-            return Err(PipelineError::Settings(format!(
-                "--context {context} exceeds model {}'s limit of {max} positions",
-                self.model.id
-            )));
+            return Err(PipelineError::ContextTooLong { context, model: self.model.id.clone(), max });
         }
-        super::window::Schedule::new(0, context as usize, overlap as usize)?;
-        Ok(Header {
+        let params = CodingParams {
+            context,
+            overlap,
+            start_token: self.tokenizer.start_token(),
+            precision_bits: PRECISION_BITS as u8,
+        };
+        params.schedule(0)?;
+        Ok(params)
+    }
+
+    /// The archive header of a compression run with `params`.
+    pub fn header(&self, params: &CodingParams) -> Header {
+        let mut header = Header {
             model_id: self.model.id.clone(),
             model_sha256: self.model.sha256,
             tokenizer_fingerprint: self.tokenizer.fingerprint(),
             engine_version: ENGINE_VERSION,
-            precision_bits: PRECISION_BITS as u8,
-            context,
-            overlap,
-            start_token: self.tokenizer.start_token(),
-            canary: self.canary()?,
-        })
+            precision_bits: 0,
+            context: 0,
+            overlap: 0,
+            start_token: 0,
+            canary: self.canary,
+        };
+        params.write_into(&mut header);
+        header
     }
 
-    /// The first 8 bytes of the sha256 of every frequency table the model produces for [`CANARY_TEXT`]
-    /// (start token first), as little-endian u32 values. Any difference in the engine's arithmetic that
-    /// matters to decoding shows up here, so a decoder checks it before it decodes anything.
     /// Builds `tables[i]` from `rows[i]` for every row, in parallel.
     pub(super) fn quantize_rows<'r>(
         &self,
@@ -161,24 +186,97 @@ impl Session {
         });
     }
 
-    pub fn canary(&self) -> Result<[u8; 8], PipelineError> {
+    /// The first 8 bytes of the sha256 of every frequency table the model produces for [`CANARY_TEXT`]
+    /// (start token first), as little-endian u32 values. Any difference in the engine's arithmetic that
+    /// matters to decoding shows up here, so a decoder checks it before it decodes anything. Computed
+    /// once per session.
+    pub fn canary(&self) -> [u8; 8] {
+        self.canary
+    }
+
+    fn compute_canary(&self) -> Result<[u8; 8], PipelineError> {
         let mut tokens = vec![self.tokenizer.start_token()];
         tokens.extend(self.tokenizer.encode(CANARY_TEXT.as_bytes())?);
         let vocab = self.engine.vocab_size();
         let mut cache = self.engine.new_cache(tokens.len());
-        let mut logits = vec![0.0f32; tokens.len() * vocab];
-        self.engine.prefill(&mut cache, &tokens, &mut logits)?;
+        let mut logits = vec![0.0f32; PREFILL_SLICE.min(tokens.len()) * vocab];
         let mut table = FreqTable::new(vocab);
         let mut hasher = Sha256::new();
-        for row in logits.chunks_exact(vocab) {
-            crate::quant::quantize(self.engine.kernels().math(), row, &mut table);
-            for s in 0..vocab as u32 {
-                hasher.update(table.freq(s).to_le_bytes());
-            }
-        }
+        let _always_continues: ControlFlow<()> =
+            prefill(self, &mut cache, &tokens, &mut logits, |_, rows| {
+                for row in rows.chunks_exact(vocab) {
+                    crate::quant::quantize(self.engine.kernels().math(), row, &mut table);
+                    for s in 0..vocab as u32 {
+                        hasher.update(table.freq(s).to_le_bytes());
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
         let digest = hasher.finalize();
         let mut canary = [0u8; 8];
         canary.copy_from_slice(&digest[..8]);
         Ok(canary)
+    }
+}
+
+/// The sessions of one run: each opened on first use and kept while later streams need the same model,
+/// so a command over many files resolves, hashes, loads and self-checks each model once.
+///
+/// One session is kept at a time (the archives of one command almost always name one model; a run that
+/// alternates models reopens, as it did before). A session is identified by its model file's sha256,
+/// the model's identity in the format; the id in a header only names it.
+pub struct Sessions {
+    opts: CodecOptions,
+    model_progress: ProgressBar,
+    current: Option<Session>,
+    /// Sessions opened so far (successfully or not), for `-vv` and for the tests that hold a command
+    /// to one model set-up.
+    opened: u64,
+}
+
+impl Sessions {
+    /// No session yet; `opts` says which model, threads and kernel path to open with, and
+    /// `model_progress` shows the model's download or hashing (hidden for none).
+    pub fn new(opts: &CodecOptions, model_progress: ProgressBar) -> Self {
+        Sessions { opts: opts.clone(), model_progress, current: None, opened: 0 }
+    }
+
+    /// How many times a model was set up (resolved, hashed, loaded, self-checked) so far.
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+
+    /// The session kept now, if any.
+    pub fn current(&self) -> Option<&Session> {
+        self.current.as_ref()
+    }
+
+    /// The session for compressing with `opts.model` (opened on the first call).
+    pub fn for_compression(&mut self) -> Result<&Session, PipelineError> {
+        if self.current.is_none() {
+            self.model_progress.reset();
+            self.opened += 1;
+            let session = Session::open(&self.opts, &self.model_progress);
+            self.model_progress.finish_and_clear();
+            self.current = Some(session?);
+        }
+        Ok(self.current.as_ref().expect("opened above"))
+    }
+
+    /// The session for decoding an archive with this header: the kept one when it has the archive's
+    /// model (after the cheap tokenizer and canary checks), else a newly opened one.
+    pub fn for_archive(&mut self, header: &Header) -> Result<&Session, PipelineError> {
+        match &self.current {
+            Some(s) if s.model.sha256 == header.model_sha256 => s.check_header(header)?,
+            _ => {
+                self.current = None;
+                self.model_progress.reset();
+                self.opened += 1;
+                let session = Session::open_for(header, &self.opts, &self.model_progress);
+                self.model_progress.finish_and_clear();
+                self.current = Some(session?);
+            }
+        }
+        Ok(self.current.as_ref().expect("opened above"))
     }
 }

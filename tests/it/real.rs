@@ -14,7 +14,7 @@ fn opts(threads: usize, kernel: Option<&str>) -> CodecOptions {
     CodecOptions {
         model: Some(common::default_model().to_string_lossy().into_owned()),
         threads,
-        kernel: kernel.map(str::to_string),
+        kernel: kernel.map(|k| KernelPath::parse(k).expect("a known kernel path")),
         ..CodecOptions::default()
     }
 }
