@@ -55,6 +55,12 @@ pub enum PipelineError {
          pass that file with --model PATH"
     )]
     LocalModelNeeded { id: String, sha256: String },
+    /// `--chunks A..B` names chunks the input does not have.
+    #[error(
+        "chunks {start}..{end} are not within the input's {count} chunks (0..{count}); \
+         `llmzip c --part K/N` chooses pieces that always exist"
+    )]
+    ChunkRange { start: u64, end: u64, count: u64 },
     #[error("invalid setting: {0}")]
     Settings(String),
 }

@@ -20,6 +20,7 @@ pub mod window;
 pub use compress::compress;
 pub use decompress::{Listing, decompress, list};
 pub use error::PipelineError;
+pub use segment::{DEFAULT_CHUNK_BYTES, chunk_spans};
 pub use session::Session;
 
 /// Settings of one compression or decompression run, as the CLI (or a library user) chose them.
@@ -42,6 +43,10 @@ pub struct CodecOptions {
     /// Model-code every chunk even where storing it would be smaller. For tests and measurements only:
     /// archives stay valid either way.
     pub force_model: bool,
+    /// Compress only these chunks of the input (0-based, end exclusive), cut where a compression of the
+    /// whole input cuts them: one piece of the archive the whole input gives (`llmzip c --chunks A..B`,
+    /// `--part K/N`). An end of `u64::MAX` runs to the last chunk; `None`: every chunk.
+    pub chunk_range: Option<std::ops::Range<u64>>,
 }
 
 impl Default for CodecOptions {
@@ -55,6 +60,7 @@ impl Default for CodecOptions {
             chunk_bytes: segment::DEFAULT_CHUNK_BYTES,
             lanes: 16,
             force_model: false,
+            chunk_range: None,
         }
     }
 }
