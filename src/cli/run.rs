@@ -79,7 +79,12 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
 /// stdout pipe: nobody is reading any more, so processing stops without a message and the exit status
 /// is what it was before (0 when all went well), as `head` users expect.
 pub fn execute(plan: &Plan, reporter: &mut Reporter) {
-    let opts = codec_options(&plan.settings);
+    execute_with(plan, codec_options(&plan.settings), reporter)
+}
+
+/// [`execute`] with options beyond the plan's settings (the chunking and chunk range of
+/// `c --chunk-size/--chunks/--part`, resolved by [`super::pieces`]).
+pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     let show_progress = reporter.verbosity() != Verbosity::Quiet && io::stderr().is_terminal();
     if matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2) {
         let s = &plan.settings;
