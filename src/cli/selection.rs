@@ -60,8 +60,7 @@ pub fn parse_chunk_range(s: &str) -> Result<ChunkRange, String> {
             let end = if b.is_empty() { None } else { Some(number(b)?) };
             match end {
                 Some(end) if end <= start => Err(format!(
-                    "{s} selects no chunks; the end is exclusive, so write {start}..{}",
-                    start + 1
+                    "{s} selects no chunks (A..B runs from A to B-1, so B must be greater than A)"
                 )),
                 _ => Ok(ChunkRange { start, end }),
             }

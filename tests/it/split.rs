@@ -244,11 +244,13 @@ fn ok(out: &Output) -> &[u8] {
     &out.stdout
 }
 
-/// Exit 1 with exactly one line on stderr, which contains `want`.
+/// Exit 1 with exactly one line on stderr, which contains `want` (clap's usage errors add their
+/// standard "For more information, try '--help'." after a blank line).
 fn refused(out: &Output, want: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let lines = err.lines().filter(|l| !l.is_empty() && !l.starts_with("For more information"));
+    assert_eq!(lines.count(), 1, "{err}");
     assert!(err.contains(want), "{err}");
 }
 
