@@ -1,6 +1,7 @@
 //! Acting on a [`Plan`]: open each input, create its output, call the pipeline, commit, tell.
 //!
-//! This is the only CLI module that calls [`crate::pipeline`]; what it needs from there is:
+//! This is the only CLI module that runs [`crate::pipeline`]'s codecs (`pieces` asks it only for the
+//! model-free cut points); what it needs from there is:
 //! - `CodecOptions { model, context, overlap, threads, kernel }`;
 //! - `compress` and `decompress(&mut dyn Read, &mut dyn Write, &CodecOptions, &dyn Progress)
 //!   -> Result<Stats, PipelineError>` (`t` is `decompress` into [`std::io::sink`]);
