@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use llmzip::cli::args::{Cli, Command};
 use llmzip::cli::plan::{self, Verbosity};
 use llmzip::cli::report::{EXIT_ERROR, EXIT_OK, Reporter};
-use llmzip::cli::{run, tools};
+use llmzip::cli::{pieces, run, tools};
 use llmzip::io::cleanup;
 use llmzip::io::fs::SystemPaths;
 
@@ -39,10 +39,23 @@ fn dispatch(command: &Command) -> u8 {
             Command::Models(m) => tools::models(m, &mut reporter),
             Command::Eval(e) => tools::eval_files(e, &mut reporter),
             Command::Bench(b) => tools::bench_files(b, &mut reporter),
+            Command::Split(s) => {
+                pieces::split(s, &mut reporter);
+                reporter.exit_code()
+            }
+            Command::Join(j) => {
+                pieces::join(j, &mut reporter);
+                reporter.exit_code()
+            }
             _ => unreachable!("file_operation covers c, d, t and l"),
         };
     };
 
+    if let Err(usage) = pieces::check_flags(command) {
+        let mut reporter = Reporter::new(Verbosity::Normal);
+        reporter.error(None, &usage);
+        return reporter.exit_code();
+    }
     let plan = match plan::plan(operation, args, &run::system_env(&SystemPaths)) {
         Ok(plan) => plan,
         Err(usage) => {
@@ -59,6 +72,10 @@ fn dispatch(command: &Command) -> u8 {
             &format!("cannot catch Ctrl-C ({e}); an interrupted run may leave a .*.tmp-* file"),
         );
     }
-    run::execute(&plan, &mut reporter);
+    match command {
+        Command::Compress(a) if a.pieces.is_set() => pieces::compress(&plan, a, &mut reporter),
+        Command::List(l) if l.index => pieces::list_index(&plan, l.robot, &mut reporter),
+        _ => run::execute(&plan, &mut reporter),
+    }
     reporter.exit_code()
 }

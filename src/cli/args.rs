@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use super::selection::{ChunkRange, Part, parse_chunk_range, parse_chunk_size, parse_part};
 
 /// The smallest and largest `--context` accepted at parse time; the model's own limit is checked later.
 pub const CONTEXT_RANGE: std::ops::RangeInclusive<i64> = 16..=8192;
@@ -50,6 +52,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Compare llmzip with gzip, bzip2, xz and zstd on FILEs, verifying every round trip.
     Bench(BenchArgs),
+    /// Cut an archive at chunk boundaries into smaller archives that decode alone (no model needed).
+    Split(SplitArgs),
+    /// Join archives made with the same model and settings into one archive with one index.
+    Join(JoinArgs),
 }
 
 /// Flags shared by `c`, `d`, `t` and `l`, spelled as gzip, xz and zstd users expect.
@@ -94,6 +100,87 @@ pub struct FileArgs {
 
     #[command(flatten)]
     pub codec: CodecArgs,
+
+    #[command(flatten)]
+    pub pieces: PieceArgs,
+}
+
+/// `c` only: compress one piece of an input, for spreading one input over several machines (README,
+/// "Many machines"); `llmzip join` turns the pieces' archives into the one archive of the whole input.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PieceArgs {
+    /// Size the input is cut into independently coded chunks at (bytes, or with K or M; at most 16M).
+    /// Every piece of one input must use the same size. [default: 64K]
+    #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
+    pub chunk_size: Option<usize>,
+
+    /// Compress only chunks A..B (0-based, B excluded; `A..` runs to the end) of the input.
+    #[arg(long, value_name = "A..B", value_parser = parse_chunk_range, conflicts_with = "part")]
+    pub chunks: Option<ChunkRange>,
+
+    /// Compress only part K of N (1-based) of the input, cut at chunk boundaries.
+    #[arg(long, value_name = "K/N", value_parser = parse_part)]
+    pub part: Option<Part>,
+}
+
+impl PieceArgs {
+    pub fn is_set(&self) -> bool {
+        self.chunk_size.is_some() || self.chunks.is_some() || self.part.is_some()
+    }
+}
+
+/// `split`: which chunks go where.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("select").required(true).args(["chunks", "part", "parts"])))]
+pub struct SplitArgs {
+    /// The archive (a file may hold several archives back to back); none or `-` means stdin.
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: Option<PathBuf>,
+
+    /// Keep chunks A..B (0-based, B excluded, numbered as `llmzip l --index` shows them).
+    #[arg(long, value_name = "A..B", value_parser = parse_chunk_range)]
+    pub chunks: Option<ChunkRange>,
+
+    /// Keep part K of N (1-based): the cut `llmzip c --part K/N` makes.
+    #[arg(long, value_name = "K/N", value_parser = parse_part)]
+    pub part: Option<Part>,
+
+    /// Cut into N parts, written as NAME.part1.lz .. NAME.partN.lz (numbers zero-padded).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000),
+          conflicts_with_all = ["stdout", "output"])]
+    pub parts: Option<u64>,
+
+    /// Write to stdout.
+    #[arg(short = 'c', long = "stdout")]
+    pub stdout: bool,
+
+    /// Write the piece to PATH (`-` means stdout). [default: NAME.partK.lz or NAME.chunksA-B.lz]
+    #[arg(short = 'o', long, value_name = "PATH", conflicts_with = "stdout")]
+    pub output: Option<PathBuf>,
+
+    /// Overwrite existing output files; allow compressed data to or from a terminal.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+/// `join`: the archives, in order, and where the one archive goes.
+#[derive(Debug, Clone, Args)]
+pub struct JoinArgs {
+    /// Archives in order (each file may hold several); none or `-` means stdin.
+    #[arg(value_name = "ARCHIVE")]
+    pub files: Vec<PathBuf>,
+
+    /// Write to stdout.
+    #[arg(short = 'c', long = "stdout")]
+    pub stdout: bool,
+
+    /// Write the archive to PATH (`-` means stdout).
+    #[arg(short = 'o', long, value_name = "PATH", conflicts_with = "stdout")]
+    pub output: Option<PathBuf>,
+
+    /// Overwrite an existing output file; allow compressed data to or from a terminal.
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 /// The flags of every command that runs the model (`c`, `d`, `t`, `l`, `eval`, `bench`), declared once.
@@ -135,6 +222,11 @@ pub struct ListArgs {
     /// Tab-separated columns with a header line, for scripts.
     #[arg(long)]
     pub robot: bool,
+
+    /// List every chunk with its offsets in the archive and in the decoded content (no model needed),
+    /// for planning `llmzip split --chunks`.
+    #[arg(long)]
+    pub index: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,7 +391,7 @@ mod tests {
                 Command::List(l) => l.files.codec.run,
                 Command::Eval(e) => e.run,
                 Command::Bench(b) => b.run,
-                Command::Models(_) => unreachable!(),
+                Command::Models(_) | Command::Split(_) | Command::Join(_) => unreachable!(),
             };
             assert_eq!((run.model.as_deref(), run.context, run.threads), (Some("m"), Some(64), Some(2)));
         }
@@ -321,6 +413,35 @@ mod tests {
         assert_eq!(a.stats_file, Some(PathBuf::from("s.tsv")));
         let help = Cli::command().find_subcommand_mut("compress").unwrap().render_long_help().to_string();
         assert!(!help.contains("stats-file"), "{help}");
+    }
+
+    #[test]
+    fn piece_flags_split_and_join_parse() {
+        let Command::Compress(a) =
+            parse(&["c", "--part", "2/3", "--chunk-size", "4K", "-o", "p", "f"]).unwrap().command
+        else {
+            panic!("not compress")
+        };
+        assert_eq!(a.pieces.part, Some(Part { k: 2, n: 3 }));
+        assert_eq!(a.pieces.chunk_size, Some(4096));
+        assert!(parse(&["c", "--part", "1/2", "--chunks", "0..1", "f"]).is_err());
+        assert!(parse(&["c", "--part", "3/2", "f"]).is_err());
+        let Command::Split(s) = parse(&["split", "a.lz", "--chunks", "1..3", "-c"]).unwrap().command else {
+            panic!("not split")
+        };
+        assert_eq!(s.chunks, Some(ChunkRange { start: 1, end: Some(3) }));
+        assert!(parse(&["split", "a.lz"]).is_err(), "a selection is required");
+        assert!(parse(&["split", "a.lz", "--part", "1/2", "--parts", "2"]).is_err());
+        assert!(parse(&["split", "a.lz", "--parts", "2", "-c"]).is_err());
+        assert!(parse(&["split", "a.lz", "--parts", "0"]).is_err());
+        let Command::Join(j) = parse(&["join", "a", "b", "-o", "ab"]).unwrap().command else {
+            panic!("not join")
+        };
+        assert_eq!(j.files.len(), 2);
+        assert!(matches!(
+            parse(&["l", "--index", "--robot", "x"]).unwrap().command,
+            Command::List(ListArgs { index: true, robot: true, .. })
+        ));
     }
 
     #[test]

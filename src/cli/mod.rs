@@ -5,7 +5,9 @@
 
 pub mod args;
 pub mod listing;
+pub mod pieces;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod selection;
 pub mod tools;

@@ -214,6 +214,7 @@ pub fn file_operation(command: &Command) -> Option<(Operation, &FileArgs)> {
         Command::Test(a) => Some((Operation::Test, a)),
         Command::List(l) => Some((Operation::List { robot: l.robot }, &l.files)),
         Command::Models(_) | Command::Eval(_) | Command::Bench(_) => None,
+        Command::Split(_) | Command::Join(_) => None,
     }
 }
 

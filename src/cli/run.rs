@@ -1,6 +1,7 @@
 //! Acting on a [`Plan`]: open each input, create its output, call the pipeline, commit, tell.
 //!
-//! This is the only CLI module that calls [`crate::pipeline`] for file jobs; what it needs from there is:
+//! This is the only CLI module that runs [`crate::pipeline`]'s codecs (`pieces` asks it only for the
+//! model-free cut points); what it needs from there is:
 //! - `CodecOptions { model, context, overlap, threads, kernel }`;
 //! - [`Sessions`]: the run's model, opened on the first job that needs it and kept for every later
 //!   one, so `llmzip c a b c` resolves, hashes, loads and self-checks the model once;
@@ -88,7 +89,12 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
 /// stdout pipe: nobody is reading any more, so processing stops without a message and the exit status
 /// is what it was before (0 when all went well), as `head` users expect.
 pub fn execute(plan: &Plan, reporter: &mut Reporter) {
-    let opts = codec_options(&plan.settings);
+    execute_with(plan, codec_options(&plan.settings), reporter)
+}
+
+/// [`execute`] with options beyond the plan's settings (the chunking and chunk range of
+/// `c --chunk-size/--chunks/--part`, resolved by [`super::pieces`]).
+pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     let show_progress = reporter.verbosity() != Verbosity::Quiet && io::stderr().is_terminal();
     if matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2) {
         let s = &plan.settings;

@@ -95,19 +95,8 @@ impl Chunk {
         kind_byte: u8,
         index: u64,
     ) -> Result<Chunk, FormatError> {
-        let mut head = [0u8; CHUNK_HEADER_LEN];
-        head[0] = kind_byte;
-        read_exact_or(r, &mut head[1..], || format!("inside chunk {index}'s header"))?;
-        let stored = u32::from_le_bytes(head[17..21].try_into().expect("4 bytes"));
-        let computed = crc32fast::hash(&head[..17]);
-        if stored != computed {
-            return Err(FormatError::Checksum { place: format!("chunk {index} header"), stored, computed });
-        }
-        let kind = ChunkKind::from_byte(kind_byte)
-            .ok_or_else(|| FormatError::chunk(index, format!("unknown chunk kind {kind_byte}")))?;
-        let mut f = Fields::new(&head[1..17]);
-        let (original_len, tokens, payload_len, original_crc32) = (f.u32(), f.u32(), f.u32(), f.u32());
-        validate(kind, original_len, tokens, payload_len).map_err(|what| FormatError::chunk(index, what))?;
+        let ChunkHead { kind, original_len, tokens, payload_len, original_crc32 } =
+            ChunkHead::read_after_kind(r, kind_byte, index)?;
         let mut payload = Vec::new();
         let got = r.by_ref().take(payload_len as u64).read_to_end(&mut payload)?;
         if got < payload_len as usize {
@@ -142,6 +131,46 @@ impl Chunk {
             });
         }
         Ok(())
+    }
+}
+
+/// A chunk header's fields, checked (CRC first, then every length against its limit): what the tools
+/// that copy chunks without decoding them (split, join, the chunk table) need to know of a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkHead {
+    pub kind: ChunkKind,
+    pub original_len: u32,
+    pub tokens: u32,
+    pub payload_len: u32,
+    pub original_crc32: u32,
+}
+
+impl ChunkHead {
+    /// Reads and checks the rest of chunk `index`'s header after its kind byte; the payload is not read.
+    pub(crate) fn read_after_kind(
+        r: &mut impl Read,
+        kind_byte: u8,
+        index: u64,
+    ) -> Result<ChunkHead, FormatError> {
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        head[0] = kind_byte;
+        read_exact_or(r, &mut head[1..], || format!("inside chunk {index}'s header"))?;
+        let stored = u32::from_le_bytes(head[17..21].try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(&head[..17]);
+        if stored != computed {
+            return Err(FormatError::Checksum { place: format!("chunk {index} header"), stored, computed });
+        }
+        let kind = ChunkKind::from_byte(kind_byte)
+            .ok_or_else(|| FormatError::chunk(index, format!("unknown chunk kind {kind_byte}")))?;
+        let mut f = Fields::new(&head[1..17]);
+        let (original_len, tokens, payload_len, original_crc32) = (f.u32(), f.u32(), f.u32(), f.u32());
+        validate(kind, original_len, tokens, payload_len).map_err(|what| FormatError::chunk(index, what))?;
+        Ok(ChunkHead { kind, original_len, tokens, payload_len, original_crc32 })
+    }
+
+    /// Bytes the whole chunk occupies in the archive: header, payload and payload CRC.
+    pub(crate) fn encoded_len(&self) -> u64 {
+        CHUNK_HEADER_LEN as u64 + self.payload_len as u64 + 4
     }
 }
 

@@ -15,12 +15,14 @@
 mod chunk;
 mod error;
 mod header;
+mod split;
 mod stream;
 mod trailer;
 
 pub use chunk::{Chunk, ChunkKind, MAX_CHUNK_BYTES, max_coded_payload};
 pub use error::FormatError;
 pub use header::{FORMAT_VERSION, Header, MAGIC, MAX_MODEL_ID};
+pub use split::{ArchivePlace, ChunkPlace, Joiner, Layout, SplitError, check_range, part_range, scan};
 pub use stream::{ArchiveInfo, ArchiveReader, ArchiveWriter, read_tail};
 pub use trailer::{FOOTER_LEN, FOOTER_MAGIC, Footer, IndexEntry};
 

@@ -62,6 +62,24 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
+    /// Writes a chunk copied verbatim from another archive (its header, payload and payload CRC, as
+    /// `encoded`), for split and join, which never decode. `entry` and `original_crc32` are that chunk's
+    /// checked header fields; the whole-content CRC-32 is extended by combining CRCs, so the original
+    /// bytes are not needed.
+    pub(crate) fn copy_chunk(
+        &mut self,
+        entry: IndexEntry,
+        original_crc32: u32,
+        encoded: &[u8],
+    ) -> Result<(), FormatError> {
+        self.w.write_all(encoded)?;
+        self.entries.push(entry);
+        self.content
+            .combine(&crc32fast::Hasher::new_with_initial_len(original_crc32, entry.original_len as u64));
+        self.total_original += entry.original_len as u64;
+        Ok(())
+    }
+
     /// Writes the index and footer and returns the writer.
     pub fn finish(mut self) -> Result<W, FormatError> {
         let index = encode_index(&self.entries);

@@ -46,7 +46,16 @@ pub fn compress_with(
     let mut writer = ArchiveWriter::new(CountingWriter::new(output), &header)?;
     let mut chunks = ChunkReader::new(input, opts.chunk_bytes);
     let mut coder = ChunkCoder::new(session, &params, opts.force_model);
-    while let Some(bytes) = chunks.next_chunk()? {
+    let range = opts.chunk_range.clone().unwrap_or(0..u64::MAX);
+    let mut index = 0u64;
+    while index < range.end
+        && let Some(bytes) = chunks.next_chunk()?
+    {
+        index += 1;
+        // Chunks before the piece are cut (the cuts depend on the bytes before them) but not coded.
+        if index <= range.start {
+            continue;
+        }
         let tokens = session.tokenizer.encode(&bytes)?;
         let payload = coder.encode(&tokens)?;
         match payload {
@@ -64,6 +73,12 @@ pub fn compress_with(
         stats.chunks += 1;
         stats.original_bytes += bytes.len() as u64;
         progress.add_input(bytes.len() as u64);
+    }
+    // An open range (end u64::MAX) needs only its start to exist.
+    if let Some(range) = &opts.chunk_range
+        && index < if range.end == u64::MAX { range.start } else { range.end }
+    {
+        return Err(PipelineError::ChunkRange { start: range.start, end: range.end, count: index });
     }
     let out = writer.finish()?;
     out.inner.flush()?;

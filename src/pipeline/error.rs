@@ -71,6 +71,12 @@ pub enum PipelineError {
         "--context {context} exceeds model {model}'s limit of {max} positions; use --context {max} or less"
     )]
     ContextTooLong { context: u32, model: String, max: usize },
+    /// `--chunks A..B` names chunks the input does not have.
+    #[error(
+        "chunks {start}..{end} are not within the input's {count} chunks (0..{count}); \
+         `llmzip c --part K/N` chooses pieces that always exist"
+    )]
+    ChunkRange { start: u64, end: u64, count: u64 },
 }
 
 impl PipelineError {

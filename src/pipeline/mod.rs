@@ -25,6 +25,7 @@ pub use compress::{compress, compress_with};
 pub use decompress::{Listing, decompress, decompress_with, list};
 pub use error::PipelineError;
 pub use params::CodingParams;
+pub use segment::{DEFAULT_CHUNK_BYTES, chunk_spans};
 pub use session::{CANARY_TEXT, Session, Sessions};
 
 use crate::engine::KernelPath;
@@ -49,6 +50,10 @@ pub struct CodecOptions {
     /// Model-code every chunk even where storing it would be smaller. For tests and measurements only:
     /// archives stay valid either way.
     pub force_model: bool,
+    /// Compress only these chunks of the input (0-based, end exclusive), cut where a compression of the
+    /// whole input cuts them: one piece of the archive the whole input gives (`llmzip c --chunks A..B`,
+    /// `--part K/N`). An end of `u64::MAX` runs to the last chunk; `None`: every chunk.
+    pub chunk_range: Option<std::ops::Range<u64>>,
 }
 
 impl Default for CodecOptions {
@@ -62,6 +67,7 @@ impl Default for CodecOptions {
             chunk_bytes: segment::DEFAULT_CHUNK_BYTES,
             lanes: params::DEFAULT_LANES,
             force_model: false,
+            chunk_range: None,
         }
     }
 }

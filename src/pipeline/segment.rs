@@ -48,6 +48,19 @@ impl<R: Read> ChunkReader<R> {
     }
 }
 
+/// The byte ranges of the chunks [`ChunkReader`] cuts `input` into with chunk size `target`: where the
+/// compressor cuts, computed without a model (the cuts depend on the bytes alone), so a scheduler can
+/// choose pieces of an input before any of it is compressed (`llmzip c --part K/N`).
+pub fn chunk_spans(input: impl Read, target: usize) -> io::Result<Vec<std::ops::Range<u64>>> {
+    let mut chunks = ChunkReader::new(input, target);
+    let (mut spans, mut at) = (Vec::new(), 0u64);
+    while let Some(c) = chunks.next_chunk()? {
+        spans.push(at..at + c.len() as u64);
+        at += c.len() as u64;
+    }
+    Ok(spans)
+}
+
 /// Where to end a full buffer: just after the last newline (else space) in its final `CUT_SEARCH` bytes,
 /// else at its end.
 fn cut_point(buf: &[u8]) -> usize {
@@ -80,6 +93,18 @@ mod tests {
             assert_eq!(cs.concat(), text);
         }
         assert!(chunks(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn spans_are_the_chunks_the_reader_cuts() {
+        let text: Vec<u8> = (0..50_000u32).map(|i| if i % 61 == 0 { b' ' } else { b'q' }).collect();
+        let spans = chunk_spans(&text[..], 4096).unwrap();
+        let cs = chunks(&text, 4096);
+        assert_eq!(spans.len(), cs.len());
+        for (span, c) in spans.iter().zip(&cs) {
+            assert_eq!(&text[span.start as usize..span.end as usize], &c[..]);
+        }
+        assert!(chunk_spans(&[][..], 10).unwrap().is_empty());
     }
 
     #[test]

@@ -10,4 +10,5 @@ mod model;
 mod pipeline;
 mod real;
 mod regression;
+mod split;
 mod tokenizer;
