@@ -10,6 +10,7 @@
 
 mod compress;
 mod decompress;
+mod entropy;
 mod error;
 pub mod eval;
 mod predict;
@@ -18,7 +19,7 @@ mod session;
 pub mod window;
 
 pub use compress::compress;
-pub use decompress::{Listing, decompress, list};
+pub use decompress::{LIST_CHECK_OK, Listing, decompress, decompress_reusing, list};
 pub use error::PipelineError;
 pub use session::Session;
 
