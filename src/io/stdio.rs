@@ -14,16 +14,30 @@ const BUFFER: usize = 256 * 1024;
 /// Which of stdin, stdout, stderr were closed when the process started ([`guard_standard_streams`]).
 static CLOSED: [AtomicBool; 3] = [AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)];
 
-/// Whether standard stream `fd` is closed now (its descriptor cannot be duplicated).
+/// Whether standard stream `fd` was closed by whoever started us. Rust's runtime reopens a closed
+/// descriptor 0, 1 or 2 on `/dev/null` before `main` (read-write, where a shell's `</dev/null` or
+/// `>/dev/null` opens it read-only or write-only), so a closed stream shows up as `/dev/null` open for
+/// reading and writing; a descriptor that cannot even be duplicated is closed too.
 #[cfg(unix)]
 fn is_closed(fd: usize) -> bool {
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let dup = match fd {
         0 => io::stdin().as_fd().try_clone_to_owned(),
         1 => io::stdout().as_fd().try_clone_to_owned(),
         _ => io::stderr().as_fd().try_clone_to_owned(),
     };
-    dup.is_err()
+    let Ok(dup) = dup else { return true };
+    // SAFETY: F_GETFL on a descriptor we own reads its status flags and changes nothing.
+    let flags = unsafe { libc::fcntl(dup.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_ACCMODE != libc::O_RDWR {
+        return false;
+    }
+    let file = std::fs::File::from(dup);
+    match (file.metadata(), std::fs::metadata("/dev/null")) {
+        (Ok(m), Ok(null)) => m.file_type().is_char_device() && m.rdev() == null.rdev(),
+        _ => false,
+    }
 }
 
 #[cfg(not(unix))]
@@ -32,10 +46,10 @@ fn is_closed(_fd: usize) -> bool {
 }
 
 /// Call first thing in `main`. A standard stream the caller closed (`llmzip d -c x.lz >&-`) must fail
-/// the run, as with gzip or xz, yet Rust's standard streams silently ignore a closed descriptor; worse,
-/// the next file opened would receive descriptor 0, 1 or 2 and stdin would read it, or stdout write into
-/// it. So each closed one is noted (stdin and stdout then fail on first use with "is closed") and held
-/// open on `/dev/null` so no file can take its number.
+/// the run, as with gzip or xz, yet Rust makes a closed descriptor a silent `/dev/null` (see
+/// [`is_closed`]). So each closed one is noted, and stdin and stdout then fail on first use with "is
+/// closed". A descriptor still closed (a runtime that did not reopen it) is held open on `/dev/null`, so
+/// that no file opened later takes its number and receives what is meant for stdout.
 pub fn guard_standard_streams() {
     for fd in 0..3 {
         if is_closed(fd) {
@@ -48,7 +62,7 @@ pub fn guard_standard_streams() {
                 } else {
                     std::fs::OpenOptions::new().write(true).open("/dev/null")
                 };
-                // The lowest free descriptor is this one; keep it open for the life of the process.
+                // Lands on the lowest free descriptor: this one if it is really closed; else drop it.
                 if let Ok(null) = null
                     && null.as_raw_fd() as usize == fd
                 {
@@ -65,7 +79,7 @@ fn closed_error(name: &str) -> io::Error {
 
 /// Locked stdin (already buffered by the standard library) that fails on first read if stdin was closed.
 pub fn stdin() -> Stdin {
-    Stdin { inner: io::stdin().lock(), closed: CLOSED[0].load(Ordering::Relaxed) || is_closed(0) }
+    Stdin { inner: io::stdin().lock(), closed: CLOSED[0].load(Ordering::Relaxed) }
 }
 
 /// See [`stdin`].
@@ -128,7 +142,7 @@ impl StdoutSink {
         StdoutSink {
             inner: BufWriter::with_capacity(BUFFER, io::stdout().lock()),
             broken: false,
-            closed: CLOSED[1].load(Ordering::Relaxed) || is_closed(1),
+            closed: CLOSED[1].load(Ordering::Relaxed),
         }
     }
 

@@ -9,4 +9,5 @@ mod golden;
 mod model;
 mod pipeline;
 mod real;
+mod regression;
 mod tokenizer;
