@@ -51,9 +51,9 @@ fn is_closed(_fd: usize) -> bool {
 /// closed". A descriptor still closed (a runtime that did not reopen it) is held open on `/dev/null`, so
 /// that no file opened later takes its number and receives what is meant for stdout.
 pub fn guard_standard_streams() {
-    for fd in 0..3 {
+    for (fd, closed) in CLOSED.iter().enumerate() {
         if is_closed(fd) {
-            CLOSED[fd].store(true, Ordering::Relaxed);
+            closed.store(true, Ordering::Relaxed);
             #[cfg(unix)]
             {
                 use std::os::fd::{AsRawFd, IntoRawFd};
