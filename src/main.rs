@@ -17,6 +17,7 @@ use llmzip::io::cleanup;
 use llmzip::io::fs::SystemPaths;
 
 fn main() -> ExitCode {
+    llmzip::io::stdio::guard_standard_streams();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -23,7 +23,13 @@ fn fixed(x: Option<f64>, digits: usize) -> String {
     x.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
 }
 
-/// The human table: a header, one line per archive, and a total line when there are several.
+/// What the check column covers, printed under the human table: `l` reads only each archive's header
+/// and tail, so it cannot vouch for the chunks (a flipped bit in a payload lists as ok).
+pub const CHECK_NOTE: &str =
+    "(check: header, index and footer checksums only; `llmzip t` decodes and verifies every chunk)";
+
+/// The human table: a header, one line per archive, a total line when there are several, and
+/// [`CHECK_NOTE`].
 pub fn human(rows: &[Row]) -> String {
     let mut lines: Vec<[String; 8]> = vec![[
         "compressed".into(),
@@ -83,6 +89,8 @@ pub fn human(rows: &[Row]) -> String {
         out.push_str(text.trim_end());
         out.push('\n');
     }
+    out.push_str(CHECK_NOTE);
+    out.push('\n');
     out
 }
 
@@ -137,17 +145,18 @@ compressed  uncompressed  ratio  bits/byte  chunks  check  model  name
        250          1000  0.250      2.000       2  ok     m1     a.lz
          5             0      -          -       2  ok     m1     bb.lz
        255          1000  0.255      2.040       4  ok            (total of 2)
+(check: header, index and footer checksums only; `llmzip t` decodes and verifies every chunk)
 ";
         assert_eq!(out, want);
     }
 
     #[test]
     fn single_row_has_no_total_and_failures_show_in_the_total() {
-        assert_eq!(human(&[row("a", 1, 2)]).lines().count(), 2);
+        assert_eq!(human(&[row("a", 1, 2)]).lines().count(), 3);
         let mut bad = row("b", 1, 2);
         bad.check = "chunk 3: checksum mismatch".into();
         let out = human(&[row("a", 1, 2), bad]);
-        assert!(out.lines().last().unwrap().contains("FAILED"), "{out}");
+        assert!(out.lines().rev().nth(1).unwrap().contains("FAILED"), "{out}");
     }
 
     #[test]

@@ -42,6 +42,14 @@ impl Reporter {
         self.record(Severity::Error, subject, &one_line(err));
     }
 
+    /// Something worth saying that is neither a warning nor an error (a request met another way than the
+    /// usual one): printed unless `-q`, and the exit status stays what it was.
+    pub fn note(&self, subject: Option<&str>, message: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            print_line(&format_message(subject, message));
+        }
+    }
+
     /// Statistics and other information, shown only with `-v`.
     pub fn info(&self, line: &str) {
         if matches!(self.verbosity, Verbosity::Verbose(_)) {

@@ -52,8 +52,10 @@ pub fn models(command: &ModelsCommand, reporter: &mut Reporter) -> u8 {
                 None => model::default_id()?,
             };
             let resolved = model::fetch(id, &bar)?;
+            // Fetched, perhaps from a fallback source: the request was met, so exit 0 (scripts with
+            // `set -e` on machines that block the first source must not break).
             for note in &resolved.notes {
-                reporter.warning(Some(id), note);
+                reporter.note(Some(id), note);
             }
             Ok(format!("{}\n", resolved.path.display()))
         })(),

@@ -7,9 +7,13 @@
 
 use std::borrow::Borrow;
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
+use constriction::Semantics;
+use constriction::backends::ReadWords;
 use constriction::stream::model::{DecoderModel, EncoderModel, EntropyModel};
-use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
+use constriction::stream::queue::{DefaultRangeEncoder, RangeDecoder};
 use constriction::stream::{Decode, Encode};
 
 use crate::quant::{FreqTable, PRECISION_BITS};
@@ -27,7 +31,65 @@ pub enum CoderError {
     Ragged(usize),
     #[error("range coder payload is invalid: {0}")]
     Invalid(String),
+    #[error(
+        "the range decoder ran past the end of its {0}-byte payload; the payload is truncated or its token \
+         count is wrong"
+    )]
+    PastEnd(usize),
 }
+
+/// The most symbols a payload of `payload_len` bytes can hold when every table has `vocab` symbols.
+///
+/// Every frequency is at least 1, so the most probable symbol has at most `2^24 - (vocab - 1)` and costs at
+/// least `c = -log2(1 - (vocab - 1) / 2^24)` bits. The coder's range starts below 2^64, never ends below
+/// 2^32, shrinks by at least `2^-c` per symbol and grows by 2^32 per renormalisation; the encoder wrote a
+/// word per renormalisation and at least one more when it finished, so a payload of `W` words saw at
+/// most `W - 1` of them and `T * c <= 32 + 32 * (W - 1) = 8 * payload_len`. Since `c >= (vocab - 1) / 2^24 * log2(e)` and `log2(e) > 1.442`,
+/// `T <= 8 * payload_len * 2^24 * 1000 / (1442 * (vocab - 1))`: about 1,894 symbols per byte for a
+/// 49,152-token vocabulary. A chunk claiming more tokens than this cannot be valid (FORMAT.md).
+pub fn max_symbols(payload_len: usize, vocab: usize) -> u64 {
+    if vocab < 2 {
+        return u64::MAX;
+    }
+    let bound = 8 * payload_len as u128 * (1u128 << PRECISION_BITS) * 1000 / (1442 * (vocab as u128 - 1));
+    u64::try_from(bound).unwrap_or(u64::MAX)
+}
+
+/// A payload's words, read front to back, counting reads past the end (which a valid payload needs at
+/// most once: the decoder reads two words before the first symbol, the encoder's final flush writes one or
+/// two).
+struct Words {
+    words: Vec<u32>,
+    at: usize,
+    /// Shared with the [`Decoder`], which cannot borrow its backend back from constriction's decoder.
+    past_end: Arc<AtomicU32>,
+}
+
+impl<S: Semantics> ReadWords<u32, S> for Words {
+    type ReadError = std::convert::Infallible;
+
+    fn read(&mut self) -> Result<Option<u32>, Self::ReadError> {
+        match self.words.get(self.at) {
+            Some(&w) => {
+                self.at += 1;
+                Ok(Some(w))
+            }
+            None => {
+                // Saturates far above MAX_PAST_END: the decoder stops at the first read beyond it.
+                let n = self.past_end.load(Ordering::Relaxed);
+                self.past_end.store(n.saturating_add(1), Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    fn maybe_exhausted(&self) -> bool {
+        self.at >= self.words.len()
+    }
+}
+
+/// Reads past the end that a valid payload can need (see [`Words`]).
+const MAX_PAST_END: u32 = 1;
 
 /// [`FreqTable`] seen as a constriction entropy model.
 struct Model<'t>(&'t FreqTable);
@@ -86,9 +148,13 @@ impl Encoder {
     }
 }
 
-/// Reads symbols back from a payload, given the same tables in the same order.
+/// Reads symbols back from a payload, given the same tables in the same order. A decoder that needs more
+/// words than the payload has fails with [`CoderError::PastEnd`] instead of decoding on zeros: a chunk
+/// claiming millions of tokens for a few payload bytes stops after those bytes.
 pub struct Decoder {
-    inner: DefaultRangeDecoder,
+    inner: RangeDecoder<u32, u64, Words>,
+    past_end: Arc<AtomicU32>,
+    payload_len: usize,
 }
 
 impl Decoder {
@@ -98,15 +164,21 @@ impl Decoder {
         }
         let words: Vec<u32> =
             payload.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let inner =
-            DefaultRangeDecoder::from_compressed(words).map_err(|e| CoderError::Invalid(format!("{e:?}")))?;
-        Ok(Self { inner })
+        let past_end = Arc::new(AtomicU32::new(0));
+        let backend = Words { words, at: 0, past_end: Arc::clone(&past_end) };
+        let inner = RangeDecoder::with_backend(backend).map_err(|e| CoderError::Invalid(format!("{e:?}")))?;
+        Ok(Self { inner, past_end, payload_len: payload.len() })
     }
 
     /// The next symbol under `table`. On a corrupt payload this returns some symbol or an error, never
     /// panics; the chunk checksum tells which.
     pub fn decode(&mut self, table: &FreqTable) -> Result<u32, CoderError> {
-        self.inner.decode_symbol(Model(table)).map_err(|e| CoderError::Invalid(format!("{e:?}")))
+        let symbol =
+            self.inner.decode_symbol(Model(table)).map_err(|e| CoderError::Invalid(format!("{e:?}")))?;
+        if self.past_end.load(Ordering::Relaxed) > MAX_PAST_END {
+            return Err(CoderError::PastEnd(self.payload_len));
+        }
+        Ok(symbol)
     }
 }
 
@@ -179,5 +251,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A table whose symbol 0 has the largest frequency any table can give: `2^24 - (vocab - 1)`.
+    fn peaked(vocab: usize) -> FreqTable {
+        let mut logits = vec![-1000.0f32; vocab];
+        logits[0] = 1000.0;
+        let mut t = FreqTable::new(vocab);
+        quantize(crate::arch::VectorMath::SCALAR, &logits, &mut t);
+        assert_eq!(t.freq(0), (1 << PRECISION_BITS) - (vocab as u32 - 1));
+        t
+    }
+
+    /// Regression (time bomb): a valid payload never needs more than one read past its end, so the
+    /// decoder's refusal of a second one never rejects a real archive, at any length.
+    #[test]
+    fn valid_payloads_never_read_past_their_end() {
+        let mut seed = 21;
+        let mixed = tables(64, 500, &mut seed);
+        for n in 0..600usize {
+            let skewed = n % 3 == 0;
+            let peak = peaked(300);
+            let mut enc = Encoder::new();
+            let mut symbols = Vec::new();
+            for i in 0..n {
+                let t = if skewed { &peak } else { &mixed[i % mixed.len()] };
+                let s =
+                    if skewed && i % 7 != 0 { 0 } else { t.symbol_for((rng(&mut seed) % (1 << 24)) as u32) };
+                enc.encode(s, t).unwrap();
+                symbols.push(s);
+            }
+            let payload = enc.finish();
+            let mut dec = Decoder::new(&payload).unwrap();
+            for (i, &s) in symbols.iter().enumerate() {
+                let t = if skewed { &peak } else { &mixed[i % mixed.len()] };
+                assert_eq!(dec.decode(t), Ok(s), "{n} symbols, at {i}");
+            }
+        }
+    }
+
+    /// Regression (time bomb): decoding past a short payload stops with an error instead of running on
+    /// zeros for as many tokens as a chunk header claims.
+    #[test]
+    fn decoding_past_the_payload_stops() {
+        let mut seed = 3;
+        let tabs = tables(8, 1000, &mut seed);
+        let payload: Vec<u8> = (0..16).map(|_| rng(&mut seed) as u8).collect();
+        let mut dec = Decoder::new(&payload).unwrap();
+        let stopped = (0..100_000).position(|i| dec.decode(&tabs[i % 8]).is_err());
+        assert!(stopped.is_some_and(|n| n < 100), "decoded {stopped:?} symbols from 16 bytes");
+        assert_eq!(dec.decode(&tabs[0]), Err(CoderError::PastEnd(16)));
+    }
+
+    /// Regression (time bomb): the token bound holds for the cheapest possible symbols, and is tight
+    /// enough to matter (about 1,900 tokens per byte for SmolLM2's vocabulary).
+    #[test]
+    fn max_symbols_bounds_the_cheapest_sequences() {
+        for vocab in [2usize, 3, 300, 49_152] {
+            let t = peaked(vocab);
+            for n in [1usize, 10, 1000, 100_000] {
+                let mut enc = Encoder::new();
+                for _ in 0..n {
+                    enc.encode(0, &t).unwrap();
+                }
+                let payload = enc.finish();
+                assert!(
+                    n as u64 <= max_symbols(payload.len(), vocab),
+                    "{n} symbols in {} bytes exceed the bound {} (vocab {vocab})",
+                    payload.len(),
+                    max_symbols(payload.len(), vocab)
+                );
+            }
+        }
+        assert_eq!(max_symbols(1, 49_152), 1893);
+        assert_eq!(max_symbols(0, 49_152), 0);
     }
 }

@@ -16,8 +16,16 @@ pub enum FormatError {
     Truncated { place: String },
     #[error("archive format version {0} is not supported (this llmzip reads version 1); use a newer llmzip")]
     Version(u16),
+    #[error(
+        "archive format version {0} is not supported and the header checksum does not match; the archive is \
+         corrupt (or was made by a newer llmzip)"
+    )]
+    VersionOrCorrupt(u16),
     #[error("archive header flags 0x{0:04x} are not understood; it was made by a newer llmzip")]
     Flags(u16),
+    /// A header with a valid checksum whose fields are out of range: no llmzip writes such a header.
+    #[error("archive header: {0}; the archive is corrupt or was made by something other than llmzip")]
+    Header(String),
     #[error(
         "archive header names model id {0:?}, which is not 1 to 64 printable ASCII characters; the header is corrupt"
     )]
@@ -32,8 +40,11 @@ pub enum FormatError {
     Index(String),
     #[error("footer: {0}; the archive is corrupt or incomplete")]
     Footer(String),
-    #[error("{0} bytes follow the end of the archive and are not another llmzip archive")]
-    TrailingData(String),
+    #[error(
+        "the data after the archive's end (at byte {offset}) is not another llmzip archive; the file has \
+         trailing garbage or was damaged"
+    )]
+    TrailingData { offset: u64 },
 }
 
 impl FormatError {

@@ -29,6 +29,12 @@ pub const MAGIC: [u8; 8] = [0x89, b'L', b'L', b'M', b'Z', b'\r', b'\n', 0x1a];
 pub const FORMAT_VERSION: u16 = 1;
 /// Longest model id, in bytes.
 pub const MAX_MODEL_ID: usize = 64;
+/// Largest window (`context`) an archive may ask for: the largest `--context` llmzip accepts. It sizes the
+/// decoder's KV caches, so a header is refused above it before anything is allocated; the model's own
+/// limit (often lower) is checked once the model is loaded.
+pub const MAX_CONTEXT: u32 = 8192;
+/// Smallest window: the start token and one coded token.
+pub const MIN_CONTEXT: u32 = 2;
 
 /// Everything a decoder must agree with before decoding a single chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,11 +56,27 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Header {
+    /// The limits on the fields that size a decoder's memory and work: `MIN_CONTEXT..=MAX_CONTEXT`
+    /// positions per window and an overlap below the context (so every window advances).
+    pub fn check_limits(&self) -> Result<(), String> {
+        if !(MIN_CONTEXT..=MAX_CONTEXT).contains(&self.context) {
+            return Err(format!(
+                "context {} is outside {MIN_CONTEXT}..={MAX_CONTEXT} positions",
+                self.context
+            ));
+        }
+        if self.overlap >= self.context {
+            return Err(format!("overlap {} is not below the context {}", self.overlap, self.context));
+        }
+        Ok(())
+    }
+
     /// The encoded header, checksum included.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
         if !valid_id(&self.model_id) {
             return Err(FormatError::ModelId(self.model_id.clone()));
         }
+        self.check_limits().map_err(FormatError::Header)?;
         let mut b = Vec::with_capacity(106 + self.model_id.len());
         b.extend_from_slice(&MAGIC);
         b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -80,8 +102,10 @@ impl Header {
         Ok(bytes.len())
     }
 
-    /// Reads and validates a header, in this order: magic (else: which format it is), version, flags,
-    /// model id length, the rest, checksum, model id characters. Returns the header and its length.
+    /// Reads and validates a header, in this order: magic (else: which format it is, or a cut inside the
+    /// magic), model id length, the rest, checksum, version, flags, model id characters, then the limits
+    /// of the fields that size memory and work ([`Header::check_limits`]). Returns the header and its
+    /// length.
     pub fn read_from(r: &mut impl Read) -> Result<(Header, usize), FormatError> {
         let mut start = [0u8; 13];
         let mut got = 0;
@@ -94,6 +118,10 @@ impl Header {
             }
         }
         if got < MAGIC.len() || start[..8] != MAGIC {
+            // A file cut inside the magic is an incomplete archive, not another format.
+            if got > 0 && got < MAGIC.len() && start[..got] == MAGIC[..got] {
+                return Err(FormatError::Truncated { place: "inside the magic bytes".into() });
+            }
             return Err(identify(&start[..got]));
         }
         if got < start.len() {
@@ -103,14 +131,14 @@ impl Header {
         let version = f.u16();
         let flags = f.u16();
         let id_len = f.u8() as usize;
-        if version != FORMAT_VERSION {
-            return Err(FormatError::Version(version));
-        }
-        if flags != 0 {
-            return Err(FormatError::Flags(flags));
-        }
+        // The checksum is checked before version and flags are believed: a flipped bit there is
+        // corruption, not a newer llmzip. The id length must be read first to find the checksum.
         if !(1..=MAX_MODEL_ID).contains(&id_len) {
-            return Err(FormatError::ModelId(format!("<{id_len} bytes>")));
+            return Err(if version != FORMAT_VERSION {
+                FormatError::VersionOrCorrupt(version)
+            } else {
+                FormatError::ModelId(format!("<{id_len} bytes>"))
+            });
         }
         let mut rest = vec![0u8; id_len + 93];
         read_exact_or(r, &mut rest, || "inside the header".into())?;
@@ -120,7 +148,19 @@ impl Header {
         let stored = u32::from_le_bytes(all[body_len..].try_into().expect("4 bytes"));
         let computed = crc32fast::hash(&all[..body_len]);
         if stored != computed {
-            return Err(FormatError::Checksum { place: "header".into(), stored, computed });
+            return Err(if version != FORMAT_VERSION {
+                FormatError::VersionOrCorrupt(version)
+            } else {
+                FormatError::Checksum { place: "header".into(), stored, computed }
+            });
+        }
+        match version {
+            FORMAT_VERSION => {}
+            v if v > FORMAT_VERSION => return Err(FormatError::Version(v)),
+            v => return Err(FormatError::Header(format!("format version {v} is not one llmzip writes"))),
+        }
+        if flags != 0 {
+            return Err(FormatError::Flags(flags));
         }
         let mut f = Fields::new(&rest);
         let model_id = String::from_utf8_lossy(f.take(id_len)).into_owned();
@@ -138,6 +178,7 @@ impl Header {
             start_token: f.u32(),
             canary: f.array(),
         };
+        header.check_limits().map_err(FormatError::Header)?;
         Ok((header, all.len()))
     }
 }

@@ -21,9 +21,9 @@ mod trailer;
 
 pub use chunk::{Chunk, ChunkKind, MAX_CHUNK_BYTES, max_coded_payload};
 pub use error::FormatError;
-pub use header::{FORMAT_VERSION, Header, MAGIC, MAX_MODEL_ID};
+pub use header::{FORMAT_VERSION, Header, MAGIC, MAX_CONTEXT, MAX_MODEL_ID, MIN_CONTEXT};
 pub use split::{ArchivePlace, ChunkPlace, Joiner, Layout, SplitError, check_range, part_range, scan};
-pub use stream::{ArchiveInfo, ArchiveReader, ArchiveWriter, read_tail};
+pub use stream::{ArchiveInfo, ArchiveReader, ArchiveWriter, read_archives, read_tail};
 pub use trailer::{FOOTER_LEN, FOOTER_MAGIC, Footer, IndexEntry};
 
 /// Reads exactly `buf.len()` bytes, reporting a short read as a truncated archive at `place`.

@@ -100,7 +100,7 @@ pub fn scan<R: Read + Seek>(r: &mut R) -> Result<Layout, FormatError> {
             Ok(h) => h,
             // After a complete archive, bytes that are no archive at all are trailing garbage.
             Err(FormatError::NotArchive | FormatError::OtherFormat { .. }) if pos > 0 => {
-                return Err(FormatError::TrailingData((size - pos).to_string()));
+                return Err(FormatError::TrailingData { offset: pos });
             }
             Err(e) => return Err(e),
         };

@@ -2,8 +2,8 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use super::chunk::{Chunk, ChunkKind, MAX_CHUNK_BYTES, max_coded_payload};
-use super::header::Header;
+use super::chunk::{CHUNK_HEADER_LEN, Chunk, ChunkKind, MAX_CHUNK_BYTES, max_coded_payload};
+use super::header::{Header, MAGIC, MAX_MODEL_ID};
 use super::trailer::{END_MARKER, FOOTER_LEN, Footer, IndexEntry, decode_index, encode_index, index_len};
 use super::{FormatError, read_exact_or};
 
@@ -78,6 +78,11 @@ impl<W: Write> ArchiveWriter<W> {
             .combine(&crc32fast::Hasher::new_with_initial_len(original_crc32, entry.original_len as u64));
         self.total_original += entry.original_len as u64;
         Ok(())
+    }
+
+    /// The underlying writer (for byte counts as the archive is written).
+    pub fn get_ref(&self) -> &W {
+        &self.w
     }
 
     /// Writes the index and footer and returns the writer.
@@ -156,8 +161,13 @@ impl<R: Read> ArchiveReader<R> {
         let mut index = vec![0u8; index_len(count) as usize];
         index[0] = END_MARKER;
         read_exact_or(&mut self.r, &mut index[1..], || "inside the index".into())?;
+        // Checksum first (inside decode_index): a flipped count is corruption, reported as such.
+        let crc_ok = {
+            let body = index.len() - 4;
+            crc32fast::hash(&index[..body]).to_le_bytes() == index[body..]
+        };
         let claimed = u64::from_le_bytes(index[1..9].try_into().expect("8 bytes"));
-        if claimed != count {
+        if crc_ok && claimed != count {
             return Err(FormatError::Index(format!("it lists {claimed} chunks but {count} were read")));
         }
         if decode_index(&index)? != self.entries {
@@ -211,26 +221,60 @@ pub struct ArchiveInfo {
     pub archive_bytes: u64,
 }
 
-/// Reads an archive's header, footer and index, checking each, without reading the chunks.
+/// Smallest header: a one-byte model id.
+const MIN_HEADER_LEN: u64 = 107;
+/// Bytes a chunk occupies besides its payload: its header and the payload's CRC.
+const CHUNK_OVERHEAD: u64 = CHUNK_HEADER_LEN as u64 + 4;
+
+/// Reads a single archive's header, footer and index, checking each, without reading the chunks. A file
+/// that holds several archives back to back is refused here; [`read_archives`] lists it.
 pub fn read_tail<R: Read + Seek>(r: &mut R) -> Result<ArchiveInfo, FormatError> {
+    let mut all = read_archives(r)?;
+    if all.len() != 1 {
+        return Err(FormatError::Footer(format!("the file holds {} archives back to back", all.len())));
+    }
+    Ok(all.pop().expect("one archive"))
+}
+
+/// Reads every archive of a file (several may follow each other, FORMAT.md), in file order, from their
+/// tails: each footer locates its index, the index's payload lengths locate its header, and the header
+/// must sit exactly where the previous archive's footer ends (or at the start of the file). Anything
+/// between archives, or a header, index or footer that does not check, is an error. Chunks are not
+/// read, so their payloads are not verified (that is what `llmzip t` does).
+pub fn read_archives<R: Read + Seek>(r: &mut R) -> Result<Vec<ArchiveInfo>, FormatError> {
     r.seek(SeekFrom::Start(0))?;
-    let (header, header_len) = Header::read_from(r)?;
+    // The first header says whether this is an archive at all (or which other format it is).
+    Header::read_from(r)?;
     let size = r.seek(SeekFrom::End(0))?;
-    let min = header_len as u64 + index_len(0) + FOOTER_LEN as u64;
-    if size < min {
+    let mut found = Vec::new();
+    let mut end = size;
+    while end > 0 {
+        let info = read_one_back(r, end)?;
+        end -= info.archive_bytes;
+        found.push(info);
+    }
+    found.reverse();
+    Ok(found)
+}
+
+/// The archive that ends at byte `end` of the file.
+fn read_one_back<R: Read + Seek>(r: &mut R, end: u64) -> Result<ArchiveInfo, FormatError> {
+    let min = MIN_HEADER_LEN + index_len(0) + FOOTER_LEN as u64;
+    if end < min {
         return Err(FormatError::Truncated { place: "before its footer".into() });
     }
-    r.seek(SeekFrom::Start(size - FOOTER_LEN as u64))?;
+    r.seek(SeekFrom::Start(end - FOOTER_LEN as u64))?;
     let mut f = [0u8; FOOTER_LEN];
     read_exact_or(r, &mut f, || "inside the footer".into())?;
     let footer = Footer::from_bytes(&f)?;
-    let index_start = size - FOOTER_LEN as u64 - footer.index_len as u64;
-    if footer.index_len as u64 > size - min + index_len(0) || index_start < header_len as u64 {
+    let room = end - FOOTER_LEN as u64 - MIN_HEADER_LEN;
+    if footer.index_len as u64 > room {
         return Err(FormatError::Footer(format!(
             "an index of {} bytes does not fit in the file",
             footer.index_len
         )));
     }
+    let index_start = end - FOOTER_LEN as u64 - footer.index_len as u64;
     r.seek(SeekFrom::Start(index_start))?;
     let mut index = vec![0u8; footer.index_len as usize];
     read_exact_or(r, &mut index, || "inside the index".into())?;
@@ -242,5 +286,42 @@ pub fn read_tail<R: Read + Seek>(r: &mut R) -> Result<ArchiveInfo, FormatError> 
     if chunks.len() as u64 != footer.chunk_count || total != footer.total_original {
         return Err(FormatError::Footer("its totals differ from the index".into()));
     }
-    Ok(ArchiveInfo { header, chunks, total_original: footer.total_original, archive_bytes: size })
+    let chunk_bytes: u64 = chunks.iter().map(|e| CHUNK_OVERHEAD + e.payload_len as u64).sum();
+    if chunk_bytes > index_start - MIN_HEADER_LEN {
+        return Err(FormatError::Index(format!(
+            "its chunks ({chunk_bytes} bytes) do not fit between a header and the index"
+        )));
+    }
+    let chunks_start = index_start - chunk_bytes;
+    let header_at = find_header(r, chunks_start)?;
+    Ok(ArchiveInfo {
+        header: header_at.0,
+        chunks,
+        total_original: footer.total_original,
+        archive_bytes: end - header_at.1,
+    })
+}
+
+/// The header that ends exactly at `chunks_start`, and where it begins: its length depends on its model
+/// id's length, so each possible length is tried; only a header whose checksum verifies counts.
+fn find_header<R: Read + Seek>(r: &mut R, chunks_start: u64) -> Result<(Header, u64), FormatError> {
+    for id_len in 1..=MAX_MODEL_ID as u64 {
+        let len = MIN_HEADER_LEN - 1 + id_len;
+        let Some(at) = chunks_start.checked_sub(len) else { break };
+        r.seek(SeekFrom::Start(at))?;
+        let mut start = [0u8; 13];
+        if r.read_exact(&mut start).is_err() || start[..8] != MAGIC || start[12] as u64 != id_len {
+            continue;
+        }
+        r.seek(SeekFrom::Start(at))?;
+        if let Ok((header, got)) = Header::read_from(r)
+            && got as u64 == len
+        {
+            return Ok((header, at));
+        }
+    }
+    Err(FormatError::Index(format!(
+        "no valid header ends where its chunks begin (byte {chunks_start}); data precedes the archive or \
+         the file is damaged"
+    )))
 }

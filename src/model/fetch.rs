@@ -93,10 +93,14 @@ pub fn fetch_into_cache(
         drop(scratch);
         match result {
             Ok(path) => {
-                let mut notes: Vec<String> =
+                // One line: the request was met, so earlier failures are a note, not a warning.
+                let failed: Vec<String> =
                     attempts.iter().map(|a: &Attempt| format!("{} failed: {}", a.source, a.error)).collect();
-                notes.push(format!("fetched {} from {name}", entry.id));
-                return Ok(Fetched { path, notes });
+                let mut note = format!("fetched {} from {name}", entry.id);
+                if !failed.is_empty() {
+                    note.push_str(&format!(" (earlier sources: {})", failed.join("; ")));
+                }
+                return Ok(Fetched { path, notes: vec![note] });
             }
             Err(InstallError::Cache(e)) => return Err(e),
             Err(InstallError::Source(error)) => attempts.push(Attempt { source: name, error }),

@@ -8,6 +8,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, TensorInfo};
+
+use super::error::first_line;
 use memmap2::Mmap;
 
 use super::error::ModelError;
@@ -58,7 +60,7 @@ impl GgufFile {
             });
         }
         let content = Content::read(&mut Cursor::new(&mmap[..]))
-            .map_err(|e| ModelError::Gguf { path: path.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|e| ModelError::Gguf { path: path.to_path_buf(), reason: first_line(&e.to_string()) })?;
         let gguf = GgufFile { path: path.to_path_buf(), mmap, content };
         for (name, info) in &gguf.content.tensor_infos {
             gguf.tensor_range(name, info)?;

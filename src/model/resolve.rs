@@ -298,7 +298,7 @@ impl Resolver {
                 Ok(resolved(entry, path, vec![format!("imported {} as {}", file.display(), entry.id)]))
             }
             Err(InstallError::Cache(e)) => Err(e),
-            Err(InstallError::Source(SourceError::Io { action, path, source })) => {
+            Err(InstallError::Source(SourceError::Io { action, path, cause: source })) => {
                 Err(ModelError::io(action, path, source))
             }
             Err(InstallError::Source(SourceError::WrongBytes { size, sha256, .. })) => {

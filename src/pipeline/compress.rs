@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use super::entropy::looks_incompressible;
 use super::params::CodingParams;
 use super::predict::Predictor;
 use super::segment::ChunkReader;
@@ -56,12 +57,19 @@ pub fn compress_with(
         if index <= range.start {
             continue;
         }
-        let tokens = session.tokenizer.encode(&bytes)?;
-        let payload = coder.encode(&tokens)?;
+        // Compressed, encrypted or random bytes are recognised in microseconds and stored; the model
+        // would only confirm it at its full price.
+        let payload = if !opts.force_model && looks_incompressible(&bytes) {
+            None
+        } else {
+            let tokens = session.tokenizer.encode(&bytes)?;
+            coder.encode(&tokens, bytes.len() as u64, progress)?.map(|p| (tokens.len(), p))
+        };
+        let before = writer_bytes(&writer);
         match payload {
-            Some(payload) if payload.len() < bytes.len() || opts.force_model => {
-                writer.write_chunk(ChunkKind::Coded, &bytes, tokens.len() as u64, &payload)?;
-                stats.tokens += tokens.len() as u64;
+            Some((tokens, payload)) if payload.len() < bytes.len() || opts.force_model => {
+                writer.write_chunk(ChunkKind::Coded, &bytes, tokens as u64, &payload)?;
+                stats.tokens += tokens as u64;
                 stats.windows += coder.windows;
                 stats.ideal_bits += coder.ideal_bits;
             }
@@ -72,7 +80,10 @@ pub fn compress_with(
         }
         stats.chunks += 1;
         stats.original_bytes += bytes.len() as u64;
-        progress.add_input(bytes.len() as u64);
+        // What the coder has not reported yet (all of a stored chunk).
+        progress.add_input(bytes.len() as u64 - coder.reported.min(bytes.len() as u64));
+        coder.reported = 0;
+        progress.add_output(writer_bytes(&writer) - before);
     }
     // An open range (end u64::MAX) needs only its start to exist.
     if let Some(range) = &opts.chunk_range
@@ -98,30 +109,46 @@ pub(super) struct ChunkCoder<'s> {
     /// Of the last [`ChunkCoder::encode`]: its windows and the model's ideal bits (see [`Stats`]).
     pub(super) windows: u64,
     pub(super) ideal_bits: f64,
+    /// Input bytes of the current chunk already reported to the progress bar, in proportion to the
+    /// tokens coded, so the bar moves inside a chunk.
+    pub(super) reported: u64,
 }
 
 impl<'s> ChunkCoder<'s> {
     pub(super) fn new(session: &'s Session, params: &CodingParams, force: bool) -> Self {
         let predictor = Predictor::new(session, params);
-        Self { session, predictor, force, windows: 0, ideal_bits: 0.0 }
+        Self { session, predictor, force, windows: 0, ideal_bits: 0.0, reported: 0 }
     }
 
-    /// The range-coded payload for `tokens`, or `None` when the first [`PROBE_TOKENS`] already cost more
-    /// bits than the raw bytes would (binary data: the caller stores the chunk instead).
-    pub(super) fn encode(&mut self, tokens: &[u32]) -> Result<Option<Vec<u8>>, PipelineError> {
+    /// The range-coded payload for `tokens` (the `chunk_len` bytes of a chunk), or `None` when the first
+    /// [`PROBE_TOKENS`] already cost more bits than their raw bytes would (binary data: the caller stores
+    /// the chunk instead). Reports the chunk's bytes to `progress` as its tokens are coded.
+    pub(super) fn encode(
+        &mut self,
+        tokens: &[u32],
+        chunk_len: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<Vec<u8>>, PipelineError> {
         let mut encoder = Encoder::new();
         let (mut coded, mut cost_bits, mut ideal_bits) = (0usize, 0u64, 0.0f64);
         let mut gave_up = false;
         let (force, tokenizer) = (self.force, &self.session.tokenizer);
+        let reported = &mut self.reported;
+        *reported = 0;
+        let mut probe = Vec::new();
         self.windows = self.predictor.run(tokens, |p| {
             ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
             encoder.encode(p.token, p.table)?;
             cost_bits += cost_upper_bits(p.table.freq(p.token));
             coded += 1;
+            let share = chunk_len * coded as u64 / tokens.len() as u64;
+            progress.add_input(share - *reported);
+            *reported = share;
             if !force && coded == PROBE_TOKENS.min(tokens.len()) {
-                let probe_bytes: usize =
-                    tokens[..coded].iter().map(|&t| tokenizer.token_bytes(t).len()).sum();
-                if cost_bits >= 8 * probe_bytes as u64 {
+                // The probe's original bytes, escapes counted as the one byte each stands for (not as
+                // the start token's text and two digits).
+                tokenizer.decode_into(&tokens[..coded], &mut probe);
+                if cost_bits >= 8 * probe.len() as u64 {
                     gave_up = true;
                     return Ok(ControlFlow::Break(()));
                 }
@@ -137,6 +164,11 @@ impl<'s> ChunkCoder<'s> {
 /// Integer-only, so the store-or-code decision is the same on every machine.
 fn cost_upper_bits(freq: u32) -> u64 {
     (PRECISION_BITS - freq.ilog2()) as u64
+}
+
+/// Archive bytes written so far.
+fn writer_bytes<W: Write>(writer: &ArchiveWriter<CountingWriter<W>>) -> u64 {
+    writer.get_ref().count
 }
 
 /// Counts the bytes written through it (the archive size, without a seekable output).

@@ -17,7 +17,7 @@ use super::session::{Session, Sessions};
 use super::window::{Schedule, Window};
 use super::{CodecOptions, PipelineError, Stats};
 use crate::coder::Decoder;
-use crate::container::{ArchiveReader, Chunk, ChunkKind};
+use crate::container::{ArchiveReader, Chunk, ChunkKind, FormatError, Header};
 use crate::engine::KvCache;
 use crate::io::{Progress, ReadSeek};
 use crate::quant::FreqTable;
@@ -48,8 +48,20 @@ pub fn decompress_with(
     let mut out = CountingWriter::new(output);
     let mut stats = Stats::default();
     let mut input: Box<dyn Read + '_> = Box::new(input);
+    let mut first = true;
     loop {
-        let rest = decompress_one(input, &mut out, opts, progress, sessions, &mut stats)?;
+        let rest = match decompress_one(input, &mut out, opts, progress, sessions, &mut stats) {
+            Ok(rest) => rest,
+            // After a complete archive, bytes that are not another archive are trailing garbage, not
+            // "not an llmzip archive" (the file is one).
+            Err(PipelineError::Format(FormatError::NotArchive | FormatError::OtherFormat { .. }))
+                if !first =>
+            {
+                return Err(FormatError::TrailingData { offset: stats.archive_bytes }.into());
+            }
+            Err(e) => return Err(e),
+        };
+        first = false;
         // Anything after the footer must be another archive.
         let mut probe = [0u8; 1];
         let mut rest = rest;
@@ -72,6 +84,29 @@ pub fn decompress_with(
     Ok(stats)
 }
 
+/// What a header must agree with once the model is loaded, before anything is allocated for decoding:
+/// the model's own context limit (the container bounded it by llmzip's) and the start token the canary
+/// was computed with.
+fn check_header_against_model(session: &Session, header: &Header) -> Result<(), PipelineError> {
+    let max = session.engine.max_context();
+    if header.context as usize > max {
+        return Err(FormatError::Header(format!(
+            "context {} exceeds model {}'s limit of {max} positions",
+            header.context, session.model.id
+        ))
+        .into());
+    }
+    let start = session.tokenizer.start_token();
+    if header.start_token != start {
+        return Err(FormatError::Header(format!(
+            "start token {} differs from the model's start token {start}",
+            header.start_token
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Decodes one archive; returns the reader positioned after its footer.
 fn decompress_one<'r>(
     input: Box<dyn Read + 'r>,
@@ -82,8 +117,10 @@ fn decompress_one<'r>(
     stats: &mut Stats,
 ) -> Result<Box<dyn Read + 'r>, PipelineError> {
     let mut reader = ArchiveReader::new(input)?;
-    let params = CodingParams::of_header(reader.header());
-    let session = sessions.for_archive(reader.header())?;
+    let header = reader.header().clone();
+    let params = CodingParams::of_header(&header);
+    let session = sessions.for_archive(&header)?;
+    check_header_against_model(session, &header)?;
     let lanes = opts.lanes.max(1);
     let mut group: Vec<(u64, Chunk)> = Vec::with_capacity(lanes);
     let mut chunk_no = 0u64;
@@ -91,12 +128,15 @@ fn decompress_one<'r>(
         let next = reader.next_chunk()?;
         let done = next.is_none();
         if let Some(chunk) = next {
-            progress.add_input(chunk.encoded_len() as u64);
+            // A coded chunk's bytes are reported as its tokens decode (see Lane::input_len).
+            if chunk.kind == ChunkKind::Stored {
+                progress.add_input(chunk.encoded_len() as u64);
+            }
             group.push((chunk_no, chunk));
             chunk_no += 1;
         }
         if group.len() == lanes || (done && !group.is_empty()) {
-            let decoded = decode_group(session, &params, &group)?;
+            let decoded = decode_group(session, &params, &group, progress)?;
             for ((index, chunk), bytes) in group.iter().zip(&decoded) {
                 chunk.verify_original(*index, bytes)?;
                 reader.note_original(bytes);
@@ -120,26 +160,41 @@ fn decompress_one<'r>(
     Ok(rest)
 }
 
-/// What `llmzip l` shows for one archive.
+/// What `llmzip l` shows for one file (one archive, or several back to back).
 #[derive(Clone, Debug)]
 pub struct Listing {
+    /// The model id, or the distinct ids joined by `+` when the archives name several.
     pub model: String,
+    /// Archives in the file (FORMAT.md allows several back to back).
+    pub archives: u64,
     pub chunks: u64,
     pub original_bytes: u64,
     pub archive_bytes: u64,
-    /// "ok" when the header, index and footer checksums verified (`l` decodes nothing).
+    /// [`LIST_CHECK_OK`] when every header, index and footer checksum verified and the archives tile the
+    /// file exactly; `l` reads no chunk, so chunk payloads are verified by `llmzip t` only.
     pub check: String,
 }
 
-/// The archive's header, index and footer, read from its tail without decoding anything.
+/// What `l`'s check column says when its checks pass: "ok" for the header, index and footer checksums
+/// and the layout they describe (the chunks themselves are `llmzip t`'s job).
+pub const LIST_CHECK_OK: &str = "ok";
+
+/// Every archive's header, index and footer, read from their tails without decoding anything.
 pub fn list(input: &mut dyn ReadSeek, _opts: &CodecOptions) -> Result<Listing, PipelineError> {
-    let info = crate::container::read_tail(&mut SeekAdapter(input))?;
+    let all = crate::container::read_archives(&mut SeekAdapter(input))?;
+    let mut models: Vec<&str> = Vec::new();
+    for info in &all {
+        if !models.contains(&info.header.model_id.as_str()) {
+            models.push(&info.header.model_id);
+        }
+    }
     Ok(Listing {
-        model: info.header.model_id.clone(),
-        chunks: info.chunks.len() as u64,
-        original_bytes: info.total_original,
-        archive_bytes: info.archive_bytes,
-        check: "ok".to_string(),
+        model: models.join("+"),
+        archives: all.len() as u64,
+        chunks: all.iter().map(|a| a.chunks.len() as u64).sum(),
+        original_bytes: all.iter().map(|a| a.total_original).sum(),
+        archive_bytes: all.iter().map(|a| a.archive_bytes).sum(),
+        check: LIST_CHECK_OK.to_string(),
     })
 }
 
@@ -173,12 +228,18 @@ struct Lane {
     cache: KvCache,
     /// The logits row of a window's last context position (lanes that step use the batch's rows).
     row: Vec<f32>,
+    /// The chunk's archive bytes, reported to the progress bar in proportion to the tokens decoded so
+    /// it moves inside a chunk; `reported` of them so far.
+    input_len: u64,
+    reported: u64,
+    total_tokens: u64,
 }
 
 fn decode_group(
     session: &Session,
     params: &CodingParams,
     group: &[(u64, Chunk)],
+    progress: &dyn Progress,
 ) -> Result<Vec<Vec<u8>>, PipelineError> {
     let context = params.context as usize;
     let vocab = session.engine.vocab_size();
@@ -189,6 +250,18 @@ fn decode_group(
         match chunk.kind {
             ChunkKind::Stored => outputs[slot] = chunk.payload.clone(),
             ChunkKind::Coded => {
+                let most = crate::coder::max_symbols(chunk.payload.len(), vocab);
+                if chunk.tokens > most {
+                    return Err(PipelineError::corrupt(
+                        *index,
+                        format!(
+                            "it claims {} tokens, but a {}-byte payload holds at most {most} with a \
+                             {vocab}-token vocabulary",
+                            chunk.tokens,
+                            chunk.payload.len()
+                        ),
+                    ));
+                }
                 let mut windows = params.schedule(chunk.tokens as usize)?;
                 let Some(window) = windows.next() else {
                     return Err(PipelineError::corrupt(*index, "a model-coded chunk with no tokens"));
@@ -197,12 +270,16 @@ fn decode_group(
                     slot,
                     index: *index,
                     decoder: Decoder::new(&chunk.payload).map_err(|e| PipelineError::corrupt(*index, e))?,
-                    tokens: Vec::with_capacity(chunk.tokens as usize),
+                    // Grown as tokens arrive: a corrupt chunk fails long before its claimed count.
+                    tokens: Vec::with_capacity((chunk.tokens as usize).min(1 << 16)),
                     windows,
                     window,
                     at_window_start: true,
                     cache: session.engine.new_cache(context),
                     row: Vec::new(),
+                    input_len: chunk.encoded_len() as u64,
+                    reported: 0,
+                    total_tokens: chunk.tokens,
                 });
             }
         }
@@ -256,6 +333,11 @@ fn decode_group(
             lane.at_window_start = false;
             let token = lane.decoder.decode(table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
             lane.tokens.push(token);
+            let share = lane.input_len * lane.tokens.len() as u64 / lane.total_tokens.max(1);
+            if share > lane.reported {
+                progress.add_input(share - lane.reported);
+                lane.reported = share;
+            }
             if lane.tokens.len() == lane.window.coded.end
                 && let Some(next) = lane.windows.next()
             {

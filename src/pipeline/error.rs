@@ -45,8 +45,10 @@ pub enum PipelineError {
     TokenizerMismatch { archive: String, ours: String },
     /// The engine's output on the fixed probe differs from the compressor's: decoding would produce garbage.
     #[error(
-        "engine self-check failed: this machine's model output (canary {ours}) differs from the one the archive \
-         was made with ({archive}); nothing was decoded. Report this as a bug with `llmzip --version` and your CPU"
+        "engine self-check failed: this build's model output (canary {ours}) differs from the one the archive \
+         records ({archive}); nothing was decoded. Either the archive's header was altered (its checksum is \
+         valid, so not by a random error) or this machine computes differently: if the archive is genuine, \
+         report it as a bug with `llmzip --version` and your CPU"
     )]
     Canary { archive: String, ours: String },
     /// The archive was made with a model file that is not in the registry.

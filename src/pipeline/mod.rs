@@ -13,6 +13,7 @@
 
 mod compress;
 mod decompress;
+mod entropy;
 mod error;
 pub mod eval;
 pub mod params;
@@ -22,7 +23,7 @@ mod session;
 pub mod window;
 
 pub use compress::{compress, compress_with};
-pub use decompress::{Listing, decompress, decompress_with, list};
+pub use decompress::{LIST_CHECK_OK, Listing, decompress, decompress_with, list};
 pub use error::PipelineError;
 pub use params::CodingParams;
 pub use segment::{DEFAULT_CHUNK_BYTES, chunk_spans};

@@ -241,6 +241,11 @@ impl Sessions {
         Sessions { opts: opts.clone(), model_progress, current: None, opened: 0 }
     }
 
+    /// Sessions that fetch a missing model without drawing anything (library users, fuzz targets).
+    pub fn quiet(opts: &CodecOptions) -> Self {
+        Self::new(opts, ProgressBar::hidden())
+    }
+
     /// How many times a model was set up (resolved, hashed, loaded, self-checked) so far.
     pub fn opened(&self) -> u64 {
         self.opened

@@ -342,7 +342,9 @@ fn list_prints_a_table_or_tab_separated_columns() {
     assert_eq!(code(&out), 0);
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("compressed  uncompressed  ratio"), "{table}");
-    assert!(table.lines().last().unwrap().ends_with("(total of 2)"), "{table}");
+    // The total, then the note on what `l` checked.
+    assert!(table.lines().rev().nth(1).unwrap().ends_with("(total of 2)"), "{table}");
+    assert_eq!(table.lines().last(), Some(llmzip::cli::listing::CHECK_NOTE));
 }
 
 #[test]

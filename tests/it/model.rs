@@ -279,7 +279,8 @@ fn sources_are_tried_in_order_and_every_failure_is_reported() {
 
     let m = r.resolve_entry_with(entry, &[&down, &good], &quiet()).unwrap();
     assert_eq!(fs::read(&m.path).unwrap(), CONTENT);
-    assert_eq!(m.notes, ["down failed: connection refused", "fetched tiny from good"]);
+    // One line (issue 15, item 8: the fallback met the request, so `models fetch` exits 0 with a note).
+    assert_eq!(m.notes, ["fetched tiny from good (earlier sources: down failed: connection refused)"]);
 }
 
 #[cfg(unix)]
