@@ -6,6 +6,7 @@ mod common;
 mod container;
 mod engine;
 mod golden;
+mod layers;
 mod model;
 mod pipeline;
 mod real;
