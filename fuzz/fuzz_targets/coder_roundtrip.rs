@@ -11,9 +11,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let vocab = 2 + (data[0] as usize * 7 + data[1] as usize) % 3000;
-    let logits: Vec<f32> = (0..vocab).map(|i| data[i % data.len()] as f32 / (1.0 + data[2] as f32 / 16.0)).collect();
+    let logits: Vec<f32> =
+        (0..vocab).map(|i| data[i % data.len()] as f32 / (1.0 + data[2] as f32 / 16.0)).collect();
     let mut table = FreqTable::new(vocab);
-    quantize(&logits, &mut table);
+    quantize(llmzip::arch::VectorMath::best(), &logits, &mut table);
     let symbols: Vec<u32> = data[3..].iter().map(|&b| b as u32 * 13 % vocab as u32).collect();
     let mut enc = Encoder::new();
     for &s in &symbols {

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let mut table = FreqTable::new(vocab);
-    quantize(&logits, &mut table);
+    quantize(llmzip::arch::VectorMath::best(), &logits, &mut table);
     let total = 1u64 << PRECISION_BITS;
     let mut sum = 0u64;
     for s in 0..vocab as u32 {
@@ -32,6 +32,6 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(sum, total);
     let mut again = FreqTable::new(vocab);
-    quantize(&logits, &mut again);
+    quantize(llmzip::arch::VectorMath::best(), &logits, &mut again);
     assert!(again.freqs() == table.freqs(), "quantize is a function of its input");
 });

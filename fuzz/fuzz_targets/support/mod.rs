@@ -70,7 +70,8 @@ pub fn synthetic_model() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("llmzip-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("synthetic-a.gguf");
-        llmzip::engine::synthetic::write_synthetic_llama(&path, 1).expect("write synthetic model");
+        llmzip::engine::synthetic::write_synthetic_llama(&path, 1, llmzip::tokenizer::byte_to_char)
+            .expect("write synthetic model");
         path
     })
     .clone()
