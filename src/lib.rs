@@ -32,7 +32,7 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let model = dir.path().join("synthetic.gguf");
-//! llmzip::engine::synthetic::write_synthetic_llama(&model, 1)?;
+//! llmzip::engine::synthetic::write_synthetic_llama(&model, 1, llmzip::tokenizer::byte_to_char)?;
 //! let opts = CodecOptions {
 //!     model: Some(model.display().to_string()),
 //!     context: 64,
