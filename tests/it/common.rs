@@ -79,6 +79,19 @@ pub fn synthetic_model() -> PathBuf {
 }
 
 /// The same architecture with other weights: a different model file.
+/// Options for coding with the synthetic model: small windows and chunks, so that a few KB of text span
+/// several windows, chunks and lanes.
+pub fn synthetic_opts() -> llmzip::pipeline::CodecOptions {
+    llmzip::pipeline::CodecOptions {
+        model: Some(synthetic_model().to_string_lossy().into_owned()),
+        context: 64,
+        overlap: 16,
+        chunk_bytes: 4096,
+        lanes: 4,
+        ..llmzip::pipeline::CodecOptions::default()
+    }
+}
+
 pub fn synthetic_model_variant() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {

@@ -7,17 +7,6 @@ use llmzip::pipeline::{CodecOptions, PipelineError, compress, decompress};
 
 use crate::common;
 
-fn synthetic_opts() -> CodecOptions {
-    CodecOptions {
-        model: Some(common::synthetic_model().to_string_lossy().into_owned()),
-        context: 64,
-        overlap: 16,
-        chunk_bytes: 4096,
-        lanes: 4,
-        ..CodecOptions::default()
-    }
-}
-
 fn round_trip_with(data: &[u8], opts: &CodecOptions) -> Vec<u8> {
     let mut archive = Vec::new();
     let stats = compress(&mut Cursor::new(data), &mut archive, opts, &NoProgress).expect("compress");
@@ -31,7 +20,7 @@ fn round_trip_with(data: &[u8], opts: &CodecOptions) -> Vec<u8> {
 
 #[test]
 fn edge_inputs_round_trip_model_coded() {
-    let opts = CodecOptions { force_model: true, ..synthetic_opts() };
+    let opts = CodecOptions { force_model: true, ..common::synthetic_opts() };
     let all_bytes: Vec<u8> = (0..=255u8).collect();
     let invalid_utf8 = b"caf\xc3\xa9 \xff\xfe broken \xe2\x82 tail \xf0\x9f\x98".to_vec();
     for data in [&b""[..], b"x", &all_bytes, &invalid_utf8, "naïve 日本語 text\n".as_bytes()] {
@@ -44,19 +33,19 @@ fn text_spanning_many_windows_and_chunks_round_trips() {
     // Several chunks of 4 KiB, each of many 64-position windows: exercises window starts with overlap,
     // lanes finishing at different times, and the lock-step batch shrinking.
     let text = common::sample_text(20_000);
-    let archive = round_trip_with(&text, &CodecOptions { force_model: true, ..synthetic_opts() });
+    let archive = round_trip_with(&text, &CodecOptions { force_model: true, ..common::synthetic_opts() });
     assert!(!archive.is_empty());
     // Overlap 0 (every window cold) and a single lane decode the same archive format.
     round_trip_with(
         &text[..5000],
-        &CodecOptions { force_model: true, overlap: 0, lanes: 1, ..synthetic_opts() },
+        &CodecOptions { force_model: true, overlap: 0, lanes: 1, ..common::synthetic_opts() },
     );
 }
 
 #[test]
 fn decoding_with_any_lane_count_gives_the_same_bytes() {
     let text = common::sample_text(12_000);
-    let opts = CodecOptions { force_model: true, ..synthetic_opts() };
+    let opts = CodecOptions { force_model: true, ..common::synthetic_opts() };
     let mut archive = Vec::new();
     compress(&mut Cursor::new(&text), &mut archive, &opts, &NoProgress).unwrap();
     for lanes in [1, 2, 3, 16] {
@@ -75,7 +64,7 @@ fn decoding_with_any_lane_count_gives_the_same_bytes() {
 #[test]
 fn random_bytes_are_stored_with_bounded_growth() {
     let data = common::random_bytes(1 << 20, 7);
-    let opts = CodecOptions { chunk_bytes: 64 * 1024, ..synthetic_opts() };
+    let opts = CodecOptions { chunk_bytes: 64 * 1024, ..common::synthetic_opts() };
     let archive = round_trip_with(&data, &opts);
     let growth = archive.len() as f64 - data.len() as f64;
     assert!(growth <= data.len() as f64 * 0.001 + 512.0, "1 MiB of random bytes grew by {growth} bytes");
@@ -83,7 +72,7 @@ fn random_bytes_are_stored_with_bounded_growth() {
 
 #[test]
 fn canterbury_files_round_trip() {
-    let opts = synthetic_opts();
+    let opts = common::synthetic_opts();
     for (name, data) in common::canterbury_files() {
         let data = &data[..];
         let mut archive = Vec::new();
@@ -99,7 +88,7 @@ fn canterbury_files_round_trip() {
 #[test]
 fn input_from_a_pipe_round_trips() {
     let text = common::sample_text(9000);
-    let opts = CodecOptions { force_model: true, ..synthetic_opts() };
+    let opts = CodecOptions { force_model: true, ..common::synthetic_opts() };
     let (mut reader, mut writer) = std::io::pipe().unwrap();
     let feeder = {
         let text = text.clone();
@@ -121,7 +110,7 @@ fn input_from_a_pipe_round_trips() {
 #[test]
 fn archive_made_with_another_model_names_the_model_it_needs() {
     let text = common::sample_text(3000);
-    let opts = CodecOptions { force_model: true, ..synthetic_opts() };
+    let opts = CodecOptions { force_model: true, ..common::synthetic_opts() };
     let mut archive = Vec::new();
     compress(&mut Cursor::new(&text), &mut archive, &opts, &NoProgress).unwrap();
     let other = CodecOptions {

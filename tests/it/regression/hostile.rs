@@ -18,17 +18,6 @@ use llmzip::pipeline::{CodecOptions, PipelineError, compress, decompress, list};
 
 use crate::common;
 
-fn opts() -> CodecOptions {
-    CodecOptions {
-        model: Some(common::synthetic_model().to_string_lossy().into_owned()),
-        context: 64,
-        overlap: 16,
-        chunk_bytes: 4096,
-        lanes: 4,
-        ..CodecOptions::default()
-    }
-}
-
 fn archive_of(data: &[u8], opts: &CodecOptions) -> Vec<u8> {
     let mut out = Vec::new();
     compress(&mut Cursor::new(data), &mut out, opts, &NoProgress).expect("compress");
@@ -37,7 +26,7 @@ fn archive_of(data: &[u8], opts: &CodecOptions) -> Vec<u8> {
 
 fn decode(archive: &[u8]) -> Result<Vec<u8>, PipelineError> {
     let mut out = Vec::new();
-    decompress(&mut Cursor::new(archive), &mut out, &opts(), &NoProgress).map(|_| out)
+    decompress(&mut Cursor::new(archive), &mut out, &common::synthetic_opts(), &NoProgress).map(|_| out)
 }
 
 fn crc(bytes: &[u8]) -> [u8; 4] {
@@ -100,7 +89,7 @@ fn build(header: &[u8], chunks: &[(u8, u32, u32, Vec<u8>, u32)]) -> Vec<u8> {
 
 #[test]
 fn decoder_abort_on_a_large_header_context() {
-    let archive = archive_of(b"a short text for the header", &opts());
+    let archive = archive_of(b"a short text for the header", &common::synthetic_opts());
     // Beyond llmzip's own limit: refused by the container before any model is loaded or cache allocated.
     for context in [16_777_216, u32::MAX, 9000, 100_000] {
         let mut bad = archive.clone();
@@ -128,7 +117,7 @@ fn decoder_abort_on_a_large_header_context() {
 
 #[test]
 fn list_panics_when_the_index_count_disagrees_with_the_footer() {
-    let archive = archive_of(&common::sample_text(3000), &opts());
+    let archive = archive_of(&common::sample_text(3000), &common::synthetic_opts());
     let info = read_tail(&mut Cursor::new(&archive)).unwrap();
     let chunks = info.chunks.len() as u64;
     let index_start = archive.len() - 32 - (13 + 13 * chunks as usize);
@@ -143,7 +132,7 @@ fn list_panics_when_the_index_count_disagrees_with_the_footer() {
         bad[end..end + 4].copy_from_slice(&c);
         let err = read_tail(&mut Cursor::new(&bad)).unwrap_err();
         assert!(matches!(err, FormatError::Index(_)), "count {count}: {err}");
-        assert!(list(&mut Cursor::new(bad.clone()), &opts()).is_err());
+        assert!(list(&mut Cursor::new(bad.clone()), &common::synthetic_opts()).is_err());
         assert!(decode(&bad).is_err());
     }
 }
@@ -195,7 +184,7 @@ fn a_closed_stdout_or_stdin_counts_as_success() {
 #[test]
 fn high_entropy_input_is_model_coded_in_full_before_it_is_stored() {
     let data = common::random_bytes(1 << 20, 15);
-    let opts = CodecOptions { chunk_bytes: 64 * 1024, ..opts() };
+    let opts = CodecOptions { chunk_bytes: 64 * 1024, ..common::synthetic_opts() };
     let started = Instant::now();
     let mut archive = Vec::new();
     let stats = compress(&mut Cursor::new(&data), &mut archive, &opts, &NoProgress).unwrap();
@@ -220,7 +209,7 @@ fn normal_text_is_still_model_coded() {
     // is its own business): the model path reports progress token by token, the shortcut once.
     let text = common::sample_text(4000);
     let progress = Recorder::default();
-    let opts = CodecOptions { chunk_bytes: 1 << 20, ..opts() };
+    let opts = CodecOptions { chunk_bytes: 1 << 20, ..common::synthetic_opts() };
     compress(&mut Cursor::new(&text), &mut Vec::new(), &opts, &progress).unwrap();
     let reports = progress.input.lock().unwrap().iter().filter(|&&n| n > 0).count();
     assert!(reports > 100, "{reports} progress reports: the model did not run");
@@ -228,7 +217,7 @@ fn normal_text_is_still_model_coded() {
 
 #[test]
 fn decompression_time_bomb() {
-    let archive = archive_of(b"bomb", &opts());
+    let archive = archive_of(b"bomb", &common::synthetic_opts());
     let header = &archive[..header_len(&archive)];
     let payload: Vec<u8> = common::random_bytes(16, 7);
     // One coded chunk of 16 MiB and 3L tokens in a 16-byte payload: every checksum valid.
@@ -252,10 +241,10 @@ fn decompression_time_bomb() {
 
 #[test]
 fn list_misreports_files_of_several_archives() {
-    let a = archive_of(&common::sample_text(1500), &opts());
-    let b = archive_of(b"a second, shorter text", &opts());
+    let a = archive_of(&common::sample_text(1500), &common::synthetic_opts());
+    let b = archive_of(b"a second, shorter text", &common::synthetic_opts());
     let both = [a.clone(), b.clone()].concat();
-    let l = list(&mut Cursor::new(both.clone()), &opts()).unwrap();
+    let l = list(&mut Cursor::new(both.clone()), &common::synthetic_opts()).unwrap();
     let (ia, ib) = (read_tail(&mut Cursor::new(&a)).unwrap(), read_tail(&mut Cursor::new(&b)).unwrap());
     assert_eq!(l.archives, 2);
     assert_eq!(l.chunks, (ia.chunks.len() + ib.chunks.len()) as u64);
@@ -268,7 +257,7 @@ fn list_misreports_files_of_several_archives() {
         [b"x".to_vec(), a.clone()].concat(),
         [a.clone(), b"trailing".to_vec()].concat(),
     ] {
-        assert!(list(&mut Cursor::new(bad.clone()), &opts()).is_err());
+        assert!(list(&mut Cursor::new(bad.clone()), &common::synthetic_opts()).is_err());
         assert!(decode(&bad).is_err());
     }
     // And the human table says what its check covered.
@@ -307,7 +296,7 @@ fn models_fetch_through_a_fallback_exits_with_a_warning() {
 
 #[test]
 fn messages_name_the_real_problem() {
-    let archive = archive_of(b"some text to damage", &opts());
+    let archive = archive_of(b"some text to damage", &common::synthetic_opts());
     // Trailing garbage after a valid archive.
     let msg = decode(&[archive.clone(), b"garbage!".to_vec()].concat()).unwrap_err().to_string();
     assert!(msg.contains("after the archive's end") && msg.contains(&archive.len().to_string()), "{msg}");
@@ -401,7 +390,7 @@ impl Progress for Recorder {
 fn the_progress_bar_does_not_move_inside_a_chunk() {
     let text = common::sample_text(6000);
     // One model-coded chunk (the synthetic model would not always beat storing it).
-    let opts = CodecOptions { chunk_bytes: 1 << 20, force_model: true, ..opts() };
+    let opts = CodecOptions { chunk_bytes: 1 << 20, force_model: true, ..common::synthetic_opts() };
     let progress = Recorder::default();
     let mut archive = Vec::new();
     let stats = compress(&mut Cursor::new(&text), &mut archive, &opts, &progress).unwrap();
