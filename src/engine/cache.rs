@@ -18,7 +18,7 @@
 //! be able to keep only its window, which only its own slot in the cache has to know.
 
 use half::f16;
-use half::slice::HalfBitsSliceExt;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 use super::kernels::{KEY_TILE, key_index};
 
@@ -46,6 +46,14 @@ struct LayerSlot {
     stride: usize,
     /// Offset of the layer's first head in `k` and `v`; head `h` starts `h * stride * head_dim` later.
     at: usize,
+}
+
+/// Buffers of [`KvCache::slide_layer`], kept across layers so that a slide allocates once.
+#[derive(Default)]
+pub(crate) struct SlideScratch {
+    bits: Vec<u16>,
+    a: Vec<f32>,
+    b: Vec<f32>,
 }
 
 /// Keys and values of one sequence: per layer `[kv_head][positions]`, one head's positions in key
@@ -138,6 +146,87 @@ impl KvCache {
         }
     }
 
+    /// Removes positions `keep..keep + drop` of `layer`: positions `keep + drop..len` move down by `drop`,
+    /// positions `0..keep` stay. Values and the key dimensions from `2 * pairs` on move as bits. Each
+    /// rotated pair of dimensions `(2i, 2i + 1)` of the moved keys is converted to f32 (exact), given to
+    /// `rotate(i, a, b)` as two columns (`a[m]`, `b[m]` the pair of the `m`-th moved position), and
+    /// rounded back to f16 to nearest even, as [`KvCache::write`] rounds (the slice conversions of
+    /// `half` give the bits of its element-wise `f16::from_f32`, with F16C or without). The length is
+    /// the caller's to update once every layer has moved ([`super::runtime::slide`]).
+    ///
+    /// Dimension by dimension, positions move in ascending order and a column is read completely
+    /// before it is written: a source (`j + drop`) is never a destination already written (`<= j`),
+    /// so the move is safe in place.
+    pub(crate) fn slide_layer(
+        &mut self,
+        layer: usize,
+        keep: usize,
+        drop: usize,
+        pairs: usize,
+        mut rotate: impl FnMut(usize, &mut [f32], &mut [f32]),
+        scratch: &mut SlideScratch,
+    ) {
+        let LayerSlot { layout, stride, at } = self.slots[layer];
+        let hd = layout.head_dim;
+        assert!(keep + drop <= self.len && 2 * pairs <= hd);
+        if drop == 0 {
+            return;
+        }
+        let (src, dst) = (keep + drop..self.len, keep..self.len - drop);
+        if src.is_empty() {
+            return;
+        }
+        let SlideScratch { bits, a, b } = scratch;
+        for h in 0..layout.kv_heads {
+            let head = at + h * stride * hd;
+            let keys = &mut self.k[head..head + stride * hd];
+            // Destination tile by tile: each dimension's run of up to 16 positions is contiguous
+            // there, and comes from at most two runs of the source (its positions cross at most one
+            // tile boundary).
+            let mut j0 = dst.start;
+            while j0 < dst.end {
+                let j1 = (j0 / KEY_TILE + 1) * KEY_TILE;
+                let j1 = j1.min(dst.end);
+                let n = j1 - j0;
+                let (s0, s1) = (j0 + drop, j1 + drop);
+                let split = ((s0 / KEY_TILE + 1) * KEY_TILE).min(s1);
+                // Source runs of dimension d: [s0, split) and [split, s1).
+                let gather = |keys: &[u16], d: usize, out: &mut [u16]| {
+                    let first = split - s0;
+                    let at = key_index(hd, s0, d);
+                    out[..first].copy_from_slice(&keys[at..at + first]);
+                    if split < s1 {
+                        let at = key_index(hd, split, d);
+                        out[first..].copy_from_slice(&keys[at..at + (s1 - split)]);
+                    }
+                };
+                let to = |d: usize| key_index(hd, j0, d);
+                bits.resize(n, 0);
+                a.resize(n, 0.0);
+                b.resize(n, 0.0);
+                for i in 0..pairs {
+                    gather(keys, 2 * i, bits);
+                    bits.reinterpret_cast::<f16>().convert_to_f32_slice(a);
+                    gather(keys, 2 * i + 1, bits);
+                    bits.reinterpret_cast::<f16>().convert_to_f32_slice(b);
+                    rotate(i, a, b);
+                    let at = to(2 * i);
+                    keys[at..at + n].reinterpret_cast_mut::<f16>().convert_from_f32_slice(a);
+                    let at = to(2 * i + 1);
+                    keys[at..at + n].reinterpret_cast_mut::<f16>().convert_from_f32_slice(b);
+                }
+                for d in 2 * pairs..hd {
+                    gather(keys, d, bits);
+                    let at = to(d);
+                    keys[at..at + n].copy_from_slice(bits);
+                }
+                j0 = j1;
+            }
+            let values = &mut self.v[head..head + stride * hd];
+            values.copy_within(src.start * hd..src.end * hd, dst.start * hd);
+        }
+    }
+
     /// Keys and values of one head of `layer` for positions `0..positions`: the key tiles that hold
     /// them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]` values,
     /// as [`super::kernels::attend`] takes them.
@@ -148,5 +237,67 @@ impl KvCache {
         let nk = positions.div_ceil(KEY_TILE) * KEY_TILE * layout.head_dim;
         let nv = positions * layout.head_dim;
         (self.k[at..at + nk].reinterpret_cast(), self.v[at..at + nv].reinterpret_cast())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A distinct f16 for every (layer, head, position, dimension, key or value), exact with 0.5
+    /// added (below 128, f16 steps of 1/16).
+    fn code(layer: usize, head: usize, pos: usize, d: usize, value: bool) -> f32 {
+        let x = (pos * 8 + d) as f32 / 4.0 + (layer * 2 + head) as f32 / 16.0;
+        if value { -x } else { x }
+    }
+
+    /// Slides move keys across key tiles and values by whole positions, rotate exactly the first
+    /// `rotated` dimensions of each moved key, and leave the kept positions alone.
+    #[test]
+    fn slide_layer_moves_keys_across_tiles_and_values() {
+        let layout = KvLayout { kv_heads: 2, head_dim: 8, window: None };
+        let len = 45;
+        // Drops within a tile and across tiles, from several keeps, some leaving nothing to move.
+        for (keep, drop, rotated) in [(3, 19, 6), (0, 1, 8), (5, 5, 2), (1, 16, 4), (7, 38, 6), (0, 45, 8)] {
+            let mut cache = KvCache::new(&[layout; 2], 50);
+            for l in 0..2 {
+                for pos in 0..len {
+                    let k: Vec<f32> = (0..16).map(|i| code(l, i / 8, pos, i % 8, false)).collect();
+                    let v: Vec<f32> = (0..16).map(|i| code(l, i / 8, pos, i % 8, true)).collect();
+                    cache.write(l, pos, &k, &v);
+                }
+            }
+            cache.set_len(len);
+            let mut scratch = SlideScratch::default();
+            // Marks the rotated dimensions of moved keys: pair i's first dimension gets 0.5 (i + 1), its
+            // second 0.25 (exact in f16 at these magnitudes), so a pair given the wrong index shows.
+            let mark = |i: usize, a: &mut [f32], b: &mut [f32]| {
+                a.iter_mut().for_each(|x| *x += 0.5 * (i + 1) as f32);
+                b.iter_mut().for_each(|x| *x += 0.25);
+            };
+            for l in 0..2 {
+                cache.slide_layer(l, keep, drop, rotated / 2, mark, &mut scratch);
+            }
+            cache.set_len(len - drop);
+            for l in 0..2 {
+                for h in 0..2 {
+                    let (keys, values) = cache.head(l, h, len - drop);
+                    for pos in 0..len - drop {
+                        let src = if pos < keep { pos } else { pos + drop };
+                        for d in 0..8 {
+                            let shift = match (pos >= keep && d < rotated, d % 2) {
+                                (false, _) => 0.0,
+                                (true, 0) => 0.5 * (d / 2 + 1) as f32,
+                                (true, _) => 0.25,
+                            };
+                            let want = f16::from_f32(code(l, h, src, d, false) + shift);
+                            assert_eq!(keys[key_index(8, pos, d)], want, "key l{l} h{h} p{pos} d{d}");
+                            let want = f16::from_f32(code(l, h, src, d, true));
+                            assert_eq!(values[pos * 8 + d], want, "value l{l} h{h} p{pos} d{d}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -343,6 +343,10 @@ impl Architecture for Llama {
         &self.kv_layout
     }
 
+    fn key_rope(&self, _layer: usize) -> &Rope {
+        &self.rope
+    }
+
     fn weight_bytes(&self) -> usize {
         let mut n = self.embed.size_bytes() + self.head.as_ref().map_or(0, QMatrix::size_bytes);
         for l in &self.layers {

@@ -109,6 +109,10 @@ pub enum EngineError {
     CacheMismatch { seen_layers: usize, seen_kv_dim: usize, layers: usize, kv_dim: usize },
     #[error("position {position} is beyond what RoPE supports here (at most {max}); use a shorter context")]
     PositionTooLarge { position: usize, max: usize },
+    #[error(
+        "cannot slide the KV cache: keeping {keep} and dropping {drop} positions needs keep + drop <= {len}, the positions it holds; drop fewer"
+    )]
+    SlideOutOfRange { keep: usize, drop: usize, len: usize },
     /// The kernel path asked for is unknown or not available on this CPU.
     #[error(transparent)]
     Arch(#[from] crate::arch::ArchError),

@@ -7,7 +7,7 @@ use candle_core::quantized::gguf_file::Content;
 use super::cache::KvCache;
 use super::kernels::{KernelPath, Kernels};
 use super::runtime::meta::architecture;
-use super::runtime::{Architecture, Runtime};
+use super::runtime::{Architecture, MAX_POSITION, Runtime, slide};
 use super::{EngineError, EngineOptions, llama};
 
 /// Builds an architecture's graph and weights from a GGUF for a runtime.
@@ -107,6 +107,36 @@ impl Model {
         logits: &mut [f32],
     ) -> Result<(), EngineError> {
         self.rt.prefill(&*self.arch, cache, tokens, logits)
+    }
+
+    /// Slides the cache: removes positions `keep..keep + drop` of every layer; positions
+    /// `keep + drop..len` move down to `keep..len - drop` and their keys are re-rotated by `-drop`
+    /// positions with each layer's RoPE; positions `0..keep` stay as they are (an attention sink such
+    /// as the start token). The next [`Model::prefill`] or [`Model::step`] continues at position
+    /// `cache.len()`, now `len - drop`. The arithmetic is part of the format and specified bit for bit
+    /// in the engine's `runtime/slide.rs`; it is one scalar pass, the same on every kernel path and
+    /// thread count. `keep + drop > cache.len()` is [`EngineError::SlideOutOfRange`], and the cache is
+    /// left as it was.
+    pub fn slide(&self, cache: &mut KvCache, keep: usize, drop: usize) -> Result<(), EngineError> {
+        let by = isize::try_from(drop).unwrap_or(isize::MAX);
+        slide::slide(&*self.arch, cache, keep, drop, -by)
+    }
+
+    /// [`Model::slide`] with the moved keys turned by `rotate_by` positions instead of `-drop`: for
+    /// the tests that show the direction and the angle of the re-rotation matter. Not for coding.
+    #[doc(hidden)]
+    pub fn testing_slide_rotating_by(
+        &self,
+        cache: &mut KvCache,
+        keep: usize,
+        drop: usize,
+        rotate_by: isize,
+    ) -> Result<(), EngineError> {
+        if rotate_by.unsigned_abs() >= MAX_POSITION {
+            let max = MAX_POSITION - 1;
+            return Err(EngineError::PositionTooLarge { position: rotate_by.unsigned_abs(), max });
+        }
+        slide::slide(&*self.arch, cache, keep, drop, rotate_by)
     }
 
     /// One token for each of `caches.len()` independent sequences (lock-step decoding): appends

@@ -3,6 +3,7 @@
 //! step, and batch composition; pinned logits hashes; agreement with candle's reference implementation.
 
 mod candle_ref;
+mod slide;
 
 use std::path::Path;
 use std::sync::OnceLock;

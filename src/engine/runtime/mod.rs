@@ -9,7 +9,8 @@
 //! - [`ops`]: the float operations of a graph (RMSNorm, RoPE, gated activations, residuals), each with one
 //!   fixed evaluation order;
 //! - [`linear`]: weight matrices applied to one input, fused at load;
-//! - [`meta`]: typed access to the GGUF metadata.
+//! - [`meta`]: typed access to the GGUF metadata;
+//! - [`slide`]: dropping old positions from a cache and re-rotating the kept keys, bit for bit defined.
 //!
 //! The key/value cache ([`crate::engine::KvCache`]) is the runtime's too; its layout is per layer, so an
 //! architecture with layers of different shapes or attention windows describes them in its
@@ -19,9 +20,11 @@ pub(crate) mod linear;
 pub(crate) mod meta;
 pub(crate) mod ops;
 pub(crate) mod schedule;
+pub(crate) mod slide;
 
 use std::sync::Mutex;
 
+use self::ops::Rope;
 use super::cache::{KvCache, KvLayout};
 use super::kernels::{KernelPath, Kernels};
 use super::{EngineError, EngineOptions};
@@ -58,6 +61,11 @@ pub(crate) trait Architecture: Send + Sync {
 
     /// Bytes of converted weights held in memory.
     fn weight_bytes(&self) -> usize;
+
+    /// The RoPE that rotated the keys `layer` stores, with the forward pass's interleaved-pair
+    /// convention ([`ops::rope_rotate`]): what [`slide::slide`] turns moved keys back with. An
+    /// architecture with several bases (Gemma 3's local and global layers) answers per layer.
+    fn key_rope(&self, layer: usize) -> &Rope;
 
     /// Runs all rows through the model: writes each row's keys and values into its cache at the row's
     /// position, and `rows.len() x vocab` logits. Called inside the runtime's thread pool with inputs

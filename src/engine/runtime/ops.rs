@@ -110,6 +110,19 @@ impl Rope {
             }
         }
     }
+
+    /// `(cos, sin)` of every pair's rotation by `by` positions, for moving keys already rotated to
+    /// their positions ([`super::slide`]): `(s, c) = sin_cos_f64(|by| * theta_i)` in f64, then
+    /// `cos = c as f32` and `sin = s as f32`, negated (exactly) when `by < 0`. For `by >= 0` these are
+    /// the pairs [`Rope::angles`] gives position `by`.
+    pub fn shift(&self, by: isize, out: &mut Vec<(f32, f32)>) {
+        out.clear();
+        for &theta in &self.theta {
+            let (sin, cos) = math::sin_cos_f64(by.unsigned_abs() as f64 * theta);
+            let sin = sin as f32;
+            out.push((cos as f32, if by < 0 { -sin } else { sin }));
+        }
+    }
 }
 
 /// RoPE on one head, interleaved pairs `(2i, 2i+1)` rotated by the angle of pair `i` (the GGUF llama

@@ -1,0 +1,177 @@
+//! Sliding the KV cache: drop a run of old positions and keep going, so that a long sequence keeps a
+//! full context instead of restarting its windows cold.
+//!
+//! Keys are stored after RoPE, so a key that moves from position `p` to `p - drop` must be turned back
+//! by `drop` positions to be the key it would have had there. A rotation composes exactly in real
+//! numbers but not in floats, so the slide is arithmetic of its own, specified here bit for bit (it is
+//! part of the archive format: the decoder slides its caches exactly as the encoder did). What it does
+//! not undo, by design, is the context the moved positions were computed with: their hidden states saw
+//! the dropped tokens. Both sides do the same, so the logits stay bit-identical between them.
+//!
+//! # The arithmetic (the format's definition)
+//! `slide(keep, drop)` on a cache of `len` positions, with `keep + drop <= len`, does for every layer
+//! `l` with its RoPE (frequencies `theta_i = powf_f64(base_l, -(2i) / rope_dim)` for
+//! `i < rope_dim / 2`, the values the forward pass uses):
+//! 1. Once per layer: `(s_i, c_i) = sin_cos_f64(drop * theta_i)` in f64 (`drop` converted exactly to
+//!    f64, one correctly rounded product), with `crate::arch::math::sin_cos_f64`; then
+//!    `cos_i = c_i as f32`, `sin_i = -(s_i as f32)` (f64 -> f32 round to nearest even; the negation
+//!    is exact).
+//! 2. For every key head and every moved position `j` in `keep..len - drop` (source `j + drop`), for
+//!    every pair `i < rope_dim / 2`: `a`, `b` = the f16 keys of dimensions `2i`, `2i + 1` at the source,
+//!    converted to f32 (exact); then, in f32, each operation correctly rounded, no fused multiply-add:
+//!    `a' = (a * cos_i) - (b * sin_i)`, `b' = (a * sin_i) + (b * cos_i)`; `a'`, `b'` rounded to f16
+//!    (round to nearest even, as when the key was first stored) become dimensions `2i`, `2i + 1` of
+//!    position `j`. This is the forward pass's interleaved-pair rotation with the angle `-drop * theta_i`.
+//! 3. Key dimensions `rope_dim..head_dim` and all values of position `j + drop` are copied to position
+//!    `j` unchanged (as f16 bits).
+//! 4. Positions `0..keep` are not touched; the cache's length becomes `len - drop`, so the next token
+//!    is computed at position `len - drop`.
+//!
+//! When `drop == 0` or no position moves (`keep + drop == len`) nothing is rotated. Each moved key is
+//! rotated once per slide, from the f16 value it holds: after several slides a key carries the
+//! rounding of each, exactly as specified (the same on both sides), not the key a fresh cache would
+//! hold.
+//!
+//! One scalar implementation on the calling thread: the same bits for every kernel path and thread
+//! count by construction, and cheap next to the model (one pass over the cache's keys and values).
+
+use super::ops::rope_rotate;
+use super::{Architecture, check_cache};
+use crate::engine::EngineError;
+use crate::engine::cache::{KvCache, SlideScratch};
+
+/// Removes positions `keep..keep + drop` of every layer of `cache` (see the module docs), turning
+/// the moved keys by `rotate_by` positions: `-drop` is the slide; other values exist for the tests
+/// that show the sign and the angle matter.
+pub(crate) fn slide(
+    arch: &dyn Architecture,
+    cache: &mut KvCache,
+    keep: usize,
+    drop: usize,
+    rotate_by: isize,
+) -> Result<(), EngineError> {
+    check_cache(arch, cache, 0)?;
+    let len = cache.len();
+    if keep.checked_add(drop).is_none_or(|n| n > len) {
+        return Err(EngineError::SlideOutOfRange { keep, drop, len });
+    }
+    if drop == 0 {
+        return Ok(());
+    }
+    let mut cs = Vec::new();
+    let mut scratch = SlideScratch::default();
+    let moves = keep + drop < len;
+    for layer in 0..arch.kv_layout().len() {
+        let rope = arch.key_rope(layer);
+        if moves {
+            // |rotate_by| <= drop < len <= MAX_POSITION, the range of sin_cos_f64 with theta <= 1.
+            rope.shift(rotate_by, &mut cs);
+        }
+        // The forward pass's rotation of one pair, applied to every moved position's pair `i`.
+        let rotate = |i: usize, a: &mut [f32], b: &mut [f32]| {
+            for (x, y) in a.iter_mut().zip(b) {
+                let mut pair = [*x, *y];
+                rope_rotate(&mut pair, &cs[i..=i]);
+                [*x, *y] = pair;
+            }
+        };
+        cache.slide_layer(layer, keep, drop, rope.pairs(), rotate, &mut scratch);
+    }
+    cache.set_len(len - drop);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::gguf_file::Content;
+    use half::f16;
+
+    use crate::engine::kernels::{KEY_TILE, key_index};
+    use crate::engine::synthetic::write_synthetic_llama;
+    use crate::engine::{EngineOptions, KernelPath, KvCache, Model};
+
+    /// The synthetic model's layer 0 (its keys and values depend on each position's token and
+    /// position only, not on the context).
+    fn model() -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synthetic.gguf");
+        write_synthetic_llama(&path, 3, |b| b as char).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        (dir, bytes)
+    }
+
+    /// Layer 0's keys of `head` at positions `0..n`, as f32, and its values as bits.
+    fn layer0(cache: &KvCache, head: usize, hd: usize, n: usize) -> (Vec<Vec<f32>>, Vec<u16>) {
+        let (k, v) = cache.head(0, head, n);
+        assert!(k.len() >= n.div_ceil(KEY_TILE) * KEY_TILE * hd);
+        let keys = (0..n).map(|j| (0..hd).map(|d| k[key_index(hd, j, d)].to_f32()).collect()).collect();
+        (keys, v.iter().map(|x| x.to_bits()).collect())
+    }
+
+    /// Largest distance between the keys of two caches, pair by pair, relative to the pair's length
+    /// (a rotation's rounding is relative to the pair, not to each coordinate).
+    fn worst_pair_error(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+        let mut worst = 0f64;
+        for (ka, kb) in a.iter().zip(b) {
+            for (pa, pb) in ka.chunks_exact(2).zip(kb.chunks_exact(2)) {
+                let norm = (pb[0] as f64).hypot(pb[1] as f64).max(1e-3);
+                let dist = (pa[0] as f64 - pb[0] as f64).hypot(pa[1] as f64 - pb[1] as f64);
+                worst = worst.max(dist / norm);
+            }
+        }
+        worst
+    }
+
+    /// After `slide(keep, drop)` layer 0 holds, within the rounding of two f16 stores, the keys of a
+    /// fresh cache fed the kept tokens, and bit for bit its values; turning the keys by one position
+    /// more or less, or the other way, is off by orders of magnitude more. This pins the direction
+    /// and the angle of the re-rotation on the cache itself.
+    #[test]
+    fn slid_keys_are_the_keys_of_their_new_positions() {
+        let (_dir, bytes) = model();
+        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
+        let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
+        let model = Model::load(&content, &bytes, &opts).unwrap();
+        let layout = model.new_cache(1).layout()[0];
+        let (heads, hd) = (layout.kv_heads, layout.head_dim);
+        let vocab = model.vocab_size();
+        let tokens: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
+        for (keep, drop) in [(1, 100), (0, 37), (5, 1), (2, 250)] {
+            let mut cache = model.new_cache(300);
+            let mut logits = vec![0f32; 300 * vocab];
+            model.prefill(&mut cache, &tokens, &mut logits).unwrap();
+            let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..]).copied().collect();
+            let mut fresh = model.new_cache(300);
+            model.prefill(&mut fresh, &kept, &mut logits[..kept.len() * vocab]).unwrap();
+            let n = kept.len();
+            let mut errors = Vec::new();
+            for rotate_by in [-(drop as isize), drop as isize, 1 - drop as isize, -1 - (drop as isize)] {
+                let mut slid = cache.clone();
+                model.testing_slide_rotating_by(&mut slid, keep, drop, rotate_by).unwrap();
+                assert_eq!(slid.len(), n);
+                let mut worst = 0f64;
+                for h in 0..heads {
+                    let (ks, vs) = layer0(&slid, h, hd, n);
+                    let (kf, vf) = layer0(&fresh, h, hd, n);
+                    assert_eq!(vs, vf, "values move as bits");
+                    assert_eq!(ks[..keep], kf[..keep], "kept keys are untouched");
+                    worst = worst.max(worst_pair_error(&ks, &kf));
+                }
+                errors.push(worst);
+            }
+            let [right, wrong_sign, short, long] = errors[..] else { unreachable!() };
+            eprintln!(
+                "slide({keep}, {drop}): layer-0 key error relative to the pair: right {right:.2e}, wrong sign {wrong_sign:.3}, one too few {short:.3}, one too many {long:.3}"
+            );
+            // Two f16 roundings of a pair: at most about 2 * 2^-11 * sqrt(2) of its length.
+            assert!(
+                right < 2.0 * f16::EPSILON.to_f64(),
+                "slide({keep}, {drop}): right rotation off by {right}"
+            );
+            for (what, e) in [("the wrong sign", wrong_sign), ("one too few", short), ("one too many", long)]
+            {
+                assert!(e > 0.1, "slide({keep}, {drop}): {what} is off by only {e} (right {right})");
+            }
+        }
+    }
+}
