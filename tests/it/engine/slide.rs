@@ -197,7 +197,7 @@ fn sequences(file: &ModelFile, cap: usize, len: usize) -> Vec<(Vec<u32>, usize, 
         .iter()
         .zip(schedules)
         .map(|(&at, (keep, drop))| {
-            let tokens = file.tokens(&text[at..at + 4 * len]);
+            let tokens = file.tokens(&text[at..at + 10 * len]);
             assert!(tokens.len() >= len, "only {} tokens", tokens.len());
             (tokens[..len].to_vec(), cap, continuous(len, cap, keep, drop))
         })
@@ -398,31 +398,41 @@ fn real_slide_of_a_full_context_matches_a_fresh_cache() {
     let vocab = model.vocab_size();
     let alice = crate::common::read_data("canterbury/alice29.txt.xz");
     let tokens = file.tokens(&alice[..20_000]);
-    let (len, keep, drop, next) = (2048, 1, 1024, 256);
-    assert!(tokens.len() >= len + next, "only {} tokens", tokens.len());
-    let c = compare_with_fresh(&model, &tokens, len, keep, drop, &tokens[len..len + next]);
-    let (good, wrong, none) = (
-        diff(&c.slid, &c.fresh, vocab),
-        diff(&c.wrong_sign, &c.fresh, vocab),
-        diff(&c.unrotated, &c.fresh, vocab),
-    );
-    let ce = |l: &[f32]| {
-        let t = &tokens[len..len + next];
-        (0..next - 1).map(|r| -log_softmax_at(&l[r * vocab..(r + 1) * vocab], t[r + 1] as usize)).sum::<f64>()
-            / (next - 1) as f64
-    };
-    eprintln!(
-        "real, 2048 positions, slide({keep}, {drop}) in {:.1} ms; next {next} tokens vs a fresh cache: \
-         right {good}; wrong sign {wrong}; unrotated {none}; nats/token slid {:.4}, fresh {:.4}, wrong sign {:.4}",
-        c.slide_time.as_secs_f64() * 1e3,
-        ce(&c.slid),
-        ce(&c.fresh),
-        ce(&c.wrong_sign)
-    );
-    assert!(good.mean < 0.5 && good.same_argmax * 10 >= good.rows * 8, "right rotation: {good}");
-    assert!(wrong.mean > 3.0 * good.mean, "wrong sign {wrong} vs right {good}");
-    assert!(none.mean > 2.0 * good.mean, "unrotated {none} vs right {good}");
-    assert!(c.slide_time.as_millis() < 500, "slide took {:?}", c.slide_time);
+    // A full 2048-position context halved, and a short one: 400 tokens, 200 dropped.
+    for (len, keep, drop, next) in [(2048, 1, 1024, 256), (400, 1, 200, 300)] {
+        assert!(tokens.len() >= len + next, "only {} tokens", tokens.len());
+        let c = compare_with_fresh(&model, &tokens, len, keep, drop, &tokens[len..len + next]);
+        let (good, wrong, none) = (
+            diff(&c.slid, &c.fresh, vocab),
+            diff(&c.wrong_sign, &c.fresh, vocab),
+            diff(&c.unrotated, &c.fresh, vocab),
+        );
+        let ce = |l: &[f32]| {
+            let t = &tokens[len..len + next];
+            (0..next - 1)
+                .map(|r| -log_softmax_at(&l[r * vocab..(r + 1) * vocab], t[r + 1] as usize))
+                .sum::<f64>()
+                / (next - 1) as f64
+        };
+        eprintln!(
+            "real, {len} positions, slide({keep}, {drop}) in {:.1} ms; next {next} tokens vs a fresh cache: \
+             right {good}; wrong sign {wrong}; unrotated {none}; nats/token slid {:.4}, fresh {:.4}, wrong sign {:.4}",
+            c.slide_time.as_secs_f64() * 1e3,
+            ce(&c.slid),
+            ce(&c.fresh),
+            ce(&c.wrong_sign)
+        );
+        // Measured (the same bits on every machine): at 2048 right 0.42 mean, argmax 236/256, 3.030
+        // vs 3.034 nats/token, the wrong sign 4.04 and no rotation 4.13 mean, 6.0 nats/token; at 400
+        // right 0.57, argmax 273/300, 2.863 vs 2.910, the wrong sign 2.49, no rotation 2.71. The slid
+        // cache predicts no worse than the fresh one: its kept positions saw more context.
+        assert!(good.mean < 0.8 && good.same_argmax * 10 >= good.rows * 8, "right rotation: {good}");
+        assert!(ce(&c.slid) < 1.02 * ce(&c.fresh), "slid vs fresh cross-entropy");
+        assert!(wrong.mean > 3.0 * good.mean, "wrong sign {wrong} vs right {good}");
+        assert!(none.mean > 2.0 * good.mean, "unrotated {none} vs right {good}");
+        // Typically 15 to 30 ms for 2048 positions; generous for a loaded machine.
+        assert!(c.slide_time.as_millis() < 500, "slide took {:?}", c.slide_time);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
