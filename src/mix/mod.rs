@@ -260,10 +260,13 @@ impl Mixer {
         // The additions, in integer counts: each prediction's share, summed per token in first-seen order.
         let mut used = 0u32;
         for &(model, token, q) in &plan.predictions {
+            if token as usize >= self.vocab {
+                continue; // only a caller's bad token gets here; its share stays with the LLM
+            }
             let add = plan.weights[model as usize] * q;
             let counts = ((add * avail as f64) as u32).min(avail - used);
             used += counts;
-            if counts == 0 || token as usize >= self.vocab {
+            if counts == 0 {
                 continue;
             }
             match plan.extra.iter_mut().find(|e| e.0 == token) {

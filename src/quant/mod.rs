@@ -185,8 +185,8 @@ pub fn table_from(probs: &Probabilities, table: &mut FreqTable) {
     table.rebuild_cumulative();
 }
 
-/// Steps 3-5 of [`quantize`] with other models blended in (the mixer's table, `crate::mix`): the
-/// LLM's weights get `llm_counts` of the `2^24 - V` counts above the floor instead of all of them, and
+/// Steps 3-5 of [`quantize`] with other models blended in (the mixer's table; the mixer sits above this
+/// layer): the LLM's weights get `llm_counts` of the `2^24 - V` counts above the floor instead of all of them, and
 /// each `(symbol, counts)` of `extra` adds its counts to its symbol. The arithmetic (FORMAT.md,
 /// *Mixer*): `s` as in step 3, `scale = llm_counts / s` in f64, `f_i = 1 + trunc(e_i × scale)`, then
 /// the extra counts added in list order, then the remainder to the first largest `f_i` as in step 5.
