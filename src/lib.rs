@@ -65,6 +65,7 @@ pub mod container;
 pub mod engine;
 pub mod hex;
 pub mod io;
+pub mod mix;
 pub mod model;
 pub mod pipeline;
 pub mod quant;

@@ -185,6 +185,65 @@ pub fn table_from(probs: &Probabilities, table: &mut FreqTable) {
     table.rebuild_cumulative();
 }
 
+/// Steps 3-5 of [`quantize`] with other models blended in (the mixer's table; the mixer sits above this
+/// layer): the LLM's weights get `llm_counts` of the `2^24 - V` counts above the floor instead of all of them, and
+/// each `(symbol, counts)` of `extra` adds its counts to its symbol. The arithmetic (FORMAT.md,
+/// *Mixer*): `s` as in step 3, `scale = llm_counts / s` in f64, `f_i = 1 + trunc(e_i × scale)`, then
+/// the extra counts added in list order, then the remainder to the first largest `f_i` as in step 5.
+///
+/// With `llm_counts = 2^24 - V` and no extra this is [`table_from`] bit for bit (the scale is the same
+/// f64 division). The caller keeps `llm_counts + Σ extra <= 2^24 - V`, so the remainder is never
+/// below the few counts of f64 rounding; a symbol outside the table in `extra` is a programming error.
+///
+/// # Panics
+/// If `probs` has not one weight per symbol of `table`, if an extra symbol is outside the table, or if
+/// the counts exceed `2^24 - V` (programming errors).
+pub fn table_from_shares(
+    probs: &Probabilities,
+    llm_counts: u32,
+    extra: &[(u32, u32)],
+    table: &mut FreqTable,
+) {
+    let vocab = table.len();
+    assert_eq!(probs.weights.len(), vocab, "one weight per symbol");
+    let avail = TOTAL - vocab as u32;
+    let extra_total: u64 = extra.iter().map(|&(_, c)| c as u64).sum();
+    assert!(llm_counts as u64 + extra_total <= avail as u64, "mixed counts exceed 2^24 - V");
+    let mut sum = 0.0f64;
+    for &w in &probs.weights {
+        sum += w as f64;
+    }
+    table.softmax = (probs.shift.to_bits(), sum.to_bits());
+    let scale = llm_counts as f64 / sum;
+    let mut total = 0u64;
+    let (mut best, mut best_f) = (0usize, 0u32);
+    for (i, (f, &w)) in table.freqs.iter_mut().zip(&probs.weights).enumerate() {
+        *f = 1 + ((w as f64 * scale) as u32).min(TOTAL);
+        total += *f as u64;
+        if *f > best_f {
+            best = i;
+            best_f = *f;
+        }
+    }
+    // The first largest after the additions, without a second pass: only a symbol that received counts
+    // can have grown, and if the LLM's first largest grew it is above every symbol that did not.
+    for &(symbol, counts) in extra {
+        table.freqs[symbol as usize] += counts;
+        total += counts as u64;
+    }
+    for &(symbol, _) in extra {
+        let (i, f) = (symbol as usize, table.freqs[symbol as usize]);
+        if f > best_f || (f == best_f && i < best) {
+            best = i;
+            best_f = f;
+        }
+    }
+    best_f = table.freqs[best];
+    // As in `fill_freqs`: |TOTAL - total| beyond the truncated fractions is a few counts of f64 rounding.
+    table.freqs[best] = (best_f as i64 + TOTAL as i64 - total as i64) as u32;
+    table.rebuild_cumulative();
+}
+
 /// Steps 1-2: writes `e_i` into `e` and returns `m`.
 fn exponentials(math: &VectorMath, logits: &[f32], e: &mut [f32]) -> f32 {
     let max = logits.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);

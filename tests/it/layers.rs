@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of `src/` and the crate modules it may name. Layers, bottom up: `arch`; then
 /// `hex`, `coder`, `quant`, `container`, `tokenizer`, `model`, `io`, `engine` side by side (the coder
-/// takes quant's table); `pipeline`; `bench`; `cli`.
+/// takes quant's table); `mix` (above quant); `pipeline`; `bench`; `cli`.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("arch", &[]),
     ("hex", &[]),
@@ -18,10 +18,26 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &["arch", "hex"]),
     ("io", &["arch", "hex"]),
     ("engine", &["arch", "hex"]),
-    ("pipeline", &["arch", "hex", "coder", "quant", "container", "tokenizer", "model", "io", "engine"]),
+    ("mix", &["arch", "quant"]),
+    (
+        "pipeline",
+        &["arch", "hex", "coder", "quant", "container", "tokenizer", "model", "io", "engine", "mix"],
+    ),
     (
         "bench",
-        &["arch", "hex", "coder", "quant", "container", "tokenizer", "model", "io", "engine", "pipeline"],
+        &[
+            "arch",
+            "hex",
+            "coder",
+            "quant",
+            "container",
+            "tokenizer",
+            "model",
+            "io",
+            "engine",
+            "mix",
+            "pipeline",
+        ],
     ),
 ];
 
