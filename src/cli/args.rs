@@ -207,10 +207,21 @@ pub struct CodecArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// Tokens from the previous window that start each later one, so the model never starts cold.
-    /// Must be less than --context. [default: 256, or context/2 when that is smaller]
+    /// Positions the model's cache drops, after the start token, each time it holds --context
+    /// positions: every token sees at least context - N tokens before it. 0 selects windows that
+    /// restart with --overlap tokens instead. [default: 512, or context/4 when that is smaller]
+    #[arg(long, value_name = "N")]
+    pub slide: Option<u32>,
+
+    /// With --slide 0 (implied when --slide is not given): tokens from the previous window that start
+    /// each later one. Must be less than --context. [default: 256, or context/2 when that is smaller]
     #[arg(long, value_name = "K")]
     pub overlap: Option<u32>,
+
+    /// Code with the model alone: no mixer (match and n-gram models that learn the file as it is
+    /// coded). Archives are larger; for measurements.
+    #[arg(long)]
+    pub no_mix: bool,
 }
 
 /// `l`: the shared flags plus the output format.
@@ -254,12 +265,16 @@ pub enum ModelsCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// Files to measure (every window starts fresh).
+    /// Files to measure, each as `llmzip c` with the same flags would code it.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
     #[command(flatten)]
-    pub run: RunArgs,
+    pub codec: CodecArgs,
+
+    /// Bytes per independently coded chunk, as `c --chunk-size`. [default: 64K]
+    #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
+    pub chunk_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -322,6 +337,8 @@ mod tests {
             "512",
             "--overlap",
             "64",
+            "--slide",
+            "0",
             "--threads",
             "3",
             "-",
@@ -340,6 +357,7 @@ mod tests {
             (a.codec.run.context, a.codec.overlap, a.codec.run.threads),
             (Some(512), Some(64), Some(3))
         );
+        assert_eq!(a.codec.slide, Some(0));
     }
 
     #[test]
@@ -389,7 +407,7 @@ mod tests {
             let run = match parse(&args).unwrap_or_else(|e| panic!("{command}: {e}")).command {
                 Command::Compress(a) | Command::Decompress(a) | Command::Test(a) => a.codec.run,
                 Command::List(l) => l.files.codec.run,
-                Command::Eval(e) => e.run,
+                Command::Eval(e) => e.codec.run,
                 Command::Bench(b) => b.run,
                 Command::Models(_) | Command::Split(_) | Command::Join(_) => unreachable!(),
             };

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::args::{Command, FileArgs};
-use crate::pipeline::params::{DEFAULT_CONTEXT, default_overlap};
+use super::args::{CodecArgs, Command, FileArgs};
+use crate::pipeline::params::{DEFAULT_CONTEXT, default_overlap, default_slide};
 
 /// The suffix of llmzip archives.
 pub const SUFFIX: &str = ".lz";
@@ -152,8 +152,12 @@ pub struct Settings {
     pub model: Option<String>,
     /// Tokens per window; in 16..=8192 (clap checks the range), the model's own limit is checked later.
     pub context: u32,
-    /// Always less than `context`.
+    /// Always less than `context`; used only when `slide` is 0.
     pub overlap: u32,
+    /// Positions a full cache drops; 0 for the window schedule. Less than `context`.
+    pub slide: u32,
+    /// Blend the mixer into the model's tables (`--no-mix` clears it).
+    pub mix: bool,
     /// At least 1.
     pub threads: usize,
 }
@@ -196,6 +200,12 @@ pub enum UsageError {
     RemoveWithStdout,
     #[error("--overlap {overlap} must be less than --context {context}")]
     OverlapTooLarge { overlap: u32, context: u32 },
+    #[error("--slide {slide} must be less than --context {context}")]
+    SlideTooLarge { slide: u32, context: u32 },
+    #[error(
+        "--overlap applies to windows, not to a sliding cache (--slide {slide}); give --slide 0 or drop --overlap"
+    )]
+    OverlapWithSlide { slide: u32 },
     #[error(
         "compressed data not written to a terminal; redirect stdout to a file or pipe, or use -f to force"
     )]
@@ -216,6 +226,45 @@ pub fn file_operation(command: &Command) -> Option<(Operation, &FileArgs)> {
         Command::Models(_) | Command::Eval(_) | Command::Bench(_) => None,
         Command::Split(_) | Command::Join(_) => None,
     }
+}
+
+/// The model settings of `codec` with every default resolved. Only compression is held to the
+/// schedule rules: a decoder reads its schedule from the archive.
+pub fn settings(
+    operation: Operation,
+    codec: &CodecArgs,
+    available_threads: usize,
+) -> Result<Settings, UsageError> {
+    let context = codec.run.context.unwrap_or(DEFAULT_CONTEXT);
+    let overlap = match codec.overlap {
+        // Only compression uses the window settings (a decoder reads them from the archive).
+        Some(overlap) if overlap >= context && operation == Operation::Compress => {
+            return Err(UsageError::OverlapTooLarge { overlap, context });
+        }
+        Some(overlap) => overlap,
+        None => default_overlap(context),
+    };
+    // `--overlap` alone keeps the window schedule it always meant; with a sliding cache it has no use.
+    let slide = match (codec.slide, codec.overlap) {
+        (Some(slide), _) if slide >= context && operation == Operation::Compress => {
+            return Err(UsageError::SlideTooLarge { slide, context });
+        }
+        (Some(slide), Some(_)) if slide > 0 && operation == Operation::Compress => {
+            return Err(UsageError::OverlapWithSlide { slide });
+        }
+        (Some(slide), _) => slide,
+        (None, Some(_)) => 0,
+        (None, None) => default_slide(context),
+    };
+    Ok(Settings {
+        model: codec.run.model.clone(),
+        context,
+        overlap,
+        slide,
+        mix: !codec.no_mix,
+        // More workers than cores only spin: `--threads 1024` on 2 cores took minutes for 14 bytes.
+        threads: codec.run.threads.unwrap_or(available_threads).min(available_threads).max(1),
+    })
 }
 
 /// Turns `args` for `operation` into a [`Plan`], or refuses the whole command.
@@ -273,22 +322,7 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         }
     }
 
-    let context = args.codec.run.context.unwrap_or(DEFAULT_CONTEXT);
-    let overlap = match args.codec.overlap {
-        // Only compression uses the window settings (a decoder reads them from the archive).
-        Some(overlap) if overlap >= context && operation == Operation::Compress => {
-            return Err(UsageError::OverlapTooLarge { overlap, context });
-        }
-        Some(overlap) => overlap,
-        None => default_overlap(context),
-    };
-    let settings = Settings {
-        model: args.codec.run.model.clone(),
-        context,
-        overlap,
-        // More workers than cores only spin: `--threads 1024` on 2 cores took minutes for 14 bytes.
-        threads: args.codec.run.threads.unwrap_or(env.available_threads).min(env.available_threads).max(1),
-    };
+    let settings = settings(operation, &args.codec, env.available_threads)?;
 
     let items: Vec<Item> = inputs
         .into_iter()
@@ -408,7 +442,7 @@ fn skip(severity: Severity, subject: &Path, message: String) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::args::{CodecArgs, RunArgs};
+    use crate::cli::args::RunArgs;
     use std::collections::HashMap;
 
     /// A fixed picture of the filesystem: paths and what they are, plus pairs that are the same file.
@@ -837,16 +871,28 @@ mod tests {
     fn settings_resolve_defaults() {
         let fs = Fake::default();
         let p = plan(C, &files(&[]), &env(&fs)).unwrap();
-        assert_eq!(p.settings, Settings { model: None, context: 2048, overlap: 256, threads: 4 });
+        assert_eq!(
+            p.settings,
+            Settings { model: None, context: 2048, overlap: 256, slide: 512, mix: true, threads: 4 }
+        );
         let mut a = files(&[]);
         a.codec = CodecArgs {
             run: RunArgs { model: Some("m.gguf".into()), context: Some(100), threads: Some(1) },
             overlap: None,
+            slide: None,
+            no_mix: true,
         };
         let p = plan(C, &a, &env(&fs)).unwrap();
         assert_eq!(
             p.settings,
-            Settings { model: Some("m.gguf".into()), context: 100, overlap: 50, threads: 1 }
+            Settings {
+                model: Some("m.gguf".into()),
+                context: 100,
+                overlap: 50,
+                slide: 25,
+                mix: false,
+                threads: 1
+            }
         );
         let zero = Env { available_threads: 0, ..env(&fs) };
         assert_eq!(plan(C, &files(&[]), &zero).unwrap().settings.threads, 1);
@@ -863,6 +909,24 @@ mod tests {
         assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 511);
         a.codec.overlap = Some(0);
         assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 0);
+    }
+
+    #[test]
+    fn overlap_alone_keeps_windows_and_a_slide_stays_below_context() {
+        let fs = Fake::default();
+        let mut a = files(&[]);
+        a.codec.run.context = Some(512);
+        a.codec.overlap = Some(64);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.slide, 0);
+        a.codec.slide = Some(100);
+        assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::OverlapWithSlide { slide: 100 }));
+        a.codec.slide = Some(0);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 64);
+        a.codec.overlap = None;
+        a.codec.slide = Some(512);
+        assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::SlideTooLarge { slide: 512, context: 512 }));
+        a.codec.slide = Some(511);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.slide, 511);
     }
 
     #[test]
@@ -891,6 +955,8 @@ mod tests {
             UsageError::RemoveStdin,
             UsageError::RemoveWithStdout,
             UsageError::OverlapTooLarge { overlap: 1, context: 1 },
+            UsageError::SlideTooLarge { slide: 1, context: 1 },
+            UsageError::OverlapWithSlide { slide: 1 },
             UsageError::CompressedToTerminal,
             UsageError::CompressedFromTerminal,
         ];

@@ -27,6 +27,7 @@ use super::report::{Reporter, is_broken_pipe, one_line};
 use crate::io::fs::copy_metadata;
 use crate::io::stdio::{self, StdoutSink};
 use crate::io::{AtomicFile, StderrProgress};
+use crate::mix::MixConfig;
 use crate::pipeline::{self, CodecOptions, PipelineError, Sessions, Stats};
 
 /// Read buffer for input files.
@@ -76,6 +77,8 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
         model: settings.model.clone(),
         context: settings.context,
         overlap: settings.overlap,
+        slide: Some(settings.slide),
+        mix: if settings.mix { MixConfig::recommended() } else { MixConfig::OFF },
         threads: settings.threads,
         // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
         kernel: None,
@@ -99,10 +102,11 @@ pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     if matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2) {
         let s = &plan.settings;
         reporter.info(&format!(
-            "model {}, context {}, overlap {}, threads {}",
+            "model {}, context {}, {}, mixer {}, threads {}",
             s.model.as_deref().unwrap_or("(default)"),
             s.context,
-            s.overlap,
+            if s.slide > 0 { format!("slide {}", s.slide) } else { format!("overlap {}", s.overlap) },
+            if s.mix { "on" } else { "off" },
             s.threads
         ));
     }

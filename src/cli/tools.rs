@@ -7,14 +7,15 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 
 use super::args::{BenchArgs, EvalArgs, ModelsCommand};
+use super::plan::{Operation, settings};
 use super::report::{EXIT_ERROR, Reporter};
+use super::run::codec_options;
 use crate::bench::{self, BenchRow, Scratch, Tool};
 use crate::io::AtomicFile;
 use crate::io::stdio::StdoutSink;
 use crate::model;
+use crate::pipeline::Session;
 use crate::pipeline::eval::{EvalReport, eval};
-use crate::pipeline::params::DEFAULT_CONTEXT;
-use crate::pipeline::{CodecOptions, Session};
 
 /// Writes `text` to stdout; a reader that closed the pipe early is not an error.
 fn emit(text: &str, reporter: &mut Reporter) {
@@ -72,14 +73,20 @@ pub fn models(command: &ModelsCommand, reporter: &mut Reporter) -> u8 {
     reporter.exit_code()
 }
 
-/// `llmzip eval FILE...`: the model's ideal bits per byte, with fresh windows of N positions.
+/// `llmzip eval FILE...`: the code length `llmzip c` with the same flags would get, per file.
 pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
-    let opts = CodecOptions {
-        model: args.run.model.clone(),
-        threads: args.run.threads.unwrap_or(0),
-        ..CodecOptions::default()
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = match settings(Operation::Compress, &args.codec, available) {
+        Ok(s) => s,
+        Err(e) => {
+            reporter.error(None, &e);
+            return EXIT_ERROR;
+        }
     };
-    let context = args.run.context.unwrap_or(DEFAULT_CONTEXT);
+    let mut opts = codec_options(&settings);
+    if let Some(bytes) = args.chunk_size {
+        opts.chunk_bytes = bytes;
+    }
     let bar = model::progress_bar();
     let session = Session::open(&opts, &bar);
     bar.finish_and_clear();
@@ -101,7 +108,7 @@ pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
                 continue;
             }
         };
-        match eval(&session, &text, context, 0) {
+        match eval(&session, &text, &opts) {
             Ok(r) => {
                 total.add(&r);
                 rows.push((name, r));
@@ -110,10 +117,18 @@ pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
         }
     }
     rows.push(("total".to_string(), total));
+    let schedule = if opts.slide() > 0 {
+        format!("slide {}", opts.slide())
+    } else {
+        format!("windows with overlap {}", opts.overlap)
+    };
     let mut t = format!(
-        "model {} (sha256 {}), context {context}, fresh windows\n\n",
+        "model {} (sha256 {}), context {}, {schedule}, mixer {}, chunks of {} bytes\n\n",
         session.model.id,
-        model::hash::to_hex(&session.model.sha256)
+        model::hash::to_hex(&session.model.sha256),
+        opts.context,
+        if opts.mix.is_off() { "off" } else { "on" },
+        opts.chunk_bytes,
     );
     t.push_str("| file | bytes | tokens | bits/token | bits/byte | table overhead | tokens/s |\n");
     t.push_str("|---|---:|---:|---:|---:|---:|---:|\n");

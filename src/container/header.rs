@@ -3,7 +3,7 @@
 //! ```text
 //! offset      size  field
 //! 0           8     magic 89 4C 4C 4D 5A 0D 0A 1A  ("\x89LLMZ\r\n\x1a": binary, not lzip's "LZIP")
-//! 8           2     format version (u16 LE) = 1
+//! 8           2     format version (u16 LE): 1 or 2
 //! 10          2     flags (u16 LE), must be 0
 //! 12          1     n = model id length, 1..=64
 //! 13          n     model id, printable ASCII
@@ -15,8 +15,18 @@
 //! 86+n        4     overlap: tokens carried into each later window (u32 LE)
 //! 90+n        4     start token id (u32 LE)
 //! 94+n        8     canary
-//! 102+n       4     CRC-32 of bytes 0..102+n
+//! 102+n       4     CRC-32 of bytes 0..102+n                          (version 1 ends here)
+//!
+//! version 2 only, from 102+n:
+//! 102+n       4     slide: positions dropped when the KV cache is full (u32 LE); 0 = windows
+//! 106+n       1     sink: positions at the start of the cache a slide keeps (0 or 1)
+//! 107+n       1     m = mixer configuration length, 0..=32 (0: no mixer)
+//! 108+n       m     mixer configuration (opaque here; the pipeline's mixer decodes and checks it)
+//! 108+n+m     4     CRC-32 of bytes 0..108+n+m
 //! ```
+//!
+//! The writer uses the lowest version that expresses the header: version 1 when there is no slide and
+//! no mixer, so archives made with version-1 settings stay byte-identical to what older llmzip wrote.
 
 use std::io::{Read, Write};
 
@@ -26,7 +36,14 @@ use super::{Fields, FormatError, read_exact_or};
 /// Identifies an llmzip archive. The first byte is non-ASCII and the CR LF / SUB bytes catch text-mode
 /// transfers, as PNG's signature does.
 pub const MAGIC: [u8; 8] = [0x89, b'L', b'L', b'M', b'Z', b'\r', b'\n', 0x1a];
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this llmzip reads and writes (it also reads and writes version 1).
+pub const FORMAT_VERSION: u16 = 2;
+/// Longest mixer configuration a header may carry, in bytes.
+pub const MAX_MIXER_BYTES: usize = 32;
+/// Header bytes after the model id up to the end of the canary (the version-1 fields).
+const V1_FIELDS: usize = 32 + 32 + 4 + 1 + 4 + 4 + 4 + 8;
+/// Version-2 fields before the mixer bytes: slide, sink, mixer length.
+const V2_FIELDS: usize = 4 + 1 + 1;
 /// Longest model id, in bytes.
 pub const MAX_MODEL_ID: usize = 64;
 /// Largest window (`context`) an archive may ask for: the largest `--context` llmzip accepts. It sizes the
@@ -49,6 +66,15 @@ pub struct Header {
     pub overlap: u32,
     pub start_token: u32,
     pub canary: [u8; 8],
+    /// Positions dropped from the KV cache each time it is full (the sliding schedule); 0 for the
+    /// window schedule of `context` and `overlap`. Version 2; 0 in a version-1 header.
+    pub slide: u32,
+    /// Positions at the start of the cache a slide keeps (the start token as an attention sink): 0 or 1.
+    /// Version 2; 0 in a version-1 header.
+    pub sink: u8,
+    /// The mixer's configuration as the pipeline encodes it (at most [`MAX_MIXER_BYTES`]); empty for no
+    /// mixer. Version 2; empty in a version-1 header.
+    pub mixer: Vec<u8>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -56,8 +82,15 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Header {
+    /// The format version that expresses this header: 1 without slide and mixer, else 2.
+    pub fn version(&self) -> u16 {
+        if self.slide == 0 && self.sink == 0 && self.mixer.is_empty() { 1 } else { 2 }
+    }
+
     /// The limits on the fields that size a decoder's memory and work: `MIN_CONTEXT..=MAX_CONTEXT`
-    /// positions per window and an overlap below the context (so every window advances).
+    /// positions per window and an overlap below the context (so every window advances); with a slide,
+    /// no overlap, a sink of 0 or 1 and `1 <= slide <= context - sink` (so every slide frees a position);
+    /// a mixer configuration of at most [`MAX_MIXER_BYTES`].
     pub fn check_limits(&self) -> Result<(), String> {
         if !(MIN_CONTEXT..=MAX_CONTEXT).contains(&self.context) {
             return Err(format!(
@@ -68,6 +101,31 @@ impl Header {
         if self.overlap >= self.context {
             return Err(format!("overlap {} is not below the context {}", self.overlap, self.context));
         }
+        if self.sink > 1 {
+            return Err(format!("sink {} is not 0 or 1", self.sink));
+        }
+        if self.slide > 0 {
+            if self.overlap != 0 {
+                return Err(format!(
+                    "overlap {} with slide {}: a sliding cache has no overlap",
+                    self.overlap, self.slide
+                ));
+            }
+            if self.slide > self.context - self.sink as u32 {
+                return Err(format!(
+                    "slide {} is more than the context {} less the sink {}",
+                    self.slide, self.context, self.sink
+                ));
+            }
+        } else if self.sink != 0 {
+            return Err(format!("sink {} without a slide", self.sink));
+        }
+        if self.mixer.len() > MAX_MIXER_BYTES {
+            return Err(format!(
+                "mixer configuration of {} bytes (at most {MAX_MIXER_BYTES})",
+                self.mixer.len()
+            ));
+        }
         Ok(())
     }
 
@@ -77,9 +135,11 @@ impl Header {
             return Err(FormatError::ModelId(self.model_id.clone()));
         }
         self.check_limits().map_err(FormatError::Header)?;
-        let mut b = Vec::with_capacity(106 + self.model_id.len());
+        let version = self.version();
+        let mut b =
+            Vec::with_capacity(13 + self.model_id.len() + V1_FIELDS + V2_FIELDS + self.mixer.len() + 4);
         b.extend_from_slice(&MAGIC);
-        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.extend_from_slice(&version.to_le_bytes());
         b.extend_from_slice(&0u16.to_le_bytes());
         b.push(self.model_id.len() as u8);
         b.extend_from_slice(self.model_id.as_bytes());
@@ -91,6 +151,12 @@ impl Header {
         b.extend_from_slice(&self.overlap.to_le_bytes());
         b.extend_from_slice(&self.start_token.to_le_bytes());
         b.extend_from_slice(&self.canary);
+        if version >= 2 {
+            b.extend_from_slice(&self.slide.to_le_bytes());
+            b.push(self.sink);
+            b.push(self.mixer.len() as u8);
+            b.extend_from_slice(&self.mixer);
+        }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         Ok(b)
@@ -134,28 +200,44 @@ impl Header {
         // The checksum is checked before version and flags are believed: a flipped bit there is
         // corruption, not a newer llmzip. The id length must be read first to find the checksum.
         if !(1..=MAX_MODEL_ID).contains(&id_len) {
-            return Err(if version != FORMAT_VERSION {
+            return Err(if !(1..=FORMAT_VERSION).contains(&version) {
                 FormatError::VersionOrCorrupt(version)
             } else {
                 FormatError::ModelId(format!("<{id_len} bytes>"))
             });
         }
-        let mut rest = vec![0u8; id_len + 93];
+        // The version-1 fields, then (for version 2) slide, sink and the mixer length, which says how
+        // many more bytes the header has. A version this llmzip does not know is read with version 1's
+        // layout, so that its checksum tells corruption from a newer format.
+        let v2 = version == 2;
+        let mut rest = vec![0u8; id_len + V1_FIELDS + if v2 { V2_FIELDS } else { 4 }];
         read_exact_or(r, &mut rest, || "inside the header".into())?;
+        if v2 {
+            let mixer_len = rest[rest.len() - 1] as usize;
+            if mixer_len > MAX_MIXER_BYTES {
+                return Err(FormatError::Header(format!(
+                    "mixer configuration of {mixer_len} bytes (at most {MAX_MIXER_BYTES})"
+                )));
+            }
+            let mut tail = vec![0u8; mixer_len + 4];
+            read_exact_or(r, &mut tail, || "inside the header".into())?;
+            rest.extend_from_slice(&tail);
+        }
         let mut all = start.to_vec();
         all.extend_from_slice(&rest);
         let body_len = all.len() - 4;
         let stored = u32::from_le_bytes(all[body_len..].try_into().expect("4 bytes"));
         let computed = crc32fast::hash(&all[..body_len]);
+        let known = version == 1 || v2;
         if stored != computed {
-            return Err(if version != FORMAT_VERSION {
+            return Err(if !known {
                 FormatError::VersionOrCorrupt(version)
             } else {
                 FormatError::Checksum { place: "header".into(), stored, computed }
             });
         }
         match version {
-            FORMAT_VERSION => {}
+            1 | 2 => {}
             v if v > FORMAT_VERSION => return Err(FormatError::Version(v)),
             v => return Err(FormatError::Header(format!("format version {v} is not one llmzip writes"))),
         }
@@ -167,7 +249,7 @@ impl Header {
         if !valid_id(&model_id) {
             return Err(FormatError::ModelId(model_id));
         }
-        let header = Header {
+        let mut header = Header {
             model_id,
             model_sha256: f.array(),
             tokenizer_fingerprint: f.array(),
@@ -177,7 +259,21 @@ impl Header {
             overlap: f.u32(),
             start_token: f.u32(),
             canary: f.array(),
+            slide: 0,
+            sink: 0,
+            mixer: Vec::new(),
         };
+        if v2 {
+            header.slide = f.u32();
+            header.sink = f.u8();
+            let mixer_len = f.u8() as usize;
+            header.mixer = f.take(mixer_len).to_vec();
+            // A version-2 header must need version 2: one llmzip could have written as version 1 is
+            // not one llmzip writes, and two encodings of one header would break byte-exact re-encoding.
+            if header.version() != 2 {
+                return Err(FormatError::Header("a version-2 header without slide or mixer".into()));
+            }
+        }
         header.check_limits().map_err(FormatError::Header)?;
         Ok((header, all.len()))
     }

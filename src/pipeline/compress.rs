@@ -41,7 +41,7 @@ pub fn compress_with(
     progress: &dyn Progress,
 ) -> Result<Stats, PipelineError> {
     let started = Instant::now();
-    let params = session.coding_params(opts.context, opts.overlap)?;
+    let params = session.coding_params(opts)?;
     let header = session.header(&params);
     let mut stats = Stats::default();
     let mut writer = ArchiveWriter::new(CountingWriter::new(output), &header)?;
@@ -137,7 +137,7 @@ impl<'s> ChunkCoder<'s> {
         *reported = 0;
         let mut probe = Vec::new();
         self.windows = self.predictor.run(tokens, |p| {
-            ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
+            ideal_bits += p.ideal_bits;
             encoder.encode(p.token, p.table)?;
             cost_bits += cost_upper_bits(p.table.freq(p.token));
             coded += 1;

@@ -14,13 +14,14 @@ use super::compress::CountingWriter;
 use super::params::CodingParams;
 use super::predict::{PREFILL_SLICE, prefill};
 use super::session::{Session, Sessions};
-use super::window::{Schedule, Window};
+use super::window::{Schedule, Sliding, Window};
 use super::{CodecOptions, PipelineError, Stats};
 use crate::coder::Decoder;
 use crate::container::{ArchiveReader, Chunk, ChunkKind, FormatError, Header};
 use crate::engine::KvCache;
 use crate::io::{Progress, ReadSeek};
-use crate::quant::FreqTable;
+use crate::mix::{MixPlan, Mixer};
+use crate::quant::{FreqTable, Probabilities};
 
 /// Decompresses the archive on `input` to `output`, verifying every checksum. Archives written back to
 /// back (as `llmzip c -c a b` does) decode to the concatenation of their contents, as with gzip.
@@ -118,7 +119,7 @@ fn decompress_one<'r>(
 ) -> Result<Box<dyn Read + 'r>, PipelineError> {
     let mut reader = ArchiveReader::new(input)?;
     let header = reader.header().clone();
-    let params = CodingParams::of_header(&header);
+    let params = CodingParams::of_header(&header)?;
     let session = sessions.for_archive(&header)?;
     check_header_against_model(session, &header)?;
     let lanes = opts.lanes.max(1);
@@ -221,11 +222,12 @@ struct Lane {
     index: u64,
     decoder: Decoder,
     tokens: Vec<u32>,
-    windows: Schedule,
-    window: Window,
+    schedule: LaneSchedule,
     /// The lane must prefill its window's context before the next token can be predicted.
     at_window_start: bool,
     cache: KvCache,
+    /// The chunk's mixer (`None` without one), learning each token once it is decoded.
+    mixer: Option<Mixer>,
     /// The logits row of a window's last context position (lanes that step use the batch's rows).
     row: Vec<f32>,
     /// The chunk's archive bytes, reported to the progress bar in proportion to the tokens decoded so
@@ -233,6 +235,42 @@ struct Lane {
     input_len: u64,
     reported: u64,
     total_tokens: u64,
+}
+
+/// Where a lane is in its chunk's schedule.
+enum LaneSchedule {
+    /// The window schedule: the windows still to come, and the current one.
+    Windows { windows: Schedule, window: Window },
+    /// The sliding schedule: one cache for the whole chunk, which slides whenever it is full.
+    Sliding(Sliding),
+}
+
+impl LaneSchedule {
+    /// The engine input of the current window before its first coded token, given the lane's decoded
+    /// `tokens` (the start token for the sliding schedule, which has one window).
+    fn window_context<'a>(&self, tokens: &'a [u32], start: &'a [u32; 1]) -> &'a [u32] {
+        match self {
+            LaneSchedule::Windows { window, .. } => window.context_tokens(tokens, start),
+            LaneSchedule::Sliding(_) => start,
+        }
+    }
+}
+
+impl Lane {
+    /// Moves on after a decoded token: into the next window when the current one is complete.
+    fn advance(&mut self) {
+        if let LaneSchedule::Windows { windows, window } = &mut self.schedule
+            && self.tokens.len() == window.coded.end
+            && let Some(next) = windows.next()
+        {
+            *window = next;
+            self.at_window_start = true;
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.tokens.len() as u64 == self.total_tokens && !self.at_window_start
+    }
 }
 
 fn decode_group(
@@ -262,9 +300,16 @@ fn decode_group(
                         ),
                     ));
                 }
-                let mut windows = params.schedule(chunk.tokens as usize)?;
-                let Some(window) = windows.next() else {
+                if chunk.tokens == 0 {
                     return Err(PipelineError::corrupt(*index, "a model-coded chunk with no tokens"));
+                }
+                let schedule = match params.sliding() {
+                    Some(sliding) => LaneSchedule::Sliding(sliding),
+                    None => {
+                        let mut windows = params.schedule(chunk.tokens as usize)?;
+                        let window = windows.next().expect("a schedule over tokens has a window");
+                        LaneSchedule::Windows { windows, window }
+                    }
                 };
                 lanes.push(Lane {
                     slot,
@@ -272,10 +317,10 @@ fn decode_group(
                     decoder: Decoder::new(&chunk.payload).map_err(|e| PipelineError::corrupt(*index, e))?,
                     // Grown as tokens arrive: a corrupt chunk fails long before its claimed count.
                     tokens: Vec::with_capacity((chunk.tokens as usize).min(1 << 16)),
-                    windows,
-                    window,
+                    schedule,
                     at_window_start: true,
                     cache: session.engine.new_cache(context),
+                    mixer: (!params.mix.is_off()).then(|| Mixer::new(params.mix, vocab)),
                     row: Vec::new(),
                     input_len: chunk.encoded_len() as u64,
                     reported: 0,
@@ -286,6 +331,11 @@ fn decode_group(
     }
 
     let mut tables: Vec<FreqTable> = (0..lanes.len()).map(|_| FreqTable::new(vocab)).collect();
+    let mixing = !params.mix.is_off();
+    let n = if mixing { lanes.len() } else { 0 };
+    let mut probs: Vec<Probabilities> = (0..n).map(|_| Probabilities::new()).collect();
+    let mut plans: Vec<MixPlan> = (0..n).map(|_| MixPlan::new()).collect();
+    let mut sums = vec![0.0f64; n];
     let mut prefill_logits = vec![0.0f32; PREFILL_SLICE * vocab];
     let mut step_logits: Vec<f32> = Vec::new();
     let mut step_tokens: Vec<u32> = Vec::new();
@@ -295,25 +345,29 @@ fn decode_group(
         step_tokens.extend(lanes.iter().filter(|l| !l.at_window_start).filter_map(|l| l.tokens.last()));
         step_logits.resize(step_tokens.len() * vocab, 0.0);
         if !step_tokens.is_empty() {
+            // A full sliding cache drops its oldest positions before it takes the next one.
+            for lane in lanes.iter_mut().filter(|l| !l.at_window_start) {
+                if let LaneSchedule::Sliding(sliding) = lane.schedule
+                    && sliding.room(lane.cache.len()) == 0
+                {
+                    session.engine.slide(&mut lane.cache, sliding.sink, sliding.slide)?;
+                }
+            }
             let mut caches: Vec<&mut KvCache> =
                 lanes.iter_mut().filter(|l| !l.at_window_start).map(|l| &mut l.cache).collect();
             session.engine.step(&mut caches, &step_tokens, &mut step_logits)?;
         }
         // 2. Lanes at a window start prefill their context alone; the last row predicts their next token.
         for lane in lanes.iter_mut().filter(|l| l.at_window_start) {
-            let Lane { cache, window, tokens, row, .. } = lane;
+            let Lane { cache, schedule, tokens, row, .. } = lane;
             cache.clear();
-            let _always_continues: ControlFlow<()> = prefill(
-                session,
-                cache,
-                window.context_tokens(tokens, &start),
-                &mut prefill_logits,
-                |_, rows| {
+            let context = schedule.window_context(tokens, &start);
+            let _always_continues: ControlFlow<()> =
+                prefill(session, cache, context, &mut prefill_logits, |_, rows| {
                     row.clear();
                     row.extend_from_slice(&rows[rows.len() - vocab..]);
                     Ok(ControlFlow::Continue(()))
-                },
-            )?;
+                })?;
         }
         // 3. Every lane's table, in parallel (a pure function of its row).
         let mut stepped = step_logits.chunks_exact(vocab);
@@ -327,27 +381,36 @@ fn decode_group(
                 }
             })
             .collect();
-        session.quantize_rows(rows, &mut tables[..lanes.len()]);
-        // 4. Each lane decodes one token, in lane order.
-        for (lane, table) in lanes.iter_mut().zip(&tables) {
+        let live = lanes.len();
+        if mixing {
+            // With a mixer: softmax (parallel), each lane's plan from its history, tables (parallel).
+            session.softmax_rows(rows, &mut probs[..live], &mut sums[..live]);
+            for ((lane, plan), &sum) in lanes.iter().zip(&mut plans).zip(&sums) {
+                lane.mixer.as_ref().expect("a mixer per lane").plan(sum, plan);
+            }
+            session.mixed_tables(&plans[..live], &probs[..live], &sums[..live], &mut tables[..live]);
+        } else {
+            session.quantize_rows(rows, &mut tables[..live]);
+        }
+        // 4. Each lane decodes one token, in lane order (and its mixer learns it).
+        for (i, (lane, table)) in lanes.iter_mut().zip(&tables).enumerate() {
             lane.at_window_start = false;
             let token = lane.decoder.decode(table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
+            if let Some(mixer) = &mut lane.mixer {
+                let p_llm = probs[i].weights()[token as usize] as f64 / sums[i];
+                mixer.update(&plans[i], p_llm, token);
+            }
             lane.tokens.push(token);
             let share = lane.input_len * lane.tokens.len() as u64 / lane.total_tokens.max(1);
             if share > lane.reported {
                 progress.add_input(share - lane.reported);
                 lane.reported = share;
             }
-            if lane.tokens.len() == lane.window.coded.end
-                && let Some(next) = lane.windows.next()
-            {
-                lane.window = next;
-                lane.at_window_start = true;
-            }
+            lane.advance();
         }
         // 5. Finished lanes leave the batch.
         lanes.retain_mut(|lane| {
-            let finished = lane.tokens.len() == lane.window.coded.end && !lane.at_window_start;
+            let finished = lane.finished();
             if finished {
                 session.tokenizer.decode_into(&lane.tokens, &mut outputs[lane.slot]);
             }

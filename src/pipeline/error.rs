@@ -24,6 +24,8 @@ pub enum PipelineError {
     Coder(#[from] crate::coder::CoderError),
     #[error(transparent)]
     Schedule(#[from] super::window::ScheduleError),
+    #[error(transparent)]
+    Mixer(#[from] crate::mix::MixError),
     /// A chunk's payload did not decode to the bytes its checksums describe.
     #[error("chunk {chunk}: {what}; the archive is corrupt")]
     Corrupt { chunk: u64, what: String },

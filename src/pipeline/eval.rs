@@ -1,4 +1,5 @@
-//! `llmzip eval`: how many bits the model would need for a text, without writing an archive.
+//! `llmzip eval`: how many bits the model would need for a text, without writing an archive: the code
+//! length `llmzip c` gets with the same settings, so a user can switch a part off and see what it buys.
 //!
 //! Two figures per text: the ideal code length under the model's float distribution (sum of -log2 p of
 //! each actual token, p = e/s from the quantizer's own exponentials and f64 sum), and the code length
@@ -10,9 +11,10 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use super::PipelineError;
 use super::predict::Predictor;
+use super::segment::ChunkReader;
 use super::session::Session;
+use super::{CodecOptions, PipelineError};
 use crate::quant::PRECISION_BITS;
 
 /// The model's cost for one text.
@@ -50,20 +52,25 @@ impl EvalReport {
     }
 }
 
-/// Evaluates `text` in windows of `context` positions with `overlap` carried-over tokens (0: every window
-/// starts fresh from the start token, as the engine issue's figures are defined).
-pub fn eval(session: &Session, text: &[u8], context: u32, overlap: u32) -> Result<EvalReport, PipelineError> {
+/// Evaluates `text` as `llmzip c` with `opts` would code it: cut into the same chunks, each chunk's
+/// tokens in the same schedule (windows or a sliding cache) with the same tables. The one difference
+/// is that every chunk counts as model-coded, where `c` stores a chunk the model does not shrink.
+pub fn eval(session: &Session, text: &[u8], opts: &CodecOptions) -> Result<EvalReport, PipelineError> {
     let started = Instant::now();
-    let tokens = session.tokenizer.encode(text)?;
-    let mut report =
-        EvalReport { bytes: text.len() as u64, tokens: tokens.len() as u64, ..Default::default() };
-    let params = session.coding_params(context, overlap)?;
-    Predictor::new(session, &params).run(&tokens, |p| {
-        report.ideal_bits += p.table.model_bits(p.logits[p.token as usize]);
-        let q = p.table.freq(p.token) as f64 / (1u64 << PRECISION_BITS) as f64;
-        report.table_bits -= crate::arch::math::ln_f64(q) / std::f64::consts::LN_2;
-        Ok(ControlFlow::Continue(()))
-    })?;
+    let params = session.coding_params(opts)?;
+    let mut report = EvalReport { bytes: text.len() as u64, ..Default::default() };
+    let mut predictor = Predictor::new(session, &params);
+    let mut chunks = ChunkReader::new(text, opts.chunk_bytes);
+    while let Some(chunk) = chunks.next_chunk()? {
+        let tokens = session.tokenizer.encode(&chunk)?;
+        report.tokens += tokens.len() as u64;
+        predictor.run(&tokens, |p| {
+            report.ideal_bits += p.ideal_bits;
+            let q = p.table.freq(p.token) as f64 / (1u64 << PRECISION_BITS) as f64;
+            report.table_bits -= crate::arch::math::ln_f64(q) / std::f64::consts::LN_2;
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -30,6 +30,7 @@ pub use segment::{DEFAULT_CHUNK_BYTES, chunk_spans};
 pub use session::{CANARY_TEXT, Session, Sessions};
 
 use crate::engine::KernelPath;
+use crate::mix::MixConfig;
 
 /// Settings of one compression or decompression run, as the CLI (or a library user) chose them.
 #[derive(Clone, Debug)]
@@ -38,8 +39,14 @@ pub struct CodecOptions {
     pub model: Option<String>,
     /// Positions per window (`--context N`).
     pub context: u32,
-    /// Tokens of carried-over context at the start of every window but the first (`--overlap K`).
+    /// Window schedule only (`slide == 0`): tokens of carried-over context at the start of every window
+    /// but the first (`--overlap K`).
     pub overlap: u32,
+    /// Positions a full KV cache drops (`--slide N`, the sliding schedule); `Some(0)` selects the window
+    /// schedule, `None` the default for the context ([`params::default_slide`]).
+    pub slide: Option<u32>,
+    /// The mixer blended into the model's tables (`MixConfig::OFF`: none, `--no-mix`).
+    pub mix: MixConfig,
     /// Worker threads for the engine; 0 means one per available core.
     pub threads: usize,
     /// Kernel path; `None` means `LLMZIP_KERNEL` or the best available.
@@ -57,12 +64,21 @@ pub struct CodecOptions {
     pub chunk_range: Option<std::ops::Range<u64>>,
 }
 
+impl CodecOptions {
+    /// The slide these options ask for: `slide`, or the default for `context`.
+    pub fn slide(&self) -> u32 {
+        self.slide.unwrap_or_else(|| params::default_slide(self.context))
+    }
+}
+
 impl Default for CodecOptions {
     fn default() -> Self {
         Self {
             model: None,
             context: params::DEFAULT_CONTEXT,
             overlap: params::default_overlap(params::DEFAULT_CONTEXT),
+            slide: None,
+            mix: MixConfig::recommended(),
             threads: 0,
             kernel: None,
             chunk_bytes: segment::DEFAULT_CHUNK_BYTES,

@@ -8,14 +8,21 @@
 //! The defaults of the user-facing settings live here too, once; the CLI and [`super::CodecOptions`]
 //! both take them from this module.
 
-use super::window::{Schedule, ScheduleError};
+use super::window::{Schedule, ScheduleError, Sliding};
 use crate::container::Header;
+use crate::mix::{MixConfig, MixError};
 
 /// Positions per window when none is chosen (`--context`).
 pub const DEFAULT_CONTEXT: u32 = 2048;
 /// Carried-over tokens at the start of every later window when none is chosen (`--overlap`), unless
 /// that is more than half the context (see [`default_overlap`]).
 pub const DEFAULT_OVERLAP: u32 = 256;
+/// Positions dropped from a full KV cache when none is chosen (`--slide`); 0 would select the window
+/// schedule of [`DEFAULT_CONTEXT`] and [`DEFAULT_OVERLAP`] instead. See [`default_slide`].
+pub const DEFAULT_SLIDE: u32 = 512;
+/// Positions at the start of the cache a slide keeps: the start token, which the model attends to as a
+/// sink (dropping it costs bits on every later token).
+pub const SINK: u8 = 1;
 /// Chunks the decoder advances in lock-step (the engine's batch) when none is chosen.
 pub const DEFAULT_LANES: usize = 16;
 
@@ -25,42 +32,81 @@ pub fn default_overlap(context: u32) -> u32 {
     DEFAULT_OVERLAP.min(context / 2)
 }
 
+/// The slide used with `context` when none is chosen: [`DEFAULT_SLIDE`], or a quarter of the context
+/// when that is smaller (at least 1), so every token keeps seeing most of the context.
+pub fn default_slide(context: u32) -> u32 {
+    DEFAULT_SLIDE.min(context / 4).max(1)
+}
+
 /// What both sides code with. Written into the header by the compressor ([`CodingParams::write_into`])
 /// and read from it by the decompressor ([`CodingParams::of_header`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodingParams {
     /// Positions per window.
     pub context: u32,
-    /// Tokens of carried-over context at the start of every window but the first.
+    /// Window schedule only (`slide == 0`): tokens of carried-over context at the start of every window
+    /// but the first.
     pub overlap: u32,
+    /// Sliding schedule: positions dropped (after the `sink`) each time the cache is full; 0 selects the
+    /// window schedule.
+    pub slide: u32,
+    /// Sliding schedule: positions at the start of the cache a slide keeps (0 or 1).
+    pub sink: u8,
     /// The token a cold window starts from (the tokenizer's beginning-of-sequence token when encoding).
     pub start_token: u32,
     /// Bits of the frequency tables' total (the quantizer's precision).
     pub precision_bits: u8,
+    /// The mixer blended into every table ([`MixConfig::OFF`]: none).
+    pub mix: MixConfig,
 }
 
 impl CodingParams {
-    /// The parameters an archive was made with.
-    pub fn of_header(header: &Header) -> Self {
-        CodingParams {
+    /// The parameters an archive was made with; fails on a mixer configuration this llmzip does not
+    /// know or that breaks its limits.
+    pub fn of_header(header: &Header) -> Result<Self, MixError> {
+        let mix = if header.mixer.is_empty() { MixConfig::OFF } else { MixConfig::decode(&header.mixer)? };
+        Ok(CodingParams {
             context: header.context,
             overlap: header.overlap,
+            slide: header.slide,
+            sink: header.sink,
             start_token: header.start_token,
             precision_bits: header.precision_bits,
-        }
+            mix,
+        })
     }
 
     /// Records the parameters in a header (the fields [`CodingParams::of_header`] reads back).
     pub fn write_into(&self, header: &mut Header) {
         header.context = self.context;
         header.overlap = self.overlap;
+        header.slide = self.slide;
+        header.sink = self.sink;
         header.start_token = self.start_token;
         header.precision_bits = self.precision_bits;
+        header.mixer = if self.mix.is_off() { Vec::new() } else { self.mix.encode().to_vec() };
     }
 
-    /// The window schedule over `tokens` tokens.
+    /// The window schedule over `tokens` tokens (with `slide == 0`).
     pub fn schedule(&self, tokens: usize) -> Result<Schedule, ScheduleError> {
         Schedule::new(tokens, self.context as usize, self.overlap as usize)
+    }
+
+    /// The sliding schedule, or `None` for the window schedule.
+    pub fn sliding(&self) -> Option<Sliding> {
+        (self.slide > 0).then_some(Sliding {
+            context: self.context as usize,
+            slide: self.slide as usize,
+            sink: self.sink as usize,
+        })
+    }
+
+    /// Checks that the parameters form a schedule (the header checks the same limits when it is read).
+    pub fn check(&self) -> Result<(), ScheduleError> {
+        match self.sliding() {
+            Some(s) => Sliding::new(s.context, s.slide, s.sink).map(|_| ()),
+            None => self.schedule(0).map(|_| ()),
+        }
     }
 
     /// The engine input of a cold window, as [`super::window::Window::context_tokens`] takes it.
@@ -78,5 +124,12 @@ mod tests {
         assert_eq!(default_overlap(DEFAULT_CONTEXT), DEFAULT_OVERLAP);
         assert_eq!(default_overlap(100), 50);
         assert_eq!(default_overlap(16), 8);
+    }
+
+    #[test]
+    fn the_default_slide_leaves_most_of_the_context() {
+        assert_eq!(default_slide(DEFAULT_CONTEXT), DEFAULT_SLIDE);
+        assert_eq!(default_slide(64), 16);
+        assert_eq!(default_slide(2), 1);
     }
 }

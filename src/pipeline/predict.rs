@@ -8,8 +8,11 @@ use std::ops::ControlFlow;
 use super::PipelineError;
 use super::params::CodingParams;
 use super::session::Session;
+use super::window::Sliding;
+use crate::arch::math;
 use crate::engine::KvCache;
-use crate::quant::FreqTable;
+use crate::mix::{MixConfig, MixPlan, Mixer};
+use crate::quant::{FreqTable, Probabilities};
 
 /// Positions per engine prefill call: bounds the logits buffer (rows x vocabulary x 4 bytes).
 pub(super) const PREFILL_SLICE: usize = 128;
@@ -43,22 +46,99 @@ pub(super) fn prefill(
 pub(super) struct Prediction<'a> {
     /// The integer table the coder uses for this position.
     pub table: &'a FreqTable,
-    /// The model's logits for this position.
-    pub logits: &'a [f32],
     /// The actual token at this position.
     pub token: u32,
+    /// `-log2 p` of the token under the float distribution the table approximates (the model's, or the
+    /// mixed one): a statistic, not used for coding.
+    pub ideal_bits: f64,
 }
 
-/// Scratch buffers of one prediction run (KV cache, logits of a prefill slice, one table per row),
+/// Scratch buffers of one prediction run (KV cache, logits of a prefill slice, the row stage),
 /// reused across chunks and texts.
 pub(super) struct Predictor<'s> {
     session: &'s Session,
     params: CodingParams,
     cache: KvCache,
     logits: Vec<f32>,
-    /// One table per row of a prefill slice, built in parallel, then handed out in order.
-    tables: Vec<FreqTable>,
+    rows: RowStage,
     input: Vec<u32>,
+}
+
+/// Logits rows -> tables, for up to [`PREFILL_SLICE`] consecutive positions of one chunk: one table per
+/// row, built in parallel, then handed out in order; with a mixer, the chunk's mixer and its per-row
+/// buffers.
+pub(super) struct RowStage {
+    tables: Vec<FreqTable>,
+    blend: Option<Blend>,
+}
+
+/// The mixer of one chunk and the buffers of its three passes over a slice of rows: softmax (parallel),
+/// plan and learn (in token order, the only sequential part), tables (parallel).
+struct Blend {
+    mixer: Mixer,
+    probs: Vec<Probabilities>,
+    sums: Vec<f64>,
+    plans: Vec<MixPlan>,
+}
+
+impl RowStage {
+    pub(super) fn new(vocab: usize, rows: usize, mix: MixConfig) -> Self {
+        let blend = (!mix.is_off()).then(|| Blend {
+            mixer: Mixer::new(mix, vocab),
+            probs: (0..rows).map(|_| Probabilities::new()).collect(),
+            sums: vec![0.0; rows],
+            plans: (0..rows).map(|_| MixPlan::new()).collect(),
+        });
+        Self { tables: (0..rows).map(|_| FreqTable::new(vocab)).collect(), blend }
+    }
+
+    /// Forgets the chunk so far (the mixer's history): chunks are coded independently.
+    pub(super) fn start_chunk(&mut self) {
+        if let Some(b) = &mut self.blend {
+            b.mixer.reset();
+        }
+    }
+
+    /// Builds the tables of consecutive logits rows and hands each to `visit` with the token it codes,
+    /// `tokens[i]` for row `i`; stops when `visit` does. With a mixer, the tokens are learned in order as
+    /// they are handed out, exactly as the decoder learns them once decoded.
+    fn code(
+        &mut self,
+        session: &Session,
+        rows: &[f32],
+        tokens: &[u32],
+        visit: &mut impl FnMut(Prediction<'_>) -> Result<ControlFlow<()>, PipelineError>,
+    ) -> Result<ControlFlow<()>, PipelineError> {
+        let vocab = session.engine.vocab_size();
+        let n = rows.len() / vocab;
+        let tables = &mut self.tables[..n];
+        let Some(b) = &mut self.blend else {
+            session.quantize_rows(rows.chunks_exact(vocab), tables);
+            for ((table, row), &token) in tables.iter().zip(rows.chunks_exact(vocab)).zip(tokens) {
+                let ideal_bits = table.model_bits(row[token as usize]);
+                if visit(Prediction { table, token, ideal_bits })?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            return Ok(ControlFlow::Continue(()));
+        };
+        session.softmax_rows(rows.chunks_exact(vocab), &mut b.probs[..n], &mut b.sums[..n]);
+        let mut ideal = [0.0f64; PREFILL_SLICE];
+        for i in 0..n {
+            let (token, sum) = (tokens[i], b.sums[i]);
+            b.mixer.plan(sum, &mut b.plans[i]);
+            let p_llm = b.probs[i].weights()[token as usize] as f64 / sum;
+            b.mixer.update(&b.plans[i], p_llm, token);
+            ideal[i] = -math::ln_f64(b.plans[i].probability(p_llm, token)) / std::f64::consts::LN_2;
+        }
+        session.mixed_tables(&b.plans[..n], &b.probs[..n], &b.sums[..n], tables);
+        for ((table, &token), &ideal_bits) in tables.iter().zip(tokens).zip(&ideal) {
+            if visit(Prediction { table, token, ideal_bits })?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
 }
 
 impl<'s> Predictor<'s> {
@@ -70,20 +150,32 @@ impl<'s> Predictor<'s> {
             params: *params,
             cache: session.engine.new_cache(context),
             logits: vec![0.0; PREFILL_SLICE * vocab],
-            tables: (0..PREFILL_SLICE).map(|_| FreqTable::new(vocab)).collect(),
+            rows: RowStage::new(vocab, PREFILL_SLICE, params.mix),
             input: Vec::with_capacity(context),
         }
     }
 
-    /// Runs the model over `tokens` in the windows of the parameters' schedule and calls `visit` for
-    /// every token in order with its prediction; `visit` may stop the run early. Returns the number of
-    /// windows started.
+    /// Runs the model over `tokens` in the parameters' schedule (windows, or one sliding cache) and
+    /// calls `visit` for every token in order with its prediction; `visit` may stop the run early.
+    /// Returns the number of windows started (for the sliding schedule: 1 + the number of slides).
     pub(super) fn run(
+        &mut self,
+        tokens: &[u32],
+        visit: impl FnMut(Prediction<'_>) -> Result<ControlFlow<()>, PipelineError>,
+    ) -> Result<u64, PipelineError> {
+        self.rows.start_chunk();
+        match self.params.sliding() {
+            Some(sliding) => self.run_sliding(sliding, tokens, visit),
+            None => self.run_windows(tokens, visit),
+        }
+    }
+
+    fn run_windows(
         &mut self,
         tokens: &[u32],
         mut visit: impl FnMut(Prediction<'_>) -> Result<ControlFlow<()>, PipelineError>,
     ) -> Result<u64, PipelineError> {
-        let Self { session, params, cache, logits, tables, input } = self;
+        let Self { session, params, cache, logits, rows, input } = self;
         let start = params.start();
         let vocab = session.engine.vocab_size();
         let mut windows = 0;
@@ -98,22 +190,51 @@ impl<'s> Predictor<'s> {
                 // Rows before `first_row` predict context tokens, which are not coded.
                 let n_rows = slice_logits.len() / vocab;
                 let skip = first_row.saturating_sub(first).min(n_rows);
-                let rows = slice_logits.chunks_exact(vocab).skip(skip);
-                let n = n_rows - skip;
-                session.quantize_rows(rows.clone(), &mut tables[..n]);
-                for (i, (table, row)) in tables[..n].iter().zip(rows).enumerate() {
-                    let position = first + skip + i;
-                    let token = tokens[window.coded.start + position - first_row];
-                    if visit(Prediction { table, logits: row, token })?.is_break() {
-                        return Ok(ControlFlow::Break(()));
-                    }
+                if skip == n_rows {
+                    return Ok(ControlFlow::Continue(()));
                 }
-                Ok(ControlFlow::Continue(()))
+                let coded = window.coded.start + first + skip - first_row;
+                rows.code(session, &slice_logits[skip * vocab..], &tokens[coded..], &mut visit)
             })?;
             if flow.is_break() {
                 return Ok(windows);
             }
         }
         Ok(windows)
+    }
+
+    /// The sliding schedule: the start token and every token but the last go through one cache, fed in
+    /// calls that end where the cache is full, where it slides.
+    fn run_sliding(
+        &mut self,
+        sliding: Sliding,
+        tokens: &[u32],
+        mut visit: impl FnMut(Prediction<'_>) -> Result<ControlFlow<()>, PipelineError>,
+    ) -> Result<u64, PipelineError> {
+        let Self { session, params, cache, logits, rows, input } = self;
+        let vocab = session.engine.vocab_size();
+        cache.clear();
+        input.clear();
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        input.push(params.start_token);
+        input.extend_from_slice(&tokens[..tokens.len() - 1]);
+        let (mut fed, mut slides) = (0, 0u64);
+        while fed < input.len() {
+            if sliding.room(cache.len()) == 0 {
+                session.engine.slide(cache, sliding.sink, sliding.slide)?;
+                slides += 1;
+            }
+            let n = sliding.room(cache.len()).min(PREFILL_SLICE).min(input.len() - fed);
+            let slice = &mut logits[..n * vocab];
+            session.engine.prefill(cache, &input[fed..fed + n], slice)?;
+            // Row i predicts input position fed + i + 1, which is token fed + i.
+            if rows.code(session, slice, &tokens[fed..fed + n], &mut visit)?.is_break() {
+                break;
+            }
+            fed += n;
+        }
+        Ok(1 + slides)
     }
 }

@@ -11,14 +11,15 @@ use std::ops::ControlFlow;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
-use super::params::CodingParams;
+use super::params::{self, CodingParams};
 use super::predict::{PREFILL_SLICE, prefill};
 use super::{CodecOptions, PipelineError};
 use crate::container::Header;
 use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
 use crate::hex;
+use crate::mix::MixPlan;
 use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel, Resolver};
-use crate::quant::{FreqTable, PRECISION_BITS};
+use crate::quant::{FreqTable, PRECISION_BITS, Probabilities};
 use crate::tokenizer::Tokenizer;
 
 /// The text whose quantized predictions form the canary. Changing it changes every archive's header, so it
@@ -135,20 +136,26 @@ impl Session {
         Ok(session)
     }
 
-    /// The coding parameters of a compression run with these window settings, checked against the
-    /// model: the start token is the tokenizer's, the precision the quantizer's.
-    pub fn coding_params(&self, context: u32, overlap: u32) -> Result<CodingParams, PipelineError> {
+    /// The coding parameters of a compression run with `opts`' schedule and mixer, checked against the
+    /// model: the start token is the tokenizer's, the precision the quantizer's. A slide above 0 selects
+    /// the sliding schedule (with the start token as its sink), and the overlap is then unused.
+    pub fn coding_params(&self, opts: &CodecOptions) -> Result<CodingParams, PipelineError> {
+        let (context, overlap, slide, mix) = (opts.context, opts.overlap, opts.slide(), opts.mix);
         let max = self.engine.max_context();
         if context as usize > max {
             return Err(PipelineError::ContextTooLong { context, model: self.model.id.clone(), max });
         }
+        let sliding = slide > 0;
         let params = CodingParams {
             context,
-            overlap,
+            overlap: if sliding { 0 } else { overlap },
+            slide,
+            sink: if sliding { params::SINK } else { 0 },
             start_token: self.tokenizer.start_token(),
             precision_bits: PRECISION_BITS as u8,
+            mix,
         };
-        params.schedule(0)?;
+        params.check()?;
         Ok(params)
     }
 
@@ -164,6 +171,9 @@ impl Session {
             overlap: 0,
             start_token: 0,
             canary: self.canary,
+            slide: 0,
+            sink: 0,
+            mixer: Vec::new(),
         };
         params.write_into(&mut header);
         header
@@ -183,6 +193,41 @@ impl Session {
             rows.par_iter()
                 .zip(tables.par_iter_mut())
                 .for_each(|(row, table)| crate::quant::quantize(math, row, table));
+        });
+    }
+
+    /// The softmax of every row ([`crate::quant::softmax`]) and the sum of its weights in index order
+    /// (f64), in parallel: the mixer's inputs.
+    pub(super) fn softmax_rows<'r>(
+        &self,
+        rows: impl IntoIterator<Item = &'r [f32]>,
+        probs: &mut [Probabilities],
+        sums: &mut [f64],
+    ) {
+        use rayon::prelude::*;
+        let rows: Vec<&[f32]> = rows.into_iter().collect();
+        let math = self.engine.kernels().math();
+        self.pool.install(|| {
+            rows.par_iter().zip(probs.par_iter_mut()).zip(sums.par_iter_mut()).for_each(|((row, p), sum)| {
+                crate::quant::softmax(math, row, p);
+                *sum = weight_sum(p);
+            });
+        });
+    }
+
+    /// `tables[i]` from `probs[i]` blended per `plans[i]` ([`crate::mix::mixed_table`]), in parallel.
+    pub(super) fn mixed_tables(
+        &self,
+        plans: &[MixPlan],
+        probs: &[Probabilities],
+        sums: &[f64],
+        tables: &mut [FreqTable],
+    ) {
+        use rayon::prelude::*;
+        self.pool.install(|| {
+            tables.par_iter_mut().zip(plans).zip(probs).zip(sums).for_each(|(((t, plan), p), &sum)| {
+                crate::mix::mixed_table(plan, p, sum, t);
+            });
         });
     }
 
@@ -284,4 +329,14 @@ impl Sessions {
         }
         Ok(self.current.as_ref().expect("opened above"))
     }
+}
+
+/// The sum of a distribution's weights as f64, in index order: the normaliser the mixer is given (the
+/// same sum the quantizer forms).
+pub(super) fn weight_sum(probs: &Probabilities) -> f64 {
+    let mut sum = 0.0f64;
+    for &w in probs.weights() {
+        sum += w as f64;
+    }
+    sum
 }

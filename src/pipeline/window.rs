@@ -17,6 +17,13 @@
 //!
 //! This module is pure arithmetic so that encoder and decoder cannot disagree: both iterate the same
 //! [`Schedule`].
+//!
+//! The sliding schedule ([`Sliding`], format version 2) replaces windows by one KV cache per chunk that
+//! never restarts: the engine input is the start token followed by every token but the last, and
+//! whenever the cache holds `context` positions and another must be added, the engine drops the
+//! `slide` positions after the first `sink` (re-rotating the keys it keeps, see `Model::slide`). Every
+//! token then sees at least `context - slide` positions before it, where a window restarts with
+//! `overlap`; and no position is computed twice.
 
 use std::ops::Range;
 
@@ -67,20 +74,55 @@ pub struct Schedule {
     next: usize,
 }
 
-/// Why a (context, overlap) pair cannot form a schedule.
+/// Why settings cannot form a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "context {context} with overlap {overlap} leaves no room to code tokens; need context >= 2 and overlap < context"
-)]
-pub struct ScheduleError {
+pub enum ScheduleError {
+    #[error(
+        "context {context} with overlap {overlap} leaves no room to code tokens; need context >= 2 and overlap < context"
+    )]
+    Windows { context: usize, overlap: usize },
+    #[error(
+        "context {context} with slide {slide} and sink {sink} cannot slide; need context >= 2, sink 0 or 1 and 1 <= slide <= context - sink"
+    )]
+    Sliding { context: usize, slide: usize, sink: usize },
+}
+
+/// The sliding schedule of one chunk: a cache of `context` positions that drops `slide` positions after
+/// the first `sink` each time it is full.
+///
+/// Invariants (checked by [`Sliding::new`]): `2 <= context`, `sink <= 1`, `1 <= slide <= context - sink`,
+/// so a slide always frees room and never drops the sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sliding {
     pub context: usize,
-    pub overlap: usize,
+    pub slide: usize,
+    pub sink: usize,
+}
+
+impl Sliding {
+    pub fn new(context: usize, slide: usize, sink: usize) -> Result<Self, ScheduleError> {
+        if context < 2 || sink > 1 || slide == 0 || slide > context - sink {
+            return Err(ScheduleError::Sliding { context, slide, sink });
+        }
+        Ok(Self { context, slide, sink })
+    }
+
+    /// Positions that may be added to a cache of `len` positions before it must slide (0: slide now).
+    pub fn room(&self, len: usize) -> usize {
+        self.context - len
+    }
+
+    /// Slides a chunk of `tokens` tokens goes through: the engine input has `tokens` positions (the start
+    /// token and all tokens but the last), and the first slide comes when position `context` is added.
+    pub fn slides(&self, tokens: usize) -> usize {
+        if tokens <= self.context { 0 } else { (tokens - self.context).div_ceil(self.slide) }
+    }
 }
 
 impl Schedule {
     pub fn new(total: usize, context: usize, overlap: usize) -> Result<Self, ScheduleError> {
         if context < 2 || overlap >= context {
-            return Err(ScheduleError { context, overlap });
+            return Err(ScheduleError::Windows { context, overlap });
         }
         Ok(Self { total, context, overlap, next: 0 })
     }
@@ -151,5 +193,19 @@ mod tests {
         assert!(Schedule::new(10, 1, 0).is_err());
         assert!(Schedule::new(10, 8, 8).is_err());
         assert!(Schedule::new(10, 8, 7).is_ok());
+    }
+
+    #[test]
+    fn a_slide_always_frees_room_and_keeps_the_sink() {
+        assert!(Sliding::new(8, 0, 1).is_err());
+        assert!(Sliding::new(8, 8, 1).is_err());
+        assert!(Sliding::new(8, 7, 1).is_ok());
+        assert!(Sliding::new(8, 8, 0).is_ok());
+        assert!(Sliding::new(8, 2, 2).is_err());
+        assert!(Sliding::new(1, 1, 0).is_err());
+        let s = Sliding::new(8, 3, 1).unwrap();
+        assert_eq!((s.room(5), s.room(8)), (3, 0));
+        // 8 positions fill the cache; positions 9..=11 need one slide, 12..=14 a second.
+        assert_eq!((s.slides(8), s.slides(9), s.slides(11), s.slides(12)), (0, 1, 1, 2));
     }
 }

@@ -25,6 +25,50 @@ pub fn read_data(relative: &str) -> Vec<u8> {
     }
 }
 
+/// The first `len` bytes of a corpus file's original bytes (reading no more of an `.xz` file than that).
+pub fn read_data_prefix(relative: &str, len: usize) -> Vec<u8> {
+    use std::io::Read;
+    let path = data_dir().join(relative);
+    let mut out = Vec::with_capacity(len);
+    if relative.ends_with(".xz") {
+        let mut child = Command::new("xz")
+            .arg("-dc")
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("xz must be installed (.ci/run installs it)");
+        child.stdout.take().unwrap().take(len as u64).read_to_end(&mut out).unwrap();
+        // xz may stop on the closed pipe; only what it wrote before matters.
+        let _ = child.kill();
+        let _ = child.wait();
+    } else {
+        std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .take(len as u64)
+            .read_to_end(&mut out)
+            .unwrap();
+    }
+    out
+}
+
+/// Every corpus file under ../shared/data (relative paths, sorted), SOURCES.md aside.
+pub fn data_files() -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(data_dir()).expect("../shared/data") {
+        let dir = dir.unwrap();
+        if !dir.file_type().unwrap().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let file = file.unwrap();
+            out.push(format!("{}/{}", dir.file_name().to_string_lossy(), file.file_name().to_string_lossy()));
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 40, "../shared/data holds {} files; the corpora are missing", out.len());
+    out
+}
+
 /// Every Canterbury file, by original name.
 pub fn canterbury_files() -> Vec<(String, Vec<u8>)> {
     let mut names: Vec<String> = std::fs::read_dir(data_dir().join("canterbury"))

@@ -17,6 +17,9 @@ fn header() -> Header {
         overlap: 256,
         start_token: 0,
         canary: [1, 2, 3, 4, 5, 6, 7, 8],
+        slide: 0,
+        sink: 0,
+        mixer: Vec::new(),
     }
 }
 
@@ -211,4 +214,68 @@ fn random_mutations_never_panic() {
         with_magic.extend_from_slice(&junk);
         let _ = read_all(&with_magic);
     }
+}
+
+/// A header of format version 2: a sliding cache and a mixer configuration.
+fn header_v2() -> Header {
+    Header { overlap: 0, slide: 512, sink: 1, mixer: vec![2, 7, 1, 9], ..header() }
+}
+
+#[test]
+fn version_2_headers_round_trip_and_version_1_stays_version_1() {
+    let v1 = header().to_bytes().unwrap();
+    assert_eq!(u16::from_le_bytes([v1[8], v1[9]]), 1, "no slide, no mixer: written as version 1");
+    let v2 = header_v2().to_bytes().unwrap();
+    assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), 2);
+    assert_eq!(v2.len(), v1.len() + 6 + 4);
+    let (back, len) = Header::read_from(&mut Cursor::new(&v2)).unwrap();
+    assert_eq!((back, len), (header_v2(), v2.len()));
+    let (back, _) = Header::read_from(&mut Cursor::new(&v1)).unwrap();
+    assert_eq!(back, header());
+}
+
+#[test]
+fn version_2_damage_and_impossible_settings_are_refused() {
+    let v2 = header_v2().to_bytes().unwrap();
+    for len in 0..v2.len() {
+        assert!(Header::read_from(&mut Cursor::new(&v2[..len])).is_err(), "cut at {len}");
+    }
+    for bit in 0..v2.len() * 8 {
+        let mut damaged = v2.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        assert!(Header::read_from(&mut Cursor::new(&damaged)).is_err(), "flipping bit {bit} went unnoticed");
+    }
+    let bad = [
+        Header { slide: 2048, ..header_v2() },
+        Header { slide: 10, overlap: 5, ..header_v2() },
+        Header { sink: 2, ..header_v2() },
+        Header { slide: 0, sink: 1, ..header_v2() },
+        Header { mixer: vec![0; 33], ..header_v2() },
+    ];
+    for h in bad {
+        let err = h.to_bytes().expect_err("impossible settings must not be written");
+        assert!(!err.to_string().contains('\n'));
+    }
+    // A version-2 header that version 1 could express is not one llmzip writes: one header, one encoding.
+    let mut fake = header().to_bytes().unwrap();
+    fake[8] = 2;
+    let body = fake.len() - 4;
+    fake.truncate(body);
+    fake.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let crc = crc32(&fake);
+    fake.extend_from_slice(&crc.to_le_bytes());
+    let err = Header::read_from(&mut Cursor::new(&fake)).unwrap_err();
+    assert!(err.to_string().contains("without slide or mixer"), "{err}");
+}
+
+/// CRC-32 (ISO-HDLC), bitwise, as FORMAT.md defines it: the test does not borrow the crate's.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }

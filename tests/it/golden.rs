@@ -19,10 +19,20 @@ fn golden(name: &str) -> PathBuf {
 fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
     let synthetic = common::synthetic_model();
     let real = common::default_model();
+    // Version 2: the default schedule (a sliding cache of 64 positions) and the default mixer.
+    let v2 = |model: &Path| CodecOptions {
+        model: Some(model.to_string_lossy().into_owned()),
+        context: 64,
+        chunk_bytes: 1024,
+        force_model: true,
+        ..CodecOptions::default()
+    };
     let with = |model: &Path, force_model: bool| CodecOptions {
         model: Some(model.to_string_lossy().into_owned()),
         context: 64,
         overlap: 16,
+        // Version-1 archives: the window schedule, no mixer.
+        slide: Some(0),
         chunk_bytes: 1024,
         force_model,
         ..CodecOptions::default()
@@ -32,6 +42,8 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
         ("odd-bytes.bin", "odd-bytes.synthetic.lz", with(&synthetic, true)),
         ("alice-1500.txt", "alice-1500.smollm2.lz", with(&real, false)),
         ("odd-bytes.bin", "odd-bytes.smollm2.lz", with(&real, true)),
+        ("alice-1500.txt", "alice-1500.v2.synthetic.lz", v2(&synthetic)),
+        ("alice-1500.txt", "alice-1500.v2.smollm2.lz", v2(&real)),
     ]
 }
 

@@ -3,6 +3,7 @@
 use std::io::Cursor;
 
 use llmzip::io::NoProgress;
+use llmzip::mix::MixConfig;
 use llmzip::pipeline::{CodecOptions, PipelineError, compress, decompress};
 
 use crate::common;
@@ -83,6 +84,55 @@ fn canterbury_files_round_trip() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(restored == data, "{name} did not round-trip");
     }
+}
+
+/// The acceptance: every file of the corpora round-trips with the default schedule (a sliding
+/// cache) and the mixer; the first 8 KiB of each keep it short, and with 4 KiB chunks of 64-position
+/// caches that is still two chunks, dozens of slides and the mixer's tables on every position.
+#[test]
+fn every_data_file_round_trips_with_the_sliding_cache_and_the_mixer() {
+    let opts = common::synthetic_opts();
+    assert!(opts.slide() > 0 && !opts.mix.is_off(), "the defaults are what this test covers");
+    for name in common::data_files() {
+        let data = common::read_data_prefix(&name, 8 * 1024);
+        let mut archive = Vec::new();
+        compress(&mut Cursor::new(&data), &mut archive, &opts, &NoProgress)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut restored = Vec::new();
+        decompress(&mut Cursor::new(&archive), &mut restored, &opts, &NoProgress)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(restored == data, "{name} did not round-trip");
+    }
+}
+
+/// The decoder takes schedule and mixer from the archive: options that would code differently do not
+/// change what it decodes, and each setting gives an archive of its own.
+#[test]
+fn schedule_and_mixer_come_from_the_archive_not_the_options() {
+    let text = common::sample_text(6000);
+    let base = CodecOptions { force_model: true, ..common::synthetic_opts() };
+    let variants = [
+        base.clone(),
+        CodecOptions { mix: MixConfig::OFF, ..base.clone() },
+        CodecOptions { slide: Some(0), ..base.clone() },
+        CodecOptions { slide: Some(0), mix: MixConfig::OFF, ..base.clone() },
+        CodecOptions { slide: Some(40), ..base.clone() },
+    ];
+    let mut archives = Vec::new();
+    for opts in &variants {
+        let mut archive = Vec::new();
+        compress(&mut Cursor::new(&text), &mut archive, opts, &NoProgress).unwrap();
+        for other in &variants {
+            let mut restored = Vec::new();
+            decompress(&mut Cursor::new(&archive), &mut restored, other, &NoProgress).unwrap();
+            assert!(restored == text);
+        }
+        assert!(!archives.contains(&archive), "two settings gave the same archive");
+        archives.push(archive);
+    }
+    // Version 1 for the window schedule without a mixer, version 2 otherwise.
+    let versions: Vec<u16> = archives.iter().map(|a| u16::from_le_bytes([a[8], a[9]])).collect();
+    assert_eq!(versions, [2, 2, 2, 1, 2]);
 }
 
 #[test]

@@ -127,18 +127,18 @@ fn the_model_file_was_read_twice() {
 fn encoder_and_decoder_took_their_settings_from_different_places() {
     let opts = synthetic_opts();
     let session = Session::open(&opts, &hidden()).unwrap();
-    let params = session.coding_params(100, 30).unwrap();
+    let with = CodecOptions { context: 100, overlap: 30, slide: Some(0), ..opts.clone() };
+    let params = session.coding_params(&with).unwrap();
     let header = session.header(&params);
-    assert_eq!(CodingParams::of_header(&header), params);
+    assert_eq!(CodingParams::of_header(&header).unwrap(), params);
     assert_eq!(params.start_token, session.tokenizer.start_token());
     assert_eq!(header.canary, session.canary());
 
     let text = common::sample_text(2500);
     let mut archive = Vec::new();
-    let with = CodecOptions { context: 100, overlap: 30, ..opts.clone() };
     compress_with(&session, &mut Cursor::new(&text), &mut archive, &with, &NoProgress).unwrap();
     let written = llmzip::container::read_tail(&mut Cursor::new(&archive)).unwrap().header;
-    assert_eq!(CodingParams::of_header(&written), params);
+    assert_eq!(CodingParams::of_header(&written).unwrap(), params);
 }
 
 /// `--context` beyond the model's limit was a `Settings(String)` error; callers could not tell it from
