@@ -1,0 +1,55 @@
+//! The input of `examples/mix_sim.rs`: for every token of FILE (optionally its first N bytes), as the
+//! compressor of format version 1 codes it (64 KiB chunks, windows of 2048 with 256 overlap, no mixer),
+//! one line `chunk token p_y top_id p_top`: the model's probability of the actual token, its most likely
+//! token and that one's probability (1 / the softmax sum, since the largest weight is 1).
+//!
+//! `cargo run --release --example dump_probs -- FILE [N] > FILE.probs` (the default model; minutes).
+use llmzip::pipeline::{CodecOptions, Session, chunk_spans, window::Schedule};
+use llmzip::quant::{Probabilities, softmax};
+use std::io::Write;
+
+fn main() {
+    let path = std::env::args().nth(1).unwrap();
+    let limit: usize = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(usize::MAX);
+    let data = std::fs::read(&path).unwrap();
+    let data = &data[..data.len().min(limit)];
+    let opts = CodecOptions::default();
+    let session = Session::open(&opts, &indicatif::ProgressBar::hidden()).unwrap();
+    let vocab = session.engine.vocab_size();
+    let math = session.engine.kernels().math();
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let start = [session.tokenizer.start_token()];
+    let mut probs = Probabilities::new();
+    for (c, span) in chunk_spans(data, 64 * 1024).unwrap().into_iter().enumerate() {
+        let tokens = session.tokenizer.encode(&data[span.start as usize..span.end as usize]).unwrap();
+        let mut cache = session.engine.new_cache(2048);
+        for w in Schedule::new(tokens.len(), 2048, 256).unwrap() {
+            cache.clear();
+            let mut input: Vec<u32> = w.context_tokens(&tokens, &start).to_vec();
+            let first_row = input.len() - 1;
+            input.extend_from_slice(&tokens[w.coded.start..w.coded.end - 1]);
+            let mut logits = vec![0f32; input.len() * vocab];
+            for (i, sl) in input.chunks(128).enumerate() {
+                session
+                    .engine
+                    .prefill(&mut cache, sl, &mut logits[i * 128 * vocab..(i * 128 + sl.len()) * vocab])
+                    .unwrap();
+            }
+            for (r, row) in logits.chunks_exact(vocab).enumerate().skip(first_row) {
+                let y = tokens[w.coded.start + r - first_row];
+                softmax(math, row, &mut probs);
+                let ws = probs.weights();
+                let s: f64 = ws.iter().map(|&x| x as f64).sum();
+                let (mut top, mut tw) = (0usize, 0f32);
+                for (i, &x) in ws.iter().enumerate() {
+                    if x > tw {
+                        top = i;
+                        tw = x;
+                    }
+                }
+                writeln!(out, "{c} {y} {:e} {top} {:e}", ws[y as usize] as f64 / s, tw as f64 / s).unwrap();
+            }
+        }
+    }
+}
