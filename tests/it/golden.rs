@@ -1,12 +1,15 @@
 //! Golden archives: files committed under tests/golden that must keep decoding byte for byte. They pin
 //! the format, the tokenizer, the quantizer, the coder and the engine's arithmetic at once; a change that
 //! breaks them is a format or ENGINE_VERSION change, and needs new golden files made deliberately with
-//! `cargo test --release --test it golden::regenerate -- --ignored`.
+//! `cargo test --release --test it golden::regenerate -- --ignored`. The `*.v2.*` files are format
+//! version 2 (a sliding cache and the mixer); the others version 1, which llmzip still writes for the
+//! window schedule without a mixer.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use llmzip::io::NoProgress;
+use llmzip::mix::MixConfig;
 use llmzip::pipeline::{CodecOptions, compress, decompress};
 
 use crate::common;
@@ -33,6 +36,7 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
         overlap: 16,
         // Version-1 archives: the window schedule, no mixer.
         slide: Some(0),
+        mix: MixConfig::OFF,
         chunk_bytes: 1024,
         force_model,
         ..CodecOptions::default()

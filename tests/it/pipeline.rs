@@ -135,6 +135,32 @@ fn schedule_and_mixer_come_from_the_archive_not_the_options() {
     assert_eq!(versions, [2, 2, 2, 1, 2]);
 }
 
+/// The mixer's tables and the slides are the same bits on every kernel path and thread count: the
+/// archive is, and it decodes on any other path, thread count and lane grouping.
+#[test]
+fn sliding_and_mixing_archives_do_not_depend_on_path_threads_or_lanes() {
+    let text = common::sample_text(9000);
+    let mut archives = Vec::new();
+    for path in llmzip::engine::KernelPath::available() {
+        for threads in [1, 2] {
+            let opts = CodecOptions { kernel: Some(path), threads, ..common::synthetic_opts() };
+            let mut archive = Vec::new();
+            compress(&mut Cursor::new(&text), &mut archive, &opts, &NoProgress).unwrap();
+            archives.push((path, threads, archive));
+        }
+    }
+    let (_, _, first) = &archives[0];
+    for (path, threads, archive) in &archives {
+        assert!(archive == first, "{path:?} with {threads} threads wrote another archive");
+    }
+    for (path, threads, lanes) in archives.iter().map(|(p, t, _)| (*p, *t, 4 - *t)) {
+        let opts = CodecOptions { kernel: Some(path), threads, lanes, ..common::synthetic_opts() };
+        let mut restored = Vec::new();
+        decompress(&mut Cursor::new(first), &mut restored, &opts, &NoProgress).unwrap();
+        assert!(restored == text, "decoding on {path:?}, {threads} threads, {lanes} lanes");
+    }
+}
+
 #[test]
 fn input_from_a_pipe_round_trips() {
     let text = common::sample_text(9000);
