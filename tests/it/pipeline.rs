@@ -75,15 +75,19 @@ fn random_bytes_are_stored_with_bounded_growth() {
 fn canterbury_files_round_trip() {
     let opts = common::synthetic_opts();
     for (name, data) in common::canterbury_files() {
-        let data = &data[..];
-        let mut archive = Vec::new();
-        compress(&mut Cursor::new(data), &mut archive, &opts, &NoProgress)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut restored = Vec::new();
-        decompress(&mut Cursor::new(&archive), &mut restored, &opts, &NoProgress)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(restored == data, "{name} did not round-trip");
+        round_trip_named(&name, &data, &opts);
     }
+}
+
+/// A round trip that names the file when it fails.
+fn round_trip_named(name: &str, data: &[u8], opts: &CodecOptions) {
+    let mut archive = Vec::new();
+    compress(&mut Cursor::new(data), &mut archive, opts, &NoProgress)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut restored = Vec::new();
+    decompress(&mut Cursor::new(&archive), &mut restored, opts, &NoProgress)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(restored == data, "{name} did not round-trip");
 }
 
 /// The acceptance: every file of the corpora round-trips with the default schedule (a sliding
@@ -94,14 +98,7 @@ fn every_data_file_round_trips_with_the_sliding_cache_and_the_mixer() {
     let opts = common::synthetic_opts();
     assert!(opts.slide() > 0 && !opts.mix.is_off(), "the defaults are what this test covers");
     for name in common::data_files() {
-        let data = common::read_data_prefix(&name, 8 * 1024);
-        let mut archive = Vec::new();
-        compress(&mut Cursor::new(&data), &mut archive, &opts, &NoProgress)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut restored = Vec::new();
-        decompress(&mut Cursor::new(&archive), &mut restored, &opts, &NoProgress)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(restored == data, "{name} did not round-trip");
+        round_trip_named(&name, &common::read_data_prefix(&name, 8 * 1024), &opts);
     }
 }
 
