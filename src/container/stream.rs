@@ -3,7 +3,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use super::chunk::{CHUNK_HEADER_LEN, Chunk, ChunkKind, MAX_CHUNK_BYTES, max_coded_payload};
-use super::header::{Header, MAGIC, MAX_MODEL_ID};
+use super::header::{Header, MAGIC, MAX_MIXER_BYTES, MAX_MODEL_ID};
 use super::trailer::{END_MARKER, FOOTER_LEN, Footer, IndexEntry, decode_index, encode_index, index_len};
 use super::{FormatError, read_exact_or};
 
@@ -303,21 +303,27 @@ fn read_one_back<R: Read + Seek>(r: &mut R, end: u64) -> Result<ArchiveInfo, For
 }
 
 /// The header that ends exactly at `chunks_start`, and where it begins: its length depends on its model
-/// id's length, so each possible length is tried; only a header whose checksum verifies counts.
+/// id's length and, in version 2, on its mixer configuration's, so each possible length is tried; only
+/// a header whose checksum verifies and that ends exactly there counts.
 fn find_header<R: Read + Seek>(r: &mut R, chunks_start: u64) -> Result<(Header, u64), FormatError> {
-    for id_len in 1..=MAX_MODEL_ID as u64 {
-        let len = MIN_HEADER_LEN - 1 + id_len;
-        let Some(at) = chunks_start.checked_sub(len) else { break };
-        r.seek(SeekFrom::Start(at))?;
-        let mut start = [0u8; 13];
-        if r.read_exact(&mut start).is_err() || start[..8] != MAGIC || start[12] as u64 != id_len {
-            continue;
-        }
-        r.seek(SeekFrom::Start(at))?;
-        if let Ok((header, got)) = Header::read_from(r)
-            && got as u64 == len
-        {
-            return Ok((header, at));
+    // Version 1 adds nothing to the shortest header; version 2 adds slide, sink, the mixer's length
+    // and its 0..=MAX_MIXER_BYTES bytes.
+    let extras = std::iter::once(0).chain((0..=MAX_MIXER_BYTES as u64).map(|m| 6 + m));
+    for extra in extras {
+        for id_len in 1..=MAX_MODEL_ID as u64 {
+            let len = MIN_HEADER_LEN - 1 + id_len + extra;
+            let Some(at) = chunks_start.checked_sub(len) else { break };
+            r.seek(SeekFrom::Start(at))?;
+            let mut start = [0u8; 13];
+            if r.read_exact(&mut start).is_err() || start[..8] != MAGIC || start[12] as u64 != id_len {
+                continue;
+            }
+            r.seek(SeekFrom::Start(at))?;
+            if let Ok((header, got)) = Header::read_from(r)
+                && got as u64 == len
+            {
+                return Ok((header, at));
+            }
         }
     }
     Err(FormatError::Index(format!(

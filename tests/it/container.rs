@@ -279,3 +279,22 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Regression: `llmzip l` of a version-2 archive said "no valid header ends where its chunks begin":
+/// the tail reader looked for the header only at version-1 lengths.
+#[test]
+fn the_tail_finds_version_2_headers_of_every_mixer_length() {
+    for mixer_len in [0usize, 1, 8, 32] {
+        let h = Header { mixer: vec![5; mixer_len], ..header_v2() };
+        for chunks in [0, 2] {
+            let mut w = ArchiveWriter::new(Vec::new(), &h).unwrap();
+            for _ in 0..chunks {
+                w.write_chunk(ChunkKind::Stored, b"hello", 0, b"hello").unwrap();
+            }
+            let bytes = w.finish().unwrap();
+            let info = read_tail(&mut Cursor::new(&bytes)).unwrap_or_else(|e| panic!("{mixer_len}: {e}"));
+            assert_eq!(info.header, h);
+            assert_eq!(info.archive_bytes, bytes.len() as u64);
+        }
+    }
+}
