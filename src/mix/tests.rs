@@ -35,14 +35,7 @@ fn probs_of(logits: &[f32]) -> (Probabilities, f64) {
     (probs, sum)
 }
 
-fn zipf(vocab: usize, temperature: f32, seed: u64) -> Vec<f32> {
-    (0..vocab)
-        .map(|i| {
-            let rank = ((i as u64 * 2_654_435_761 + seed) % vocab as u64) as f32 + 1.0;
-            -rank.ln() / temperature
-        })
-        .collect()
-}
+use crate::quant::tests::zipf;
 
 /// The table arithmetic of FORMAT.md, *Mixer*, written the plain way (a second pass for the largest).
 fn reference_table(plan: &MixPlan, probs: &Probabilities) -> Vec<u32> {

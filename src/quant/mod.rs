@@ -290,7 +290,7 @@ fn fill_freqs(max: f32, e: &[f32], table: &mut FreqTable) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn check_invariants(t: &FreqTable) {
@@ -299,8 +299,9 @@ mod tests {
         assert_eq!(t.cumulative(t.len() as u32 - 1) + t.freq(t.len() as u32 - 1), TOTAL);
     }
 
-    /// Zipf-like logits over 49,152 symbols, with a pseudo-random permutation of ranks.
-    fn zipf(vocab: usize, temperature: f32, seed: u64) -> Vec<f32> {
+    /// Zipf-like logits over `vocab` symbols, with a pseudo-random permutation of ranks (the mixer's
+    /// tests use them too).
+    pub(crate) fn zipf(vocab: usize, temperature: f32, seed: u64) -> Vec<f32> {
         (0..vocab)
             .map(|i| {
                 let rank = ((i as u64 * 2_654_435_761 + seed) % vocab as u64) as f32 + 1.0;
