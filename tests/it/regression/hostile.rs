@@ -87,9 +87,15 @@ fn build(header: &[u8], chunks: &[(u8, u32, u32, Vec<u8>, u32)]) -> Vec<u8> {
     out
 }
 
+/// Format-version-1 archives (the window schedule, no mixer): these tests edit header fields at
+/// version 1's offsets.
+fn v1_opts() -> CodecOptions {
+    CodecOptions { slide: Some(0), mix: llmzip::mix::MixConfig::OFF, ..common::synthetic_opts() }
+}
+
 #[test]
 fn decoder_abort_on_a_large_header_context() {
-    let archive = archive_of(b"a short text for the header", &common::synthetic_opts());
+    let archive = archive_of(b"a short text for the header", &v1_opts());
     // Beyond llmzip's own limit: refused by the container before any model is loaded or cache allocated.
     for context in [16_777_216, u32::MAX, 9000, 100_000] {
         let mut bad = archive.clone();
@@ -117,7 +123,7 @@ fn decoder_abort_on_a_large_header_context() {
 
 #[test]
 fn list_panics_when_the_index_count_disagrees_with_the_footer() {
-    let archive = archive_of(&common::sample_text(3000), &common::synthetic_opts());
+    let archive = archive_of(&common::sample_text(3000), &v1_opts());
     let info = read_tail(&mut Cursor::new(&archive)).unwrap();
     let chunks = info.chunks.len() as u64;
     let index_start = archive.len() - 32 - (13 + 13 * chunks as usize);
@@ -217,7 +223,7 @@ fn normal_text_is_still_model_coded() {
 
 #[test]
 fn decompression_time_bomb() {
-    let archive = archive_of(b"bomb", &common::synthetic_opts());
+    let archive = archive_of(b"bomb", &v1_opts());
     let header = &archive[..header_len(&archive)];
     let payload: Vec<u8> = common::random_bytes(16, 7);
     // One coded chunk of 16 MiB and 3L tokens in a 16-byte payload: every checksum valid.
@@ -241,8 +247,8 @@ fn decompression_time_bomb() {
 
 #[test]
 fn list_misreports_files_of_several_archives() {
-    let a = archive_of(&common::sample_text(1500), &common::synthetic_opts());
-    let b = archive_of(b"a second, shorter text", &common::synthetic_opts());
+    let a = archive_of(&common::sample_text(1500), &v1_opts());
+    let b = archive_of(b"a second, shorter text", &v1_opts());
     let both = [a.clone(), b.clone()].concat();
     let l = list(&mut Cursor::new(both.clone()), &common::synthetic_opts()).unwrap();
     let (ia, ib) = (read_tail(&mut Cursor::new(&a)).unwrap(), read_tail(&mut Cursor::new(&b)).unwrap());
@@ -296,7 +302,7 @@ fn models_fetch_through_a_fallback_exits_with_a_warning() {
 
 #[test]
 fn messages_name_the_real_problem() {
-    let archive = archive_of(b"some text to damage", &common::synthetic_opts());
+    let archive = archive_of(b"some text to damage", &v1_opts());
     // Trailing garbage after a valid archive.
     let msg = decode(&[archive.clone(), b"garbage!".to_vec()].concat()).unwrap_err().to_string();
     assert!(msg.contains("after the archive's end") && msg.contains(&archive.len().to_string()), "{msg}");
@@ -307,7 +313,7 @@ fn messages_name_the_real_problem() {
         let msg = decode(&bad).unwrap_err().to_string();
         assert!(msg.contains("corrupt") && !msg.contains("use a newer llmzip"), "byte {at}: {msg}");
     }
-    // ... unless the CRC was recomputed: version 0 is no llmzip's, version 2 and flags a newer one's.
+    // ... unless the CRC was recomputed: version 0 is no llmzip's, version 3 and flags a newer one's.
     let recrc = |mut b: Vec<u8>| {
         let end = 102 + b[12] as usize;
         let c = crc(&b[..end]);
@@ -318,9 +324,9 @@ fn messages_name_the_real_problem() {
     v0[8] = 0;
     let msg = decode(&recrc(v0)).unwrap_err().to_string();
     assert!(msg.contains("version 0") && msg.contains("something other than llmzip"), "{msg}");
-    let mut v2 = archive.clone();
-    v2[8] = 2;
-    assert!(decode(&recrc(v2)).unwrap_err().to_string().contains("use a newer llmzip"));
+    let mut v3 = archive.clone();
+    v3[8] = 3;
+    assert!(decode(&recrc(v3)).unwrap_err().to_string().contains("use a newer llmzip"));
     // An edited canary (CRC recomputed) does not only blame the CPU.
     let mut canary = archive.clone();
     let at = 94 + canary[12] as usize;
@@ -390,7 +396,7 @@ impl Progress for Recorder {
 fn the_progress_bar_does_not_move_inside_a_chunk() {
     let text = common::sample_text(6000);
     // One model-coded chunk (the synthetic model would not always beat storing it).
-    let opts = CodecOptions { chunk_bytes: 1 << 20, force_model: true, ..common::synthetic_opts() };
+    let opts = CodecOptions { chunk_bytes: 1 << 20, force_model: true, ..v1_opts() };
     let progress = Recorder::default();
     let mut archive = Vec::new();
     let stats = compress(&mut Cursor::new(&text), &mut archive, &opts, &progress).unwrap();
