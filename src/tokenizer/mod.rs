@@ -4,20 +4,21 @@
 //! loss. [`Tokenizer`] is the one type the rest of the program sees; it picks the implementation the
 //! GGUF's `tokenizer.ggml.model` names:
 //! - `gpt2`: byte-level BPE as SmolLM2 uses it ([`bpe`]), with GPT-2's byte alphabet ([`bytes`]);
-//! - `llama`: SentencePiece (Gemma, Llama 2), not built yet; refused with
-//!   [`TokenizerError::SentencePieceNotSupported`]. It will sit beside `bpe.rs` as `sentencepiece.rs`.
+//! - `llama`: SentencePiece BPE as Gemma uses it ([`sentencepiece`]), with byte-fallback tokens.
 //!
-//! Every implementation is lossless on any bytes (checked on every call) and has a fingerprint, a
-//! sha256 of everything that decides its token ids, which archives record.
+//! Every implementation is lossless on any bytes ([`Tokenizer::encode`] checks it on every call) and
+//! has a fingerprint, a sha256 of everything that decides its token ids, which archives record.
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use sha2::{Digest, Sha256};
 
 mod bpe;
 mod bytes;
+mod sentencepiece;
 
 pub use bpe::{PreTokenizer, fingerprint};
 pub use bytes::{byte_to_char, char_to_byte};
+pub use sentencepiece::{SentencePieceVocab, fingerprint as sentencepiece_fingerprint};
 
 /// Why a tokenizer could not be built or could not encode.
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +26,43 @@ pub enum TokenizerError {
     #[error("GGUF metadata key '{key}' is missing or not {expected}; the file has no usable tokenizer")]
     Metadata { key: &'static str, expected: &'static str },
     #[error(
-        "tokenizer model '{0}' is not supported: llmzip reads byte-level BPE tokenizers ('gpt2'); pick a model with one"
+        "tokenizer model '{0}' is not supported: llmzip reads byte-level BPE ('gpt2') and SentencePiece ('llama') tokenizers; pick a model with one"
     )]
     UnsupportedModel(String),
     #[error(
-        "tokenizer model 'llama' (SentencePiece) is not supported yet: llmzip reads byte-level BPE tokenizers ('gpt2') today; pick a model with one"
+        "Tokenizer::new builds byte-level BPE ('gpt2') tokenizers, not '{0}'; build SentencePiece ('llama') with Tokenizer::sentencepiece"
     )]
-    SentencePieceNotSupported,
+    NotBpe(String),
+    #[error(
+        "GGUF metadata '{key}' has {len} entries but tokenizer.ggml.tokens has {tokens}; the tokenizer description is malformed"
+    )]
+    LengthMismatch { key: &'static str, len: usize, tokens: usize },
+    #[error(
+        "GGUF metadata '{key}' is {id}, beyond the {tokens} tokens of the vocabulary; the tokenizer description is malformed"
+    )]
+    IdOutOfRange { key: &'static str, id: u32, tokens: usize },
+    #[error("the vocabulary has {0} tokens or more bytes of them than token ids (u32) can address")]
+    TooManyTokens(usize),
+    #[error(
+        "token {id} has type {ty}, not one of SentencePiece's 1..6 (normal .. byte); the tokenizer description is malformed"
+    )]
+    UnknownTokenType { id: u32, ty: i32 },
+    #[error(
+        "token {id} is a byte token but spelled '{piece}', not <0xHH>; the tokenizer description is malformed"
+    )]
+    BadByteToken { id: u32, piece: String },
+    #[error(
+        "byte 0x{byte:02X} has two byte tokens, {first} and {second}; the tokenizer description is malformed"
+    )]
+    DuplicateByteToken { byte: u8, first: u32, second: u32 },
+    #[error(
+        "the SentencePiece vocabulary has no byte token <0x{0:02X}>, so not every input can be encoded; pick a model whose tokenizer has byte fallback"
+    )]
+    MissingByteToken(u8),
+    #[error(
+        "token {id} ('{piece}') has a NaN score, so merges have no order; the tokenizer description is malformed"
+    )]
+    NanScore { id: u32, piece: String },
     #[error(
         "pre-tokenizer '{0}' is not supported (known: smollm, gpt2, default); pick a model with a supported tokenizer"
     )]
@@ -52,18 +83,11 @@ pub enum TokenizerError {
     NotLossless(usize),
 }
 
-/// Which tokenizer a GGUF's `tokenizer.ggml.model` names.
-fn kind(model: &str) -> Result<(), TokenizerError> {
-    match model {
-        bpe::MODEL => Ok(()),
-        "llama" => Err(TokenizerError::SentencePieceNotSupported),
-        other => Err(TokenizerError::UnsupportedModel(other.to_string())),
-    }
-}
-
 /// The implementations, one per `tokenizer.ggml.model`.
 enum Kind {
-    Bpe(bpe::Bpe),
+    // Boxed: both hold kilobytes of inline tables (byte maps); a Tokenizer is cheap to move.
+    Bpe(Box<bpe::Bpe>),
+    SentencePiece(Box<sentencepiece::SentencePiece>),
 }
 
 /// A lossless tokenizer of the kind the model file describes.
@@ -76,8 +100,14 @@ impl Tokenizer {
     pub fn from_gguf(content: &Content) -> Result<Self, TokenizerError> {
         let model = metadata_string(content, "tokenizer.ggml.model")
             .ok_or(TokenizerError::Metadata { key: "tokenizer.ggml.model", expected: "a string" })?;
-        kind(model)?;
-        Ok(Tokenizer { kind: Kind::Bpe(bpe::Bpe::from_gguf(content)?) })
+        let kind = match model {
+            bpe::MODEL => Kind::Bpe(Box::new(bpe::Bpe::from_gguf(content)?)),
+            sentencepiece::MODEL => {
+                Kind::SentencePiece(Box::new(sentencepiece::SentencePiece::from_gguf(content)?))
+            }
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
+        };
+        Ok(Tokenizer { kind })
     }
 
     /// Builds a byte-level BPE tokenizer from its parts: the model kind (`gpt2`), the pre-tokenizer name,
@@ -89,15 +119,34 @@ impl Tokenizer {
         merges: &[String],
         bos: Option<u32>,
     ) -> Result<Self, TokenizerError> {
-        kind(model)?;
-        Ok(Tokenizer { kind: Kind::Bpe(bpe::Bpe::new(pre, tokens, merges, bos)?) })
+        match model {
+            bpe::MODEL => {
+                Ok(Tokenizer { kind: Kind::Bpe(Box::new(bpe::Bpe::new(pre, tokens, merges, bos)?)) })
+            }
+            sentencepiece::MODEL => Err(TokenizerError::NotBpe(model.to_string())),
+            other => Err(TokenizerError::UnsupportedModel(other.to_string())),
+        }
     }
 
-    /// The tokens of `bytes`; any byte string is accepted and the result always decodes back to it.
+    /// Builds a SentencePiece tokenizer (`llama`) from its vocabulary.
+    pub fn sentencepiece(vocab: &SentencePieceVocab) -> Result<Self, TokenizerError> {
+        Ok(Tokenizer { kind: Kind::SentencePiece(Box::new(sentencepiece::SentencePiece::new(vocab)?)) })
+    }
+
+    /// The tokens of `bytes`; any byte string is accepted and the result always decodes back to it
+    /// (checked here, so a bug in an implementation is an error, never a corrupt archive).
     pub fn encode(&self, bytes: &[u8]) -> Result<Vec<u32>, TokenizerError> {
-        match &self.kind {
-            Kind::Bpe(t) => t.encode(bytes),
+        let ids = match &self.kind {
+            Kind::Bpe(t) => t.encode(bytes)?,
+            Kind::SentencePiece(t) => t.encode(bytes),
+        };
+        let mut back = Vec::with_capacity(bytes.len());
+        self.decode_into(&ids, &mut back);
+        if back != bytes {
+            let at = back.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(back.len().min(bytes.len()));
+            return Err(TokenizerError::NotLossless(at));
         }
+        Ok(ids)
     }
 
     /// Appends the bytes of `tokens` to `out`. A malformed escape or an id beyond the vocabulary cannot
@@ -105,6 +154,7 @@ impl Tokenizer {
     pub fn decode_into(&self, tokens: &[u32], out: &mut Vec<u8>) {
         match &self.kind {
             Kind::Bpe(t) => t.decode_into(tokens, out),
+            Kind::SentencePiece(t) => t.decode_into(tokens, out),
         }
     }
 
@@ -112,27 +162,31 @@ impl Tokenizer {
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         match &self.kind {
             Kind::Bpe(t) => t.token_bytes(id),
+            Kind::SentencePiece(t) => t.token_bytes(id),
         }
     }
 
     pub fn vocab_size(&self) -> usize {
         match &self.kind {
             Kind::Bpe(t) => t.vocab_size(),
+            Kind::SentencePiece(t) => t.vocab_size(),
         }
     }
 
-    /// The token every chunk's first window starts from: a document boundary (`<|endoftext|>` for BPE)
-    /// if the vocabulary has one, else BOS, else 0.
+    /// The token every chunk's first window starts from: for BPE a document boundary (`<|endoftext|>`)
+    /// if the vocabulary has one, else BOS, else 0; for SentencePiece BOS (Gemma has no document token).
     pub fn start_token(&self) -> u32 {
         match &self.kind {
             Kind::Bpe(t) => t.start_token(),
+            Kind::SentencePiece(t) => t.start_token(),
         }
     }
 
-    /// sha256 of the tokenizer's definition (for BPE see [`fingerprint`]).
+    /// sha256 of the tokenizer's definition (see [`fingerprint`] and [`sentencepiece_fingerprint`]).
     pub fn fingerprint(&self) -> [u8; 32] {
         match &self.kind {
             Kind::Bpe(t) => t.fingerprint(),
+            Kind::SentencePiece(t) => t.fingerprint(),
         }
     }
 }
@@ -151,8 +205,12 @@ impl Fingerprint {
     }
 
     fn put(&mut self, s: &str) {
-        self.0.update((s.len() as u32).to_le_bytes());
-        self.0.update(s.as_bytes());
+        self.put_bytes(s.as_bytes());
+    }
+
+    fn put_bytes(&mut self, b: &[u8]) {
+        self.0.update((b.len() as u32).to_le_bytes());
+        self.0.update(b);
     }
 
     fn finish(self) -> [u8; 32] {
@@ -185,8 +243,11 @@ mod tests {
     #[test]
     fn unsupported_kinds_are_named() {
         let e = Tokenizer::new("llama", None, vec![], &[], None).err().unwrap();
-        assert!(matches!(e, TokenizerError::SentencePieceNotSupported), "{e}");
-        assert!(e.to_string().contains("'llama'") && e.to_string().contains("SentencePiece"), "{e}");
+        assert!(matches!(e, TokenizerError::NotBpe(_)), "{e}");
+        assert!(
+            e.to_string().contains("'llama'") && e.to_string().contains("Tokenizer::sentencepiece"),
+            "{e}"
+        );
         let e = Tokenizer::new("rwkv", None, vec![], &[], None).err().unwrap();
         assert!(e.to_string().contains("'rwkv'"), "{e}");
         let e = Tokenizer::new("gpt2", Some("qwen2"), vec![], &[], None).err().unwrap();

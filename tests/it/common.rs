@@ -152,6 +152,19 @@ pub fn default_model() -> PathBuf {
     llmzip::model::testing_default_model_path()
 }
 
+/// The Gemma 3 270M model file (`gemma3-270m-q4_k_m`), fetched into the cache by id through the normal
+/// resolution path if missing. Resolved once per process; a test that needs it fails loudly without it.
+pub fn gemma_model() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        llmzip::model::Resolver::from_env()
+            .and_then(|r| r.resolve_id("gemma3-270m-q4_k_m", &indicatif::ProgressBar::hidden()))
+            .unwrap_or_else(|e| panic!("the Gemma 3 model is needed by this test: {e}"))
+            .path
+    })
+    .clone()
+}
+
 pub fn sha256_hex(path: &Path) -> String {
     use sha2::Digest;
     let bytes = std::fs::read(path).unwrap();

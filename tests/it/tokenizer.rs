@@ -98,3 +98,102 @@ fn fingerprint_is_stable_and_depends_on_the_vocabulary() {
     let tiny = Tokenizer::new("gpt2", Some("smollm"), tokens, &[], None).unwrap();
     assert_ne!(tiny.fingerprint(), t.fingerprint());
 }
+
+fn gemma() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| {
+        let gguf = GgufFile::open(&common::gemma_model()).expect("Gemma model opens");
+        Tokenizer::from_gguf(gguf.content()).expect("Gemma tokenizer builds")
+    })
+}
+
+/// Every file of ../shared/data, the multilingual man pages included, through Gemma's SentencePiece.
+#[test]
+fn gemma_every_data_file_round_trips() {
+    let t = gemma();
+    let files = common::data_files();
+    assert!(files.iter().any(|f| f.starts_with("multilingual/")), "../shared/data/multilingual is missing");
+    for name in &files {
+        // Silesia and the large Canterbury files are many megabytes; their first 2 MB cover their kind.
+        let data = common::read_data_prefix(name, 2 << 20);
+        assert_round_trip(t, &data, name);
+    }
+}
+
+#[test]
+fn gemma_random_byte_strings_round_trip() {
+    let t = gemma();
+    let pieces: [&[u8]; 12] = [
+        b"the ",
+        b"\xff",
+        "\u{2581}".as_bytes(),
+        b"\xe2\x96",
+        "é".as_bytes(),
+        b"\n\n\n",
+        b"    ",
+        "日本語".as_bytes(),
+        b"<start_of_turn>",
+        b"<0x41>",
+        b"\r\n",
+        b"\x00\x01",
+    ];
+    for case in 0..300u64 {
+        let noise = common::random_bytes(5000, case);
+        let len = (noise[0] as usize * 19 + noise[1] as usize) % 5000;
+        let input: Vec<u8> = if case % 2 == 0 {
+            noise[..len].to_vec()
+        } else {
+            noise[..len / 4].iter().flat_map(|&b| pieces[b as usize % pieces.len()].iter().copied()).collect()
+        };
+        assert_round_trip(t, &input, &format!("random case {case}"));
+    }
+}
+
+#[test]
+fn gemma_is_a_real_multilingual_tokenizer() {
+    let t = gemma();
+    assert_eq!(t.vocab_size(), 262_144);
+    assert_eq!(t.start_token(), 2, "Gemma's BOS");
+    assert_eq!(t.token_bytes(2), b"", "control tokens stand for no bytes");
+    assert_eq!(t.token_bytes(238 + 0x41), b"A", "byte tokens <0x00>.. start at id 238");
+    let hello = assert_round_trip(t, b"Hello world", "hello");
+    assert!(hello.len() <= 3, "'Hello world' is a few tokens, not {hello:?}");
+    // Specials spelled in text stay text: no control token (types 3) such as <bos> or <start_of_turn>.
+    for text in ["<bos>", "<start_of_turn>user\n", "<eos><pad><unk><mask>", "<0x41>"] {
+        let ids = assert_round_trip(t, text.as_bytes(), text);
+        assert!(
+            ids.iter().all(|&i| !t.token_bytes(i).is_empty()),
+            "{text}: a control token was produced: {ids:?}"
+        );
+        assert!(ids.len() > 1, "{text} is ordinary text, not one token: {ids:?}");
+    }
+    // A literal U+2581 is its three byte tokens; a space before a word is part of the word's piece.
+    let ids = assert_round_trip(t, "\u{2581}".as_bytes(), "literal mark");
+    assert_eq!(ids, vec![238 + 0xe2, 238 + 0x96, 238 + 0x81]);
+    assert_eq!(assert_round_trip(t, b" the", "space the").len(), 1);
+
+    let smol = smollm();
+    // Measured: tokens per byte 0.249 0.286 0.258 0.365 0.341; Gemma/SmolLM2 tokens 0.43 0.53 0.60 0.78 0.83.
+    for (file, max_per_byte, max_vs_smollm) in [
+        ("ja_grep.1", 0.35, 0.6),
+        ("zh_ssh.1", 0.35, 0.65),
+        ("ru_signal.7", 0.35, 0.7),
+        ("de_tar.1", 0.45, 0.9),
+        ("fr_signal.7", 0.45, 0.95),
+    ] {
+        let data = common::read_data(&format!("multilingual/{file}"));
+        let g = assert_round_trip(t, &data, file).len();
+        let s = assert_round_trip(smol, &data, file).len();
+        let per_byte = g as f64 / data.len() as f64;
+        assert!(per_byte < max_per_byte, "{file}: {g} Gemma tokens for {} bytes", data.len());
+        assert!((g as f64) < max_vs_smollm * s as f64, "{file}: Gemma {g} tokens, SmolLM2 {s}");
+    }
+}
+
+#[test]
+fn gemma_fingerprint_is_stable_and_differs_from_smollm() {
+    let gguf = GgufFile::open(&common::gemma_model()).unwrap();
+    let again = Tokenizer::from_gguf(gguf.content()).unwrap();
+    assert_eq!(again.fingerprint(), gemma().fingerprint());
+    assert_ne!(gemma().fingerprint(), smollm().fingerprint());
+}
