@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::compress::CountingWriter;
 use super::params::CodingParams;
-use super::predict::{PREFILL_SLICE, prefill};
+use super::predict::{prefill, slice_rows};
 use super::session::{Session, Sessions};
 use super::window::{Schedule, Sliding, Window};
 use super::{CodecOptions, PipelineError, Stats};
@@ -288,7 +288,9 @@ fn decode_group(
         match chunk.kind {
             ChunkKind::Stored => outputs[slot] = chunk.payload.clone(),
             ChunkKind::Coded => {
-                let most = crate::coder::max_symbols(chunk.payload.len(), vocab);
+                // The tables' precision is the rule's for the vocabulary (the header's was checked equal).
+                let bits = crate::quant::precision_for(vocab);
+                let most = crate::coder::max_symbols(chunk.payload.len(), vocab, bits);
                 if chunk.tokens > most {
                     return Err(PipelineError::corrupt(
                         *index,
@@ -336,7 +338,7 @@ fn decode_group(
     let mut probs: Vec<Probabilities> = (0..n).map(|_| Probabilities::new()).collect();
     let mut plans: Vec<MixPlan> = (0..n).map(|_| MixPlan::new()).collect();
     let mut sums = vec![0.0f64; n];
-    let mut prefill_logits = vec![0.0f32; PREFILL_SLICE * vocab];
+    let mut prefill_logits = vec![0.0f32; slice_rows(vocab) * vocab];
     let mut step_logits: Vec<f32> = Vec::new();
     let mut step_tokens: Vec<u32> = Vec::new();
     while !lanes.is_empty() {
