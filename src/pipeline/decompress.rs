@@ -332,6 +332,10 @@ fn decode_group(
         }
     }
 
+    // Per lane and symbol: a table (u32 frequency and cumulative count), its step row and window-start
+    // row of logits, and with a mixer its probabilities: 20 bytes, 5 MiB a lane for a 262,144-token
+    // vocabulary (80 MiB at the 16 default lanes), below each lane's KV cache. It is bounded by the lane
+    // count the user chose, as the caches are; the prefill buffer is bounded in bytes (`slice_rows`).
     let mut tables: Vec<FreqTable> = (0..lanes.len()).map(|_| FreqTable::new(vocab)).collect();
     let mixing = !params.mix.is_off();
     let n = if mixing { lanes.len() } else { 0 };
