@@ -27,7 +27,7 @@ pub mod models;
 
 pub use config::{MixConfig, MixError};
 
-use crate::quant::{self, FreqTable, PRECISION_BITS, Probabilities};
+use crate::quant::{self, FreqTable, Probabilities};
 use config::{CTX_CONFIDENCE, CTX_COUNT, CTX_MATCH, CTX_ORDER, MAX_ORDER};
 use models::{History, MatchModel, NGrams};
 
@@ -84,11 +84,11 @@ fn count_bucket(total: u32) -> usize {
 
 /// What the mixer blends in at one position: the LLM's share of the table and a short list of additions.
 ///
-/// Invariant (after [`Mixer::plan`]): `llm_counts + Σ extra counts == 2^24 - V`, every extra symbol is
-/// below `V` and appears once.
+/// Invariant (after [`Mixer::plan`]): `llm_counts + Σ extra counts == 2^P - V` (`P` the mixer's precision,
+/// the tables'), every extra symbol is below `V` and appears once.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MixPlan {
-    /// `2^24 - V`: the counts above the floor of one per symbol (0 before the first plan).
+    /// `2^P - V`: the counts above the floor of one per symbol (0 before the first plan).
     avail: u32,
     /// The LLM's counts of `avail`.
     llm_counts: u32,
@@ -113,7 +113,7 @@ impl MixPlan {
         self.extra.is_empty()
     }
 
-    /// The added `(token, counts)`, out of `2^24 - V`.
+    /// The added `(token, counts)`, out of `2^P - V`.
     pub fn extra(&self) -> &[(u32, u32)] {
         &self.extra
     }
@@ -136,6 +136,8 @@ impl MixPlan {
 pub struct Mixer {
     config: MixConfig,
     vocab: usize,
+    /// The precision `P` of the tables the plans are for: their total is `2^P`.
+    precision_bits: u32,
     history: History,
     matcher: MatchModel,
     ngrams: NGrams,
@@ -148,14 +150,27 @@ pub struct Mixer {
 }
 
 impl Mixer {
-    /// A mixer for a `vocab`-symbol model (`1..=quant::MAX_SYMBOLS`).
+    /// A mixer for a `vocab`-symbol model (`1..=quant::MAX_SYMBOLS`) whose tables have the vocabulary's
+    /// precision ([`quant::precision_for`], that of [`FreqTable::new`]).
     pub fn new(config: MixConfig, vocab: usize) -> Mixer {
+        Self::with_precision(config, vocab, quant::precision_for(vocab))
+    }
+
+    /// A mixer whose plans are for tables of `precision_bits` (as [`FreqTable::with_precision`] makes):
+    /// the counts it shares out are `2^precision_bits - V`. For tests and measurements at other
+    /// precisions than the rule's.
+    pub fn with_precision(config: MixConfig, vocab: usize, precision_bits: u32) -> Mixer {
         assert!((1..=quant::MAX_SYMBOLS).contains(&vocab), "vocabulary of {vocab} symbols");
+        assert!(
+            (quant::MIN_PRECISION_BITS..=quant::MAX_PRECISION_BITS).contains(&precision_bits),
+            "{precision_bits}-bit tables are unsupported"
+        );
         let (history, sets) =
             if config.is_off() { (History::empty(), 0) } else { (History::new(), MAX_SETS) };
         let mut mixer = Mixer {
             config,
             vocab,
+            precision_bits,
             history,
             matcher: MatchModel::new(&config),
             ngrams: NGrams::new(&config),
@@ -201,7 +216,7 @@ impl Mixer {
     /// distribution's normaliser `llm_sum` (the sum of the softmax weights in index order; its inverse is the
     /// LLM's top probability, one of the weight-set selectors).
     pub fn plan(&self, llm_sum: f64, plan: &mut MixPlan) {
-        let avail = (1u32 << PRECISION_BITS) - self.vocab as u32;
+        let avail = (1u32 << self.precision_bits) - self.vocab as u32;
         plan.avail = avail;
         plan.llm_counts = avail;
         plan.extra.clear();
@@ -341,8 +356,8 @@ pub fn mixed_table(plan: &MixPlan, probs: &Probabilities, llm_sum: f64, table: &
     } else {
         assert_eq!(
             plan.avail,
-            (1u32 << PRECISION_BITS) - table.len() as u32,
-            "plan made for another vocabulary"
+            table.total() - table.len() as u32,
+            "plan made for another vocabulary or precision"
         );
         quant::table_from_shares(probs, plan.llm_counts, &plan.extra, table);
     }

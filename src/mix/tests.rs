@@ -1,6 +1,8 @@
 use super::*;
 use crate::arch::VectorMath;
 
+use crate::quant::PRECISION_BITS;
+
 const TOTAL: u64 = 1 << PRECISION_BITS;
 
 /// xorshift64*: a fixed pseudo-random stream for the tests.
@@ -21,8 +23,8 @@ impl Rng {
 
 fn check_invariants(t: &FreqTable) {
     assert!(t.freqs().iter().all(|&f| f >= 1), "a frequency below 1");
-    assert_eq!(t.freqs().iter().map(|&f| f as u64).sum::<u64>(), TOTAL);
-    assert_eq!(t.cumulative(t.len() as u32 - 1) + t.freq(t.len() as u32 - 1), TOTAL as u32);
+    assert_eq!(t.freqs().iter().map(|&f| f as u64).sum::<u64>(), t.total() as u64);
+    assert_eq!(t.cumulative(t.len() as u32 - 1) + t.freq(t.len() as u32 - 1), t.total());
 }
 
 fn probs_of(logits: &[f32]) -> (Probabilities, f64) {
@@ -37,26 +39,33 @@ fn probs_of(logits: &[f32]) -> (Probabilities, f64) {
 
 use crate::quant::tests::zipf;
 
-/// The table arithmetic of FORMAT.md, *Mixer*, written the plain way (a second pass for the largest).
+/// The table arithmetic of FORMAT.md, *Mixer*, written the plain way (a second pass for the largest),
+/// for 24-bit tables.
 fn reference_table(plan: &MixPlan, probs: &Probabilities) -> Vec<u32> {
+    reference_table_at(plan, probs, TOTAL)
+}
+
+/// [`reference_table`] for tables whose total is `total` (`2^P`).
+fn reference_table_at(plan: &MixPlan, probs: &Probabilities, total_counts: u64) -> Vec<u32> {
     let w = probs.weights();
     let mut sum = 0.0f64;
     for &x in w {
         sum += x as f64;
     }
     let (llm, extra) = if plan.is_empty() {
-        ((TOTAL as u32) - w.len() as u32, &[][..])
+        ((total_counts as u32) - w.len() as u32, &[][..])
     } else {
         (plan.llm_counts, plan.extra())
     };
     let scale = llm as f64 / sum;
-    let mut f: Vec<u32> = w.iter().map(|&x| 1 + ((x as f64 * scale) as u32).min(TOTAL as u32)).collect();
+    let mut f: Vec<u32> =
+        w.iter().map(|&x| 1 + ((x as f64 * scale) as u32).min(total_counts as u32)).collect();
     for &(t, c) in extra {
         f[t as usize] += c;
     }
     let best = (0..f.len()).fold(0, |b, i| if f[i] > f[b] { i } else { b });
     let total: u64 = f.iter().map(|&x| x as u64).sum();
-    f[best] = (f[best] as i64 + TOTAL as i64 - total as i64) as u32;
+    f[best] = (f[best] as i64 + total_counts as i64 - total as i64) as u32;
     f
 }
 
@@ -323,4 +332,38 @@ fn memory_is_bounded_by_construction() {
     }
     assert!(longest <= 1 + 6 * models::FOLLOWERS, "{longest} predictions");
     assert!(plan.extra().len() <= 1 + 6 * models::FOLLOWERS);
+}
+
+/// Large vocabularies: the mixer shares out `2^28 - V` counts (the rule's precision for 262,144 symbols),
+/// its tables are valid 28-bit tables that follow the reference arithmetic at that total, and with
+/// nothing to blend in they are `table_from`'s bit for bit.
+#[test]
+fn mixed_tables_at_the_large_vocabulary_precision() {
+    let vocab = 262_144;
+    assert_eq!(quant::precision_for(vocab), 28);
+    let mut rng = Rng(0x28);
+    let rows: Vec<(Probabilities, f64)> =
+        (0..3).map(|s| probs_of(&zipf(vocab, 0.4 + s as f32 * 0.3, s))).collect();
+    let mut mixer = Mixer::new(MixConfig::recommended(), vocab);
+    let mut plan = MixPlan::new();
+    let mut table = FreqTable::new(vocab);
+    assert_eq!(table.total(), 1 << 28);
+    let mut non_empty = 0;
+    for (i, &token) in text_like(&mut rng, 600, 2000).iter().enumerate() {
+        let (probs, sum) = &rows[i % rows.len()];
+        mixer.plan(*sum, &mut plan);
+        if i % 20 == 0 {
+            mixed_table(&plan, probs, *sum, &mut table);
+            check_invariants(&table);
+            assert_eq!(table.freqs(), reference_table_at(&plan, probs, 1 << 28), "position {i}");
+            if plan.is_empty() {
+                let mut want = FreqTable::new(vocab);
+                quant::table_from(probs, &mut want);
+                assert_eq!(table, want, "position {i}");
+            }
+            non_empty += !plan.is_empty() as usize;
+        }
+        mixer.update(&plan, probs.weights()[token as usize] as f64 / sum, token);
+    }
+    assert!(non_empty > 10, "{non_empty} of 30 plans had additions");
 }

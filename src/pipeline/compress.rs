@@ -14,7 +14,6 @@ use super::{CodecOptions, PipelineError, Stats};
 use crate::coder::Encoder;
 use crate::container::{ArchiveWriter, ChunkKind};
 use crate::io::Progress;
-use crate::quant::PRECISION_BITS;
 
 /// Tokens coded before deciding whether a chunk is worth model-coding at all (binary data is stored).
 const PROBE_TOKENS: usize = 512;
@@ -139,7 +138,7 @@ impl<'s> ChunkCoder<'s> {
         self.windows = self.predictor.run(tokens, |p| {
             ideal_bits += p.ideal_bits;
             encoder.encode(p.token, p.table)?;
-            cost_bits += cost_upper_bits(p.table.freq(p.token));
+            cost_bits += cost_upper_bits(p.table.freq(p.token), p.table.precision_bits());
             coded += 1;
             let share = chunk_len * coded as u64 / tokens.len() as u64;
             progress.add_input(share - *reported);
@@ -160,10 +159,11 @@ impl<'s> ChunkCoder<'s> {
     }
 }
 
-/// An upper bound on the bits a symbol of frequency `freq` costs: `PRECISION_BITS - floor(log2 freq)`.
-/// Integer-only, so the store-or-code decision is the same on every machine.
-fn cost_upper_bits(freq: u32) -> u64 {
-    (PRECISION_BITS - freq.ilog2()) as u64
+/// An upper bound on the bits a symbol of frequency `freq` out of `2^precision_bits` costs:
+/// `precision_bits - floor(log2 freq)`. Integer-only, so the store-or-code decision is the same on every
+/// machine.
+fn cost_upper_bits(freq: u32, precision_bits: u32) -> u64 {
+    (precision_bits - freq.ilog2()) as u64
 }
 
 /// Archive bytes written so far.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::compress::CountingWriter;
 use super::params::CodingParams;
-use super::predict::{PREFILL_SLICE, prefill};
+use super::predict::{prefill, slice_rows};
 use super::session::{Session, Sessions};
 use super::window::{Schedule, Sliding, Window};
 use super::{CodecOptions, PipelineError, Stats};
@@ -288,7 +288,9 @@ fn decode_group(
         match chunk.kind {
             ChunkKind::Stored => outputs[slot] = chunk.payload.clone(),
             ChunkKind::Coded => {
-                let most = crate::coder::max_symbols(chunk.payload.len(), vocab);
+                // The tables' precision is the rule's for the vocabulary (the header's was checked equal).
+                let bits = crate::quant::precision_for(vocab);
+                let most = crate::coder::max_symbols(chunk.payload.len(), vocab, bits);
                 if chunk.tokens > most {
                     return Err(PipelineError::corrupt(
                         *index,
@@ -330,13 +332,17 @@ fn decode_group(
         }
     }
 
+    // Per lane and symbol: a table (u32 frequency and cumulative count), its step row and window-start
+    // row of logits, and with a mixer its probabilities: 20 bytes, 5 MiB a lane for a 262,144-token
+    // vocabulary (80 MiB at the 16 default lanes), below each lane's KV cache. It is bounded by the lane
+    // count the user chose, as the caches are; the prefill buffer is bounded in bytes (`slice_rows`).
     let mut tables: Vec<FreqTable> = (0..lanes.len()).map(|_| FreqTable::new(vocab)).collect();
     let mixing = !params.mix.is_off();
     let n = if mixing { lanes.len() } else { 0 };
     let mut probs: Vec<Probabilities> = (0..n).map(|_| Probabilities::new()).collect();
     let mut plans: Vec<MixPlan> = (0..n).map(|_| MixPlan::new()).collect();
     let mut sums = vec![0.0f64; n];
-    let mut prefill_logits = vec![0.0f32; PREFILL_SLICE * vocab];
+    let mut prefill_logits = vec![0.0f32; slice_rows(vocab) * vocab];
     let mut step_logits: Vec<f32> = Vec::new();
     let mut step_tokens: Vec<u32> = Vec::new();
     while !lanes.is_empty() {

@@ -35,11 +35,20 @@ pub enum PipelineError {
          decompress it with an llmzip that has engine version {archive}"
     )]
     EngineVersion { archive: u32, ours: u32 },
+    /// The header's precision is not the rule's for the model's vocabulary (FORMAT.md, *Quantizer*).
     #[error(
-        "this archive was made with {archive}-bit frequency tables and this llmzip uses {ours}-bit tables; \
-         decompress it with the llmzip version that made it"
+        "this archive records {archive}-bit frequency tables, but a {vocab}-token vocabulary has {ours}-bit \
+         tables in this llmzip; the header is corrupt or was made by an incompatible llmzip, decompress it \
+         with the llmzip version that made it"
     )]
-    Precision { archive: u8, ours: u8 },
+    Precision { archive: u8, ours: u8, vocab: usize },
+    /// The header's precision is none the rule gives, whatever the model.
+    #[error(
+        "this archive records {archive}-bit frequency tables, and this llmzip uses 24-bit or 28-bit tables; \
+         the header is corrupt or was made by an incompatible llmzip, decompress it with the llmzip version \
+         that made it"
+    )]
+    PrecisionUnknown { archive: u8 },
     #[error(
         "the model's tokenizer (fingerprint {ours}) differs from the one the archive was made with ({archive}); \
          use the model the archive names"

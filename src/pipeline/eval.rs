@@ -15,7 +15,6 @@ use super::predict::Predictor;
 use super::segment::ChunkReader;
 use super::session::Session;
 use super::{CodecOptions, PipelineError};
-use crate::quant::PRECISION_BITS;
 
 /// The model's cost for one text.
 #[derive(Clone, Debug, Default)]
@@ -24,7 +23,7 @@ pub struct EvalReport {
     pub tokens: u64,
     /// Sum of -log2 p(token) under the float softmax.
     pub ideal_bits: f64,
-    /// Sum of -log2 (freq / 2^PRECISION_BITS) under the integer tables.
+    /// Sum of -log2 (freq / total) under the integer tables.
     pub table_bits: f64,
     pub seconds: f64,
 }
@@ -66,7 +65,7 @@ pub fn eval(session: &Session, text: &[u8], opts: &CodecOptions) -> Result<EvalR
         report.tokens += tokens.len() as u64;
         predictor.run(&tokens, |p| {
             report.ideal_bits += p.ideal_bits;
-            let q = p.table.freq(p.token) as f64 / (1u64 << PRECISION_BITS) as f64;
+            let q = p.table.freq(p.token) as f64 / p.table.total() as f64;
             report.table_bits -= crate::arch::math::ln_f64(q) / std::f64::consts::LN_2;
             Ok(ControlFlow::Continue(()))
         })?;

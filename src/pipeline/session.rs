@@ -12,14 +12,14 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use super::params::{self, CodingParams};
-use super::predict::{PREFILL_SLICE, prefill};
+use super::predict::{prefill, slice_rows};
 use super::{CodecOptions, PipelineError};
 use crate::container::Header;
 use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
 use crate::hex;
 use crate::mix::MixPlan;
 use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel, Resolver};
-use crate::quant::{FreqTable, PRECISION_BITS, Probabilities};
+use crate::quant::{self, FreqTable, Probabilities};
 use crate::tokenizer::Tokenizer;
 
 /// The text whose quantized predictions form the canary. Changing it changes every archive's header, so it
@@ -78,10 +78,16 @@ impl Session {
         Ok(session)
     }
 
-    /// Checks what a loaded session must share with an archive: tokenizer and canary (the model file
-    /// itself was checked by its sha256 when it was resolved).
+    /// Checks what a loaded session must share with an archive: the tables' precision (the rule's for
+    /// this model's vocabulary), tokenizer and canary (the model file itself was checked by its sha256
+    /// when it was resolved).
     pub fn check_header(&self, header: &Header) -> Result<(), PipelineError> {
         Self::check_versions(header)?;
+        let vocab = self.engine.vocab_size();
+        let ours = quant::precision_for(vocab);
+        if u32::from(header.precision_bits) != ours {
+            return Err(PipelineError::Precision { archive: header.precision_bits, ours: ours as u8, vocab });
+        }
         let ours = self.tokenizer.fingerprint();
         if ours != header.tokenizer_fingerprint {
             return Err(PipelineError::TokenizerMismatch {
@@ -105,11 +111,11 @@ impl Session {
                 ours: ENGINE_VERSION,
             });
         }
-        if u32::from(header.precision_bits) != PRECISION_BITS {
-            return Err(PipelineError::Precision {
-                archive: header.precision_bits,
-                ours: PRECISION_BITS as u8,
-            });
+        // Before any model is loaded: a precision the rule gives no vocabulary is refused at once (the
+        // exact value is checked against the model's vocabulary in `check_header`).
+        let p = u32::from(header.precision_bits);
+        if p != quant::PRECISION_BITS && p != quant::LARGE_PRECISION_BITS {
+            return Err(PipelineError::PrecisionUnknown { archive: header.precision_bits });
         }
         Ok(())
     }
@@ -137,7 +143,8 @@ impl Session {
     }
 
     /// The coding parameters of a compression run with `opts`' schedule and mixer, checked against the
-    /// model: the start token is the tokenizer's, the precision the quantizer's. A slide above 0 selects
+    /// model: the start token is the tokenizer's, the precision the rule's for the model's vocabulary
+    /// ([`quant::precision_for`], the precision of every [`FreqTable::new`]). A slide above 0 selects
     /// the sliding schedule (with the start token as its sink), and the overlap is then unused.
     pub fn coding_params(&self, opts: &CodecOptions) -> Result<CodingParams, PipelineError> {
         let (context, overlap, slide, mix) = (opts.context, opts.overlap, opts.slide(), opts.mix);
@@ -152,7 +159,7 @@ impl Session {
             slide,
             sink: if sliding { params::SINK } else { 0 },
             start_token: self.tokenizer.start_token(),
-            precision_bits: PRECISION_BITS as u8,
+            precision_bits: quant::precision_for(self.engine.vocab_size()) as u8,
             mix,
         };
         params.check()?;
@@ -244,7 +251,7 @@ impl Session {
         tokens.extend(self.tokenizer.encode(CANARY_TEXT.as_bytes())?);
         let vocab = self.engine.vocab_size();
         let mut cache = self.engine.new_cache(tokens.len());
-        let mut logits = vec![0.0f32; PREFILL_SLICE.min(tokens.len()) * vocab];
+        let mut logits = vec![0.0f32; slice_rows(vocab).min(tokens.len()) * vocab];
         let mut table = FreqTable::new(vocab);
         let mut hasher = Sha256::new();
         let _always_continues: ControlFlow<()> =

@@ -9,6 +9,7 @@ mod golden;
 mod layers;
 mod model;
 mod pipeline;
+mod precision;
 mod real;
 mod regression;
 mod split;

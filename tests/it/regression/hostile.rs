@@ -236,7 +236,7 @@ fn decompression_time_bomb() {
     let msg = err.to_string();
     assert!(msg.contains("holds at most"), "{msg}");
     // Within the token bound, the lane stops as soon as its decoder reads past the payload's end.
-    let bound = llmzip::coder::max_symbols(16, 300);
+    let bound = llmzip::coder::max_symbols(16, 300, 24);
     let tokens = (bound as u32).min(3 * 4096);
     let lane = build(header, &[(1, 4096, tokens, payload, 0)]);
     let started = Instant::now();
