@@ -108,7 +108,12 @@ fn attention(c: &mut Criterion) {
                     let mut queries: Vec<Query> = outs
                         .chunks_exact_mut(hd)
                         .enumerate()
-                        .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos + i / heads, out })
+                        .map(|(i, out)| Query {
+                            q: &qs[i * hd..(i + 1) * hd],
+                            start: 0,
+                            npos: npos + i / heads,
+                            out,
+                        })
                         .collect();
                     path.attend(&mut queries, &keys, &values, 0.125, &mut scratch);
                 })

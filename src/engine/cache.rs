@@ -147,8 +147,8 @@ impl KvCache {
     }
 
     /// Removes positions `keep..keep + drop` of `layer`: positions `keep + drop..len` move down by `drop`,
-    /// positions `0..keep` stay. Values and the key dimensions from `2 * pairs` on move as bits. Each
-    /// rotated pair of dimensions `(2i, 2i + 1)` of the moved keys is converted to f32 (exact), given to
+    /// positions `0..keep` stay. Values and the key dimensions in no pair move as bits. Each
+    /// rotated pair of dimensions `pairs[i]` of the moved keys is converted to f32 (exact), given to
     /// `rotate(i, a, b)` as two columns (`a[m]`, `b[m]` the pair of the `m`-th moved position), and
     /// rounded back to f16 to nearest even, as [`KvCache::write`] rounds (the slice conversions of
     /// `half` give the bits of its element-wise `f16::from_f32`, with F16C or without). The length is
@@ -162,13 +162,20 @@ impl KvCache {
         layer: usize,
         keep: usize,
         drop: usize,
-        pairs: usize,
+        pairs: &[(usize, usize)],
         mut rotate: impl FnMut(usize, &mut [f32], &mut [f32]),
         scratch: &mut SlideScratch,
     ) {
         let LayerSlot { layout, stride, at } = self.slots[layer];
         let hd = layout.head_dim;
-        assert!(keep + drop <= self.len && 2 * pairs <= hd);
+        assert!(keep + drop <= self.len);
+        // Which dimensions the pairs cover (each at most once): the others move as bits.
+        let mut rotated = vec![false; hd];
+        for &(d0, d1) in pairs {
+            assert!(d0 != d1 && !rotated[d0] && !rotated[d1], "RoPE pairs overlap");
+            rotated[d0] = true;
+            rotated[d1] = true;
+        }
         if drop == 0 {
             return;
         }
@@ -204,18 +211,18 @@ impl KvCache {
                 bits.resize(n, 0);
                 a.resize(n, 0.0);
                 b.resize(n, 0.0);
-                for i in 0..pairs {
-                    gather(keys, 2 * i, bits);
+                for (i, &(d0, d1)) in pairs.iter().enumerate() {
+                    gather(keys, d0, bits);
                     bits.reinterpret_cast::<f16>().convert_to_f32_slice(a);
-                    gather(keys, 2 * i + 1, bits);
+                    gather(keys, d1, bits);
                     bits.reinterpret_cast::<f16>().convert_to_f32_slice(b);
                     rotate(i, a, b);
-                    let at = to(2 * i);
+                    let at = to(d0);
                     keys[at..at + n].reinterpret_cast_mut::<f16>().convert_from_f32_slice(a);
-                    let at = to(2 * i + 1);
+                    let at = to(d1);
                     keys[at..at + n].reinterpret_cast_mut::<f16>().convert_from_f32_slice(b);
                 }
-                for d in 2 * pairs..hd {
+                for d in (0..hd).filter(|&d| !rotated[d]) {
                     gather(keys, d, bits);
                     let at = to(d);
                     keys[at..at + n].copy_from_slice(bits);
@@ -230,13 +237,29 @@ impl KvCache {
     /// Keys and values of one head of `layer` for positions `0..positions`: the key tiles that hold
     /// them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]` values,
     /// as [`super::kernels::attend`] takes them.
+    #[cfg(test)]
     pub(crate) fn head(&self, layer: usize, head: usize, positions: usize) -> (&[f16], &[f16]) {
+        self.head_from(layer, head, 0, positions)
+    }
+
+    /// [`KvCache::head`] for positions `from..positions` only, `from` a multiple of [`KEY_TILE`]
+    /// (whole key tiles): position `from + j` is position `j` of the slices. What a sliding-window
+    /// layer's attention reads.
+    pub(crate) fn head_from(
+        &self,
+        layer: usize,
+        head: usize,
+        from: usize,
+        positions: usize,
+    ) -> (&[f16], &[f16]) {
         let LayerSlot { layout, stride, at } = self.slots[layer];
         assert!(positions <= self.capacity && head < layout.kv_heads);
-        let at = at + head * stride * layout.head_dim;
-        let nk = positions.div_ceil(KEY_TILE) * KEY_TILE * layout.head_dim;
-        let nv = positions * layout.head_dim;
-        (self.k[at..at + nk].reinterpret_cast(), self.v[at..at + nv].reinterpret_cast())
+        assert!(from.is_multiple_of(KEY_TILE) && from <= positions);
+        let hd = layout.head_dim;
+        let at = at + head * stride * hd;
+        let (k0, nk) = (from * hd, positions.div_ceil(KEY_TILE) * KEY_TILE * hd);
+        let (v0, nv) = (from * hd, positions * hd);
+        (self.k[at + k0..at + nk].reinterpret_cast(), self.v[at + v0..at + nv].reinterpret_cast())
     }
 }
 
@@ -251,14 +274,31 @@ mod tests {
         if value { -x } else { x }
     }
 
-    /// Slides move keys across key tiles and values by whole positions, rotate exactly the first
-    /// `rotated` dimensions of each moved key, and leave the kept positions alone.
+    /// Slides move keys across key tiles and values by whole positions, rotate exactly the paired
+    /// dimensions (the first `rotated`, paired interleaved or by halves) of each moved key, and leave
+    /// the kept positions alone.
     #[test]
     fn slide_layer_moves_keys_across_tiles_and_values() {
         let layout = KvLayout { kv_heads: 2, head_dim: 8, window: None };
         let len = 45;
         // Drops within a tile and across tiles, from several keeps, some leaving nothing to move.
-        for (keep, drop, rotated) in [(3, 19, 6), (0, 1, 8), (5, 5, 2), (1, 16, 4), (7, 38, 6), (0, 45, 8)] {
+        let cases = [(3, 19, 6), (0, 1, 8), (5, 5, 2), (1, 16, 4), (7, 38, 6), (0, 45, 8)];
+        for ((keep, drop, rotated), halves) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let half = rotated / 2;
+            let pairs: Vec<(usize, usize)> =
+                (0..half).map(|i| if halves { (i, i + half) } else { (2 * i, 2 * i + 1) }).collect();
+            // Per dimension: (pair index, second of the pair) for the rotated ones.
+            let role = |d: usize| {
+                pairs.iter().enumerate().find_map(|(i, &(a, b))| {
+                    if d == a {
+                        Some((i, false))
+                    } else if d == b {
+                        Some((i, true))
+                    } else {
+                        None
+                    }
+                })
+            };
             let mut cache = KvCache::new(&[layout; 2], 50);
             for l in 0..2 {
                 for pos in 0..len {
@@ -276,7 +316,7 @@ mod tests {
                 b.iter_mut().for_each(|x| *x += 0.25);
             };
             for l in 0..2 {
-                cache.slide_layer(l, keep, drop, rotated / 2, mark, &mut scratch);
+                cache.slide_layer(l, keep, drop, &pairs, mark, &mut scratch);
             }
             cache.set_len(len - drop);
             for l in 0..2 {
@@ -285,13 +325,17 @@ mod tests {
                     for pos in 0..len - drop {
                         let src = if pos < keep { pos } else { pos + drop };
                         for d in 0..8 {
-                            let shift = match (pos >= keep && d < rotated, d % 2) {
-                                (false, _) => 0.0,
-                                (true, 0) => 0.5 * (d / 2 + 1) as f32,
-                                (true, _) => 0.25,
+                            let shift = match (pos >= keep, role(d)) {
+                                (true, Some((i, false))) => 0.5 * (i + 1) as f32,
+                                (true, Some((_, true))) => 0.25,
+                                _ => 0.0,
                             };
                             let want = f16::from_f32(code(l, h, src, d, false) + shift);
-                            assert_eq!(keys[key_index(8, pos, d)], want, "key l{l} h{h} p{pos} d{d}");
+                            assert_eq!(
+                                keys[key_index(8, pos, d)],
+                                want,
+                                "key l{l} h{h} p{pos} d{d} halves {halves}"
+                            );
                             let want = f16::from_f32(code(l, h, src, d, true));
                             assert_eq!(values[pos * 8 + d], want, "value l{l} h{h} p{pos} d{d}");
                         }

@@ -172,7 +172,12 @@ impl Kernels {
     /// sum   = tree8(lanes of sum_j e_j)                       (lane = j mod 8, j in order)
     /// out_d = (sum_j e_j * v_j[d], j in increasing order) / sum
     /// ```
-    /// Only positions `j < npos` of a query enter its sums (in particular no `0 * v_j` for later `j`).
+    /// Only positions `start <= j < npos` of a query enter its sums (in particular no `0 * v_j` for
+    /// other `j`, so a non-finite value outside a query's view never reaches it). The lanes are `j mod
+    /// 8` of the positions as given (the caller passes key tiles from a multiple of [`KEY_TILE`] on,
+    /// which keeps `j mod 8` of the absolute positions). The SIMD paths compute the scores of positions
+    /// below `start` and replace them by `-inf` (so `e_j` is exactly 0 and the lane sums are those
+    /// without them), and leave them out of the weighted sums.
     /// The maximum is exact whatever the order; only the sign of a zero maximum could depend on it,
     /// and `s - (+0) == s - (-0)` for every `s` except a zero `s`, whose `exp` is 1 either way.
     pub fn attend(
@@ -190,7 +195,7 @@ impl Kernels {
         assert!(hd % LANES == 0 && hd > 0);
         let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
         for q in queries.iter() {
-            assert!(q.q.len() == hd && q.out.len() == hd && q.npos > 0);
+            assert!(q.q.len() == hd && q.out.len() == hd && q.start < q.npos);
         }
         assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && values.len() >= maxn * hd);
         // SAFETY: the CPU runs this path (the type's invariant); bounds checked above.
@@ -671,10 +676,13 @@ impl StridedOut {
     }
 }
 
-/// One attention query: its vector (one head), the number of cache positions it sees (causal: its own
-/// position + 1), and where its output goes.
+/// One attention query: its vector (one head), the cache positions it sees, `start..npos` (causal:
+/// `npos` is its own position + 1; `start` is 0 for global attention and the first position inside
+/// the window of a sliding-window layer), and where its output goes.
 pub struct Query<'a> {
     pub q: &'a [f32],
+    /// First position the query attends; `start < npos`.
+    pub start: usize,
     pub npos: usize,
     pub out: &'a mut [f32],
 }
@@ -873,7 +881,7 @@ mod tests {
         // Short queries first, long ones first, and the shapes the engine makes: a prefill task (4
         // consecutive positions x 3 heads: groups whose last positions differ) and lone queries.
         let prefill = |p: usize| (0..12).map(|i| p + i / 3).collect::<Vec<_>>();
-        let cases: Vec<(usize, Vec<usize>)> = vec![
+        let mut cases: Vec<(usize, Vec<usize>)> = vec![
             (8, vec![1, 8, 9, 30, 36, 37]),
             (16, vec![1, 8, 9, 30, 36, 37]),
             (64, vec![1, 8, 9, 30, 36, 37]),
@@ -887,7 +895,25 @@ mod tests {
             (128, vec![37, 36, 30, 17, 16, 1]),
             (128, prefill(20)),
         ];
-        for (hd, npos) in cases {
+        // Sliding windows: `starts[i]` is query i's first position (0 above). A windowed prefill task
+        // (every position its own start), lone windowed queries, groups whose windows all start at
+        // one position, and a group where no position is seen by all.
+        let global = |n: &[usize]| vec![0; n.len()];
+        let mut starts: Vec<Vec<usize>> = cases.iter().map(|(_, n)| global(n)).collect();
+        let windowed: Vec<(usize, Vec<usize>, Vec<usize>)> = vec![
+            (64, prefill(40), prefill(40).iter().map(|n| n - 20).collect()),
+            (256, prefill(50), prefill(50).iter().map(|n| n - 7).collect()),
+            (128, vec![70], vec![33]),
+            (256, vec![45, 45, 45, 45], vec![3, 3, 3, 3]),
+            (16, vec![30, 31, 31], vec![29, 0, 17]),
+            (64, vec![10, 40], vec![0, 35]),
+            (8, vec![9, 9, 25], vec![8, 1, 24]),
+        ];
+        for (hd, n, st) in windowed {
+            cases.push((hd, n));
+            starts.push(st);
+        }
+        for ((hd, npos), start) in cases.into_iter().zip(starts) {
             let maxn = *npos.iter().max().unwrap();
             // Whole key tiles; positions past maxn hold values that must never matter (infinities: a
             // query that ignores a position must not even multiply by it).
@@ -907,7 +933,12 @@ mod tests {
                 let mut queries: Vec<Query> = outs
                     .chunks_exact_mut(hd)
                     .enumerate()
-                    .map(|(i, out)| Query { q: &qs[i * hd..(i + 1) * hd], npos: npos[i], out })
+                    .map(|(i, out)| Query {
+                        q: &qs[i * hd..(i + 1) * hd],
+                        start: start[i],
+                        npos: npos[i],
+                        out,
+                    })
                     .collect();
                 let mut scratch = AttnScratch::default();
                 k.attend(&mut queries, &keys, values, 0.125, &mut scratch);
@@ -920,9 +951,77 @@ mod tests {
                 assert_eq!(bits(&a), bits(&run(path, &values)), "{path:?} attention hd={hd} npos={npos:?}");
             }
             // A query that sees one position copies that value exactly.
-            if let Some(one) = npos.iter().position(|&n| n == 1) {
-                let v0: Vec<f32> = values[..hd].iter().map(|v| v.to_f32()).collect();
-                assert_eq!(bits(&a[one * hd..(one + 1) * hd]), bits(&v0));
+            for (i, (&s, &n)) in start.iter().zip(&npos).enumerate() {
+                if n - s == 1 {
+                    let v: Vec<f32> = values[s * hd..(s + 1) * hd].iter().map(|v| v.to_f32()).collect();
+                    assert_eq!(bits(&a[i * hd..(i + 1) * hd]), bits(&v), "query {i} sees only position {s}");
+                }
+            }
+            // Infinite keys and values just before a window: the queries whose window starts after them
+            // keep their exact results on every path (they never even multiply by them).
+            let first = *start.iter().max().unwrap();
+            if first > 0 {
+                let (mut keys_inf, mut values_inf) = (keys.clone(), values.clone());
+                for d in 0..hd {
+                    keys_inf[key_index(hd, first - 1, d)] = f16::INFINITY;
+                }
+                values_inf[(first - 1) * hd + 1] = f16::NAN;
+                for path in Kernels::available() {
+                    let mut outs = vec![f32::NAN; nq * hd];
+                    let mut queries: Vec<Query> = outs
+                        .chunks_exact_mut(hd)
+                        .enumerate()
+                        .map(|(i, out)| Query {
+                            q: &qs[i * hd..(i + 1) * hd],
+                            start: start[i],
+                            npos: npos[i],
+                            out,
+                        })
+                        .collect();
+                    path.attend(&mut queries, &keys_inf, &values_inf, 0.125, &mut AttnScratch::default());
+                    drop(queries);
+                    for (i, (&s, &n)) in start.iter().zip(&npos).enumerate() {
+                        let (got, want) = (&outs[i * hd..(i + 1) * hd], &a[i * hd..(i + 1) * hd]);
+                        if s >= first || n < first {
+                            assert_eq!(
+                                bits(got),
+                                bits(want),
+                                "{path:?} query {i} saw position {}",
+                                first - 1
+                            );
+                        } else {
+                            assert!(!got[1].is_finite(), "{path:?} query {i} missed position {}", first - 1);
+                        }
+                    }
+                }
+            }
+            // Key tiles from a later tile on give the same results, positions shifted (the runtime
+            // passes a window's keys from the tile that holds its start).
+            let min_start = *start.iter().min().unwrap();
+            if min_start >= KEY_TILE {
+                let base = min_start / KEY_TILE * KEY_TILE;
+                for path in Kernels::available() {
+                    let mut outs = vec![f32::NAN; nq * hd];
+                    let mut queries: Vec<Query> = outs
+                        .chunks_exact_mut(hd)
+                        .enumerate()
+                        .map(|(i, out)| Query {
+                            q: &qs[i * hd..(i + 1) * hd],
+                            start: start[i] - base,
+                            npos: npos[i] - base,
+                            out,
+                        })
+                        .collect();
+                    path.attend(
+                        &mut queries,
+                        &keys[base * hd..],
+                        &values[base * hd..],
+                        0.125,
+                        &mut AttnScratch::default(),
+                    );
+                    drop(queries);
+                    assert_eq!(bits(&outs), bits(&a), "{path:?}: keys from position {base} on");
+                }
             }
             // An infinite value at the last position: the queries that do not see it keep their exact
             // results on every path.

@@ -126,7 +126,9 @@ pub fn attend(
     for query in queries.iter_mut() {
         let (q, hd) = (query.q, query.q.len());
         scores.clear();
-        for j in 0..query.npos {
+        // Positions before the window: weight exactly 0 (`exp(-inf) = 0`), as on the SIMD paths.
+        scores.resize(query.start, f32::NEG_INFINITY);
+        for j in query.start..query.npos {
             let mut acc = [0f32; LANES];
             for i in (0..hd).step_by(LANES) {
                 for l in 0..LANES {
@@ -149,7 +151,7 @@ pub fn attend(
         let sum = tree8(lanes);
         let out = &mut *query.out;
         out.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
+        for (j, &p) in scores.iter().enumerate().skip(query.start) {
             let v = &values[j * hd..(j + 1) * hd];
             for (o, x) in out.iter_mut().zip(v) {
                 *o += p * x.to_f32();

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{PAR_MIN_ELEMS, Row, Runtime};
 use crate::engine::cache::KvCache;
-use crate::engine::kernels::{self, QActs, QMatrix, StridedOut};
+use crate::engine::kernels::{self, KEY_TILE, QActs, QMatrix, StridedOut};
 
 /// The attention of one layer: head counts, head size and score scale.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -124,14 +124,23 @@ impl Runtime {
             let kvh = h0 / group;
             let row0 = rows[r0];
             let npos_max = row0.pos + len;
-            let (keys, values) = caches[row0.cache].head(layer, kvh, npos_max);
+            let cache = &caches[row0.cache];
+            // A sliding-window layer sees the last `window` positions (its own included). The keys
+            // go to the kernel from the key tile that holds the task's first start on, so positions
+            // keep their lanes (`j mod 8`) and earlier tiles are not even read.
+            let window = cache.layout()[layer].window;
+            let first = |npos: usize| window.map_or(0, |w| npos.saturating_sub(w));
+            let base = first(row0.pos + 1) / KEY_TILE * KEY_TILE;
+            let (keys, values) = cache.head_from(layer, kvh, base, npos_max);
             let mut queries = Vec::with_capacity(len * heads_per_task);
             for t in 0..len {
                 for h in h0..h0 + heads_per_task {
                     let r = r0 + t;
+                    let npos = row0.pos + t + 1;
                     queries.push(kernels::Query {
                         q: &qkv[r * qkv_dim + h * hd..][..hd],
-                        npos: row0.pos + t + 1,
+                        start: first(npos) - base,
+                        npos: npos - base,
                         // SAFETY: (row r, head h) is written by this task only.
                         out: unsafe { out.slice_mut(r, h * hd, hd) },
                     });

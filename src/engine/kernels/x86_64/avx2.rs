@@ -434,9 +434,11 @@ pub unsafe fn attend(
             jb += LANES;
         }
 
-        // Softmax numerators and their sums.
+        // Softmax numerators and their sums; positions before a query's window weigh exactly 0.
         for (i, query) in queries.iter().enumerate() {
-            scratch.sums[i] = softmax_row(scores.add(i * padded), query.npos);
+            let row = scores.add(i * padded);
+            std::slice::from_raw_parts_mut(row, query.start).fill(f32::NEG_INFINITY);
+            scratch.sums[i] = softmax_row(row, query.npos);
         }
 
         // Weighted sums of the values, positions in increasing order.
@@ -456,6 +458,8 @@ pub unsafe fn attend(
                 while first + 1 < queries.len()
                     && queries[first].npos >= jb + LANES
                     && queries[first + 1].npos >= jb + LANES
+                    && queries[first].start <= jb
+                    && queries[first + 1].start <= jb
                 {
                     let (a, b) = queries.split_at_mut(first + 1);
                     let (qa, qb) = (&mut a[first], &mut b[0]);
@@ -468,13 +472,16 @@ pub unsafe fn attend(
                 }
             }
             for (i, query) in queries.iter_mut().enumerate().skip(first) {
-                if query.npos <= jb {
+                if query.npos <= jb || query.start >= jb + LANES {
                     continue;
                 }
-                let used = (query.npos - jb).min(LANES);
-                let row = scores.add(i * padded + jb);
+                // Positions of this block before the query's window stay out of its sum.
+                let skip = query.start.saturating_sub(jb);
+                let used = (query.npos - jb).min(LANES) - skip;
+                let row = scores.add(i * padded + jb + skip);
                 let out = query.out.as_mut_ptr();
-                let src = if single { Src::F16(vp.add(jb * hd)) } else { Src::F32(kv) };
+                let src =
+                    if single { Src::F16(vp.add((jb + skip) * hd)) } else { Src::F32(kv.add(skip * hd)) };
                 // Up to 64 dimensions at a time stay in registers while the positions stream past.
                 let mut c0 = 0;
                 while c0 < hd {

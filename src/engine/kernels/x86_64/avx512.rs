@@ -194,24 +194,48 @@ pub unsafe fn attend(
             }
         }
 
-        // Softmax numerators and their sums.
+        // Softmax numerators and their sums; positions before a query's window weigh exactly 0.
         for (i, query) in queries.iter().enumerate() {
-            scratch.sums[i] = softmax_row(scores.add(i * padded), query.npos);
+            let row = scores.add(i * padded);
+            std::slice::from_raw_parts_mut(row, query.start).fill(f32::NEG_INFINITY);
+            scratch.sums[i] = softmax_row(row, query.npos);
         }
 
-        // Weighted sums: positions every query of a group sees go through the group together, the
-        // few that only some see through each of those alone, after them (positions stay in order).
+        // Weighted sums: positions every query of a group sees (`lo..shared`) go through the group
+        // together; the few that only some see (before `lo` in a window, from `shared` on) through
+        // each of those alone, before and after them, so every query's positions stay in order.
         let mut i = 0;
         while i < n {
             let g = (n - i).min(SUM_GROUP);
             let group = &mut queries[i..i + g];
             let shared = group.iter().map(|q| q.npos).min().unwrap_or(0);
+            let lo = group.iter().map(|q| q.start).max().unwrap_or(0);
             let ps: [*const f32; SUM_GROUP] =
                 std::array::from_fn(|k| scores.add((i + k.min(g - 1)) * padded) as *const f32);
             let outs: [*mut f32; SUM_GROUP] = std::array::from_fn(|k| group[k.min(g - 1)].out.as_mut_ptr());
             for c0 in (0..hd).step_by(SUM_CHUNKS * 16) {
                 let nc = ((hd - c0) / 16).min(SUM_CHUNKS);
-                let all = (vp, hd, c0, 0, shared, true);
+                if lo >= shared {
+                    // No position seen by all: each query alone.
+                    for (k, query) in group.iter().enumerate() {
+                        let own = (vp, hd, c0, query.start, query.npos, true);
+                        wsum_shapes!(1, nc, [ps[k]], [outs[k]], own; (1, 1), (1, 2), (1, 3), (1, 4));
+                    }
+                    continue;
+                }
+                let aligned = group.iter().all(|q| q.start == lo);
+                if !aligned {
+                    // Each query's positions before `lo`, or zeros (the `fresh` start) where none.
+                    for (k, query) in group.iter().enumerate() {
+                        if query.start < lo {
+                            let head = (vp, hd, c0, query.start, lo, true);
+                            wsum_shapes!(1, nc, [ps[k]], [outs[k]], head; (1, 1), (1, 2), (1, 3), (1, 4));
+                        } else {
+                            std::slice::from_raw_parts_mut(outs[k].add(c0), 16 * nc).fill(0.0);
+                        }
+                    }
+                }
+                let all = (vp, hd, c0, lo, shared, aligned);
                 wsum_shapes!(g, nc, ps, outs, all;
                     (1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4), (3, 1), (3, 2), (3, 3),
                     (3, 4), (4, 1), (4, 2), (4, 3), (4, 4), (5, 1), (5, 2), (5, 3), (5, 4), (6, 1), (6, 2),
