@@ -167,9 +167,46 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// `2 * sqrt(2 / pi)` rounded to f32: the factor of GELU's tanh argument, doubled (see [`gelu_tanh`]).
+const GELU_TWO_C: f32 = 1.595_769;
+/// The cubic coefficient of GELU's tanh approximation.
+const GELU_K: f32 = 0.044_715;
+
+/// GELU in its tanh form, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, computed through the
+/// identity `0.5 (1 + tanh(u)) = 1 / (1 + e^(-2u))`: `x / (1 + exp(-(2 sqrt(2/pi)) * (x + 0.044715 *
+/// (x * x * x))))` with this module's [`exp`], in that order. No tanh of its own is needed, and the
+/// form has no cancellation near 0 (where `1 - 2 / (e^(2u) + 1)` would lose the small tanh); it
+/// saturates to `x` (large `x`, also when `x^3` overflows) and to `-0` (very negative `x`).
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    let inner = GELU_TWO_C * (x + GELU_K * (x * x * x));
+    x / (1.0 + exp(-inner))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gelu_tanh_matches_its_definition() {
+        let mut worst = 0f64;
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            let xd = x as f64;
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let want = 0.5 * xd * (1.0 + (c * (xd + 0.044715 * xd * xd * xd)).tanh());
+            let err = (gelu_tanh(x) as f64 - want).abs() / want.abs().max(1e-3);
+            worst = worst.max(err);
+            x += 0.001_7;
+        }
+        assert!(worst < 2e-6, "worst relative error {worst}");
+        assert_eq!(gelu_tanh(0.0), 0.0);
+        assert_eq!(gelu_tanh(1e30), 1e30, "x^3 overflows: saturates to x");
+        assert_eq!(gelu_tanh(f32::INFINITY), f32::INFINITY);
+        assert_eq!(gelu_tanh(-1e30).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(gelu_tanh(-200.0), 0.0);
+        assert!(gelu_tanh(f32::NAN).is_nan());
+    }
 
     fn rel(a: f64, b: f64) -> f64 {
         if b == 0.0 { a.abs() } else { ((a - b) / b).abs() }

@@ -14,7 +14,7 @@ use super::cache::{KvCache, KvLayout};
 use super::kernels::{self, QActs, QMatrix};
 use super::runtime::linear::Linear;
 use super::runtime::meta::Meta;
-use super::runtime::ops::{GatedActivation, RmsNorm, Rope, add_in_place, rope_rotate, rows_apply_indexed};
+use super::runtime::ops::{GatedActivation, RmsNorm, Rope, RopeStyle, add_in_place, rows_apply_indexed};
 use super::runtime::schedule::Attention;
 use super::runtime::{Architecture, Row, Runtime, ScratchPool};
 use super::weights::TensorSource;
@@ -202,7 +202,6 @@ impl Llama {
     pub fn load(content: &Content, file: &[u8], rt: &Runtime) -> Result<Self, EngineError> {
         let cfg = LlamaConfig::from_gguf(content)?;
         let mlp = GatedActivation::SwiGlu;
-        mlp.check()?;
         let kernel = rt.kernel();
         let src = TensorSource { content, file };
         let (dim, ff, q_dim, kv_dim) = (cfg.dim, cfg.ff_dim, cfg.q_dim(), cfg.kv_dim());
@@ -245,7 +244,7 @@ impl Llama {
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         };
         let layout = KvLayout { kv_heads: cfg.n_kv_heads, head_dim: cfg.head_dim, window: None };
-        let rope = Rope::new(cfg.rope_base, cfg.rope_dim);
+        let rope = Rope::new(cfg.rope_base, cfg.rope_dim, RopeStyle::Interleaved);
         Ok(Llama {
             kv_layout: vec![layout; cfg.n_layers],
             cfg,
@@ -294,11 +293,11 @@ impl Llama {
             layer.attn_norm.rows(&mut s.h, &s.x);
             rt.quantize(&mut s.acts, &s.h, n, dim);
             rt.matmul(&layer.qkv.refs(), &s.acts, &mut s.qkv, layer.qkv.out_dim);
-            let rope = &s.rope;
+            let angles = &s.rope;
             rows_apply_indexed(&mut s.qkv, qkv_dim, |r, qkv| {
-                let cs = &rope[r * half..(r + 1) * half];
+                let cs = &angles[r * half..(r + 1) * half];
                 for head in qkv[..q_dim + kv_dim].chunks_exact_mut(cfg.head_dim) {
-                    rope_rotate(head, cs);
+                    self.rope.rotate(head, cs);
                 }
             });
             for (row, qkv) in rows.iter().zip(s.qkv.chunks_exact(qkv_dim)) {

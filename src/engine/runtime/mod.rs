@@ -62,8 +62,8 @@ pub(crate) trait Architecture: Send + Sync {
     /// Bytes of converted weights held in memory.
     fn weight_bytes(&self) -> usize;
 
-    /// The RoPE that rotated the keys `layer` stores, with the forward pass's interleaved-pair
-    /// convention ([`ops::rope_rotate`]): what [`slide::slide`] turns moved keys back with. An
+    /// The RoPE that rotated the keys `layer` stores, with its pairing of dimensions
+    /// ([`ops::Rope::rotate`]): what [`slide::slide`] turns moved keys back with. An
     /// architecture with several bases (Gemma 3's local and global layers) answers per layer.
     fn key_rope(&self, layer: usize) -> &Rope;
 

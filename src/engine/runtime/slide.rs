@@ -35,7 +35,7 @@
 //! One scalar implementation on the calling thread: the same bits for every kernel path and thread
 //! count by construction, and cheap next to the model (one pass over the cache's keys and values).
 
-use super::ops::rope_rotate;
+use super::ops::turn;
 use super::{Architecture, check_cache};
 use crate::engine::EngineError;
 use crate::engine::cache::{KvCache, SlideScratch};
@@ -69,13 +69,13 @@ pub(crate) fn slide(
         }
         // The forward pass's rotation of one pair, applied to every moved position's pair `i`.
         let rotate = |i: usize, a: &mut [f32], b: &mut [f32]| {
+            let (cos, sin) = cs[i];
             for (x, y) in a.iter_mut().zip(b) {
-                let mut pair = [*x, *y];
-                rope_rotate(&mut pair, &cs[i..=i]);
-                [*x, *y] = pair;
+                [*x, *y] = turn(*x, *y, cos, sin);
             }
         };
-        cache.slide_layer(layer, keep, drop, rope.pairs(), rotate, &mut scratch);
+        let pairs: Vec<(usize, usize)> = (0..rope.pairs()).map(|i| rope.pair(i)).collect();
+        cache.slide_layer(layer, keep, drop, &pairs, rotate, &mut scratch);
     }
     cache.set_len(len - drop);
     Ok(())
