@@ -38,6 +38,7 @@
 //! the engine's output on a fixed probe) catches an engine that computes differently.
 
 pub mod cache;
+pub mod gemma3;
 pub mod kernels;
 pub mod llama;
 mod model;
@@ -72,14 +73,16 @@ pub struct EngineOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "unsupported model architecture '{seen}': this engine runs 'llama' (SmolLM2 and friends); pick a llama-family GGUF"
+        "unsupported model architecture '{seen}': this engine runs 'llama' (SmolLM2 and friends) and 'gemma3'; pick a GGUF of one of them"
     )]
     UnsupportedArchitecture { seen: String },
     #[error("GGUF metadata key '{key}' is missing; the file is not a complete GGUF of its architecture")]
     MissingMetadata { key: String },
     #[error("GGUF metadata key '{key}' has {seen}, expected {expected}")]
     BadMetadata { key: String, seen: String, expected: String },
-    #[error("tensor '{name}' is missing from the GGUF; a llama model needs it (is the file complete?)")]
+    #[error(
+        "tensor '{name}' is missing from the GGUF; the model's architecture needs it (is the file complete?)"
+    )]
     MissingTensor { name: String },
     #[error(
         "tensor '{name}' has type {dtype}, which this engine cannot read; re-export the model as Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 or F32"

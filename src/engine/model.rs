@@ -8,14 +8,16 @@ use super::cache::KvCache;
 use super::kernels::{KernelPath, Kernels};
 use super::runtime::meta::architecture;
 use super::runtime::{Architecture, MAX_POSITION, Runtime, slide};
-use super::{EngineError, EngineOptions, llama};
+use super::{EngineError, EngineOptions, gemma3, llama};
 
 /// Builds an architecture's graph and weights from a GGUF for a runtime.
 type Loader = fn(&Content, &[u8], &Runtime) -> Result<Box<dyn Architecture>, EngineError>;
 
 /// Every architecture the engine runs, by its `general.architecture` name.
-const ARCHITECTURES: &[(&str, Loader)] =
-    &[(llama::ARCH, |c, f, rt| Ok(Box::new(llama::Llama::load(c, f, rt)?)))];
+const ARCHITECTURES: &[(&str, Loader)] = &[
+    (llama::ARCH, |c, f, rt| Ok(Box::new(llama::Llama::load(c, f, rt)?))),
+    (gemma3::ARCH, |c, f, rt| Ok(Box::new(gemma3::Gemma3::load(c, f, rt)?))),
+];
 
 /// A loaded model with its thread pool and kernel path: tokens in, logits out, bit for bit the same for
 /// every thread count, kernel path, batch and call pattern (the module docs of [`super`]).
@@ -45,19 +47,10 @@ impl Model {
         };
         let rt = Runtime::new(opts)?;
         let arch = load(content, file, &rt)?;
-        if let Some((layer, w)) =
-            arch.kv_layout().iter().enumerate().find_map(|(l, kv)| kv.window.map(|w| (l, w)))
-        {
-            return Err(EngineError::UnsupportedShape {
-                what: format!(
-                    "sliding-window attention ({w} positions in layer {layer}) is not implemented yet"
-                ),
-            });
-        }
         Ok(Model { arch, rt })
     }
 
-    /// The GGUF architecture name (`llama`).
+    /// The GGUF architecture name (`llama`, `gemma3`).
     pub fn architecture(&self) -> &'static str {
         self.arch.name()
     }

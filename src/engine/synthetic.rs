@@ -151,21 +151,11 @@ pub fn write_synthetic_llama_with(
     let candle = |e: candle_core::Error| io::Error::other(e.to_string());
     let head_dim = cfg.dim / cfg.n_heads;
     let kv_dim = cfg.n_kv_heads * head_dim;
-
-    // Tokenizer.
-    let mut tokens = vec![SYNTHETIC_END_OF_TEXT.to_string()];
-    tokens.extend(bytes_to_unicode(byte_char).iter().map(|&(_, c)| c.to_string()));
-    for (a, b) in SYNTHETIC_MERGES {
-        tokens.push(format!("{a}{b}"));
-    }
-    let vocab = tokens.len();
-    let mut token_type = vec![Value::I32(1); vocab];
-    token_type[0] = Value::I32(3);
-    let merges: Vec<Value> =
-        SYNTHETIC_MERGES.iter().map(|(a, b)| Value::String(format!("{a} {b}"))).collect();
+    let (vocab, tokenizer) = tokenizer_metadata(byte_char);
 
     let u32v = |n: usize| Value::U32(n as u32);
-    let metadata: Vec<(&str, Value)> = vec![
+    // Key order is part of the file's bytes (and of the golden archives' model sha256).
+    let mut metadata = vec![
         ("general.architecture", Value::String("llama".into())),
         ("general.name", Value::String("llmzip synthetic llama".into())),
         ("llama.context_length", u32v(cfg.context_length)),
@@ -178,16 +168,8 @@ pub fn write_synthetic_llama_with(
         ("llama.rope.dimension_count", u32v(head_dim)),
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("llama.vocab_size", u32v(vocab)),
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre", Value::String("smollm".into())),
-        ("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect())),
-        ("tokenizer.ggml.token_type", Value::Array(token_type)),
-        ("tokenizer.ggml.merges", Value::Array(merges)),
-        ("tokenizer.ggml.bos_token_id", Value::U32(0)),
-        ("tokenizer.ggml.eos_token_id", Value::U32(0)),
-        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
-        ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
     ];
+    metadata.extend(tokenizer);
 
     // Weights, drawn in a fixed order from one stream.
     let mut rng = SplitMix64(seed);
@@ -216,11 +198,110 @@ pub fn write_synthetic_llama_with(
         add(n("ffn_down"), linear(&mut rng, d, f), &[d, f], GgmlDType::Q4_1)?;
     }
     add("output_norm.weight".into(), rng.vec(cfg.dim, 0.1, 1.0), &[cfg.dim], GgmlDType::F32)?;
+    write_gguf(path, &metadata, &tensors)
+}
 
+/// The synthetic tokenizer's `tokenizer.ggml.*` metadata, and its vocabulary size.
+fn tokenizer_metadata(byte_char: impl Fn(u8) -> char) -> (usize, Vec<(&'static str, Value)>) {
+    let mut tokens = vec![SYNTHETIC_END_OF_TEXT.to_string()];
+    tokens.extend(bytes_to_unicode(byte_char).iter().map(|&(_, c)| c.to_string()));
+    for (a, b) in SYNTHETIC_MERGES {
+        tokens.push(format!("{a}{b}"));
+    }
+    let vocab = tokens.len();
+    let mut token_type = vec![Value::I32(1); vocab];
+    token_type[0] = Value::I32(3);
+    let merges: Vec<Value> =
+        SYNTHETIC_MERGES.iter().map(|(a, b)| Value::String(format!("{a} {b}"))).collect();
+    let metadata = vec![
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre", Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect())),
+        ("tokenizer.ggml.token_type", Value::Array(token_type)),
+        ("tokenizer.ggml.merges", Value::Array(merges)),
+        ("tokenizer.ggml.bos_token_id", Value::U32(0)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(0)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
+    ];
+    (vocab, metadata)
+}
+
+fn write_gguf(path: &Path, metadata: &[(&str, Value)], tensors: &[(String, QTensor)]) -> io::Result<()> {
+    let candle = |e: candle_core::Error| io::Error::other(e.to_string());
     let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut w = BufWriter::new(File::create(path)?);
     gguf_file::write(&mut w, &md, &ts).map_err(candle)?;
     use std::io::Write;
     w.flush()
+}
+
+/// The local window of the synthetic Gemma 3 model: short, so that short tests cross it. Its shape: 4
+/// layers, every `global_every`-th of them global (the file says so with
+/// `gemma3.attention.sliding_window_type`; 2 gives two of each, 5 none), width 64, 4 query heads and
+/// 1 key/value head of 32 dimensions (128 query dimensions against the width 64, as Gemma's 4 x 256
+/// against 640).
+pub const SYNTHETIC_GEMMA3_WINDOW: usize = 24;
+
+/// Writes a tiny Gemma 3 GGUF (`general.architecture = gemma3`) with the synthetic BPE tokenizer:
+/// every tensor Gemma 3 has (query/key norms, post-norms, the tied head), norms as `1 + w` around 1
+/// as the converter stores them, and a mix of Q8_0, Q5_0 and Q4_1 weights (Q5_0 goes through the
+/// engine's requantization). The same seed and alphabet give the same bytes.
+pub fn write_synthetic_gemma3(
+    path: &Path,
+    seed: u64,
+    global_every: usize,
+    byte_char: impl Fn(u8) -> char,
+) -> io::Result<()> {
+    let candle = |e: candle_core::Error| io::Error::other(e.to_string());
+    let (dim, n_layers, n_heads, n_kv_heads, head_dim, ff) = (64, 4, 4, 1, 32, 96);
+    let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
+    let (vocab, mut metadata) = tokenizer_metadata(byte_char);
+    let u32v = |n: usize| Value::U32(n as u32);
+    metadata.extend(vec![
+        ("general.architecture", Value::String("gemma3".into())),
+        ("general.name", Value::String("llmzip synthetic gemma3".into())),
+        ("gemma3.context_length", u32v(8192)),
+        ("gemma3.embedding_length", u32v(dim)),
+        ("gemma3.block_count", u32v(n_layers)),
+        ("gemma3.feed_forward_length", u32v(ff)),
+        ("gemma3.attention.head_count", u32v(n_heads)),
+        ("gemma3.attention.head_count_kv", u32v(n_kv_heads)),
+        ("gemma3.attention.key_length", u32v(head_dim)),
+        ("gemma3.attention.value_length", u32v(head_dim)),
+        ("gemma3.attention.sliding_window", u32v(SYNTHETIC_GEMMA3_WINDOW)),
+        ("gemma3.attention.sliding_window_type", u32v(global_every)),
+        ("gemma3.rope.freq_base", Value::F32(1_000_000.0)),
+        ("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+    ]);
+    let mut rng = SplitMix64(seed);
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let mut add = |name: String, values: Vec<f32>, shape: &[usize], dtype: GgmlDType| {
+        let t = Tensor::from_vec(values, shape, &Device::Cpu).map_err(candle)?;
+        tensors.push((name, QTensor::quantize(&t, dtype).map_err(candle)?));
+        Ok::<(), io::Error>(())
+    };
+    let linear = |rng: &mut SplitMix64, rows: usize, cols: usize| {
+        rng.vec(rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
+    };
+    add("token_embd.weight".into(), rng.vec(vocab * dim, 0.25, 0.0), &[vocab, dim], GgmlDType::Q8_0)?;
+    for l in 0..n_layers {
+        let n = |t: &str| format!("blk.{l}.{t}.weight");
+        add(n("attn_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("attn_q"), linear(&mut rng, q_dim, dim), &[q_dim, dim], GgmlDType::Q5_0)?;
+        add(n("attn_k"), linear(&mut rng, kv_dim, dim), &[kv_dim, dim], GgmlDType::Q5_0)?;
+        add(n("attn_v"), linear(&mut rng, kv_dim, dim), &[kv_dim, dim], GgmlDType::Q8_0)?;
+        add(n("attn_q_norm"), rng.vec(head_dim, 0.1, 1.0), &[head_dim], GgmlDType::F32)?;
+        add(n("attn_k_norm"), rng.vec(head_dim, 0.1, 1.0), &[head_dim], GgmlDType::F32)?;
+        add(n("attn_output"), linear(&mut rng, dim, q_dim), &[dim, q_dim], GgmlDType::Q4_1)?;
+        add(n("post_attention_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("ffn_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("ffn_gate"), linear(&mut rng, ff, dim), &[ff, dim], GgmlDType::Q5_0)?;
+        add(n("ffn_up"), linear(&mut rng, ff, dim), &[ff, dim], GgmlDType::Q4_1)?;
+        add(n("ffn_down"), linear(&mut rng, dim, ff), &[dim, ff], GgmlDType::Q8_0)?;
+        add(n("post_ffw_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+    }
+    add("output_norm.weight".into(), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+    write_gguf(path, &metadata, &tensors)
 }

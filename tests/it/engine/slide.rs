@@ -226,6 +226,20 @@ fn synthetic_slides_keep_the_bitwise_contract() {
 }
 
 #[test]
+fn synthetic_gemma3_slides_keep_the_bitwise_contract() {
+    // Local layers (a 24-position window) and global ones, each turned back with its own RoPE base.
+    let file = gemma3::synthetic_gemma3();
+    let seqs = sequences(file, 64, 200);
+    for kernel in paths() {
+        check_feedings_and_batches(&file.load(2, kernel), &seqs, kernel.name());
+    }
+    let configs: Vec<(usize, KernelPath)> = paths().into_iter().flat_map(|p| [(1, p), (2, p)]).collect();
+    for (tokens, cap, script) in &seqs[..2] {
+        check_configs(file, tokens, *cap, script, &configs);
+    }
+}
+
+#[test]
 fn real_slides_keep_the_bitwise_contract() {
     let file = real_model();
     let best = KernelPath::best_available();
