@@ -2,8 +2,8 @@
 //! the format, the tokenizer, the quantizer, the coder and the engine's arithmetic at once; a change that
 //! breaks them is a format or ENGINE_VERSION change, and needs new golden files made deliberately with
 //! `cargo test --release --test it golden::regenerate -- --ignored`. The `*.v2.*` files are format
-//! version 2 (a sliding cache and the mixer); the others version 1, which llmzip still writes for the
-//! window schedule without a mixer.
+//! version 2 (a sliding cache and the mixer; `*.gemma3.lz` with Gemma 3 270M); the others version 1,
+//! which llmzip still writes for the window schedule without a mixer.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,14 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
         ("odd-bytes.bin", "odd-bytes.smollm2.lz", with(&real, true)),
         ("alice-1500.txt", "alice-1500.v2.synthetic.lz", v2(&synthetic)),
         ("alice-1500.txt", "alice-1500.v2.smollm2.lz", v2(&real)),
+        // Gemma 3 (28-bit tables, the SentencePiece tokenizer) on lines of the five multilingual man
+        // pages: about 800 tokens in a 640-position sliding cache, so the cache slides and the local
+        // layers' 512-position window moves.
+        (
+            "multilingual-2500.txt",
+            "multilingual-2500.v2.gemma3.lz",
+            CodecOptions { context: 640, chunk_bytes: 1 << 20, ..v2(&common::gemma_model()) },
+        ),
     ]
 }
 
