@@ -928,27 +928,33 @@ mod tests {
             values.extend(std::iter::repeat_n(f16::NAN, hd));
             let nq = npos.len();
             let qs: Vec<f32> = (0..nq * hd).map(|_| rng.f32() * 3.0).collect();
-            let run = |k: &Kernels, values: &[f16]| {
+            // Every query's outputs, the keys and values given from position `base` on (a multiple of
+            // KEY_TILE) and every position shifted by it, as the runtime gives a window's.
+            let run = |k: &Kernels, keys: &[f16], values: &[f16], base: usize| {
                 let mut outs = vec![f32::NAN; nq * hd];
                 let mut queries: Vec<Query> = outs
                     .chunks_exact_mut(hd)
                     .enumerate()
                     .map(|(i, out)| Query {
                         q: &qs[i * hd..(i + 1) * hd],
-                        start: start[i],
-                        npos: npos[i],
+                        start: start[i] - base,
+                        npos: npos[i] - base,
                         out,
                     })
                     .collect();
                 let mut scratch = AttnScratch::default();
-                k.attend(&mut queries, &keys, values, 0.125, &mut scratch);
+                k.attend(&mut queries, &keys[base * hd..], &values[base * hd..], 0.125, &mut scratch);
                 drop(queries);
                 outs
             };
-            let a = run(scalar(), &values);
+            let a = run(scalar(), &keys, &values, 0);
             assert!(a.iter().all(|x| x.is_finite()));
             for path in simd_paths() {
-                assert_eq!(bits(&a), bits(&run(path, &values)), "{path:?} attention hd={hd} npos={npos:?}");
+                assert_eq!(
+                    bits(&a),
+                    bits(&run(path, &keys, &values, 0)),
+                    "{path:?} attention hd={hd} npos={npos:?}"
+                );
             }
             // A query that sees one position copies that value exactly.
             for (i, (&s, &n)) in start.iter().zip(&npos).enumerate() {
@@ -967,19 +973,7 @@ mod tests {
                 }
                 values_inf[(first - 1) * hd + 1] = f16::NAN;
                 for path in Kernels::available() {
-                    let mut outs = vec![f32::NAN; nq * hd];
-                    let mut queries: Vec<Query> = outs
-                        .chunks_exact_mut(hd)
-                        .enumerate()
-                        .map(|(i, out)| Query {
-                            q: &qs[i * hd..(i + 1) * hd],
-                            start: start[i],
-                            npos: npos[i],
-                            out,
-                        })
-                        .collect();
-                    path.attend(&mut queries, &keys_inf, &values_inf, 0.125, &mut AttnScratch::default());
-                    drop(queries);
+                    let outs = run(path, &keys_inf, &values_inf, 0);
                     for (i, (&s, &n)) in start.iter().zip(&npos).enumerate() {
                         let (got, want) = (&outs[i * hd..(i + 1) * hd], &a[i * hd..(i + 1) * hd]);
                         if s >= first || n < first {
@@ -1001,25 +995,7 @@ mod tests {
             if min_start >= KEY_TILE {
                 let base = min_start / KEY_TILE * KEY_TILE;
                 for path in Kernels::available() {
-                    let mut outs = vec![f32::NAN; nq * hd];
-                    let mut queries: Vec<Query> = outs
-                        .chunks_exact_mut(hd)
-                        .enumerate()
-                        .map(|(i, out)| Query {
-                            q: &qs[i * hd..(i + 1) * hd],
-                            start: start[i] - base,
-                            npos: npos[i] - base,
-                            out,
-                        })
-                        .collect();
-                    path.attend(
-                        &mut queries,
-                        &keys[base * hd..],
-                        &values[base * hd..],
-                        0.125,
-                        &mut AttnScratch::default(),
-                    );
-                    drop(queries);
+                    let outs = run(path, &keys, &values, base);
                     assert_eq!(bits(&outs), bits(&a), "{path:?}: keys from position {base} on");
                 }
             }
@@ -1028,7 +1004,7 @@ mod tests {
             let last = maxn - 1;
             values[last * hd + 3] = f16::INFINITY;
             for path in Kernels::available() {
-                let b = run(path, &values);
+                let b = run(path, &keys, &values, 0);
                 for (i, &n) in npos.iter().enumerate() {
                     let (got, want) = (&b[i * hd..(i + 1) * hd], &a[i * hd..(i + 1) * hd]);
                     if n <= last {
