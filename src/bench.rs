@@ -64,8 +64,9 @@ impl Tool {
         })
     }
 
-    /// This llmzip binary with the given extra compression arguments (model, context...).
-    pub fn llmzip(exe: PathBuf, extra: &[OsString]) -> Tool {
+    /// This llmzip binary, shown as `name`, with the given extra compression arguments (level, model,
+    /// context...).
+    pub fn llmzip(exe: PathBuf, name: &str, extra: &[OsString]) -> Tool {
         let mut compress: Vec<OsString> = vec!["c".into(), "-q".into(), "-c".into()];
         compress.extend(extra.iter().cloned());
         let mut decompress: Vec<OsString> = vec!["d".into(), "-q".into(), "-c".into()];
@@ -74,7 +75,7 @@ impl Tool {
             decompress.extend(extra[i..(i + 2).min(extra.len())].iter().cloned());
         }
         Tool {
-            name: "llmzip".into(),
+            name: name.into(),
             program: exe.into(),
             compress,
             decompress,
@@ -378,13 +379,22 @@ mod tests {
 
     #[test]
     fn the_ideal_code_length_is_read_from_the_statistics_record() {
-        let tool = Tool::llmzip("llmzip".into(), &[]);
+        let tool = Tool::llmzip("llmzip".into(), "llmzip", &[]);
         let stats = Stats { ideal_bits: 1920.0, windows: 2, ..Stats::default() };
         let record = stats.record("compress", "-");
         assert_eq!(ideal_from_record(&tool, "f", record.as_bytes()).unwrap(), (240.0, 2));
         assert!(ideal_from_record(&tool, "f", b"").is_err(), "no record");
         assert!(ideal_from_record(&tool, "f", record.repeat(2).as_bytes()).is_err(), "two records");
         assert!(ideal_from_record(&tool, "f", b"-: 1000 -> 250 bytes\n").is_err(), "human text");
+    }
+
+    #[test]
+    fn a_level_shapes_compression_only_and_a_local_model_goes_to_both_sides() {
+        let extra: Vec<OsString> = ["-9", "--model", "m.gguf", "--threads", "2"].map(OsString::from).into();
+        let tool = Tool::llmzip("llmzip".into(), "llmzip -9", &extra);
+        assert_eq!(tool.name, "llmzip -9");
+        assert_eq!(tool.compress[3..], extra[..]);
+        assert_eq!(tool.decompress[3..], [OsString::from("--model"), "m.gguf".into()]);
     }
 
     #[test]

@@ -222,6 +222,59 @@ pub struct CodecArgs {
     /// coded). Archives are larger; for measurements.
     #[arg(long)]
     pub no_mix: bool,
+
+    #[command(flatten)]
+    pub level: LevelArgs,
+}
+
+/// The ids of the level flags: each overrides the others, so the last one given wins, as in gzip.
+const LEVEL_IDS: [&str; 11] = ["l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9", "fast", "best"];
+
+/// `-1` .. `-9`, `--fast`, `--best`: a preset of model, context and mixer (`pipeline::level`). Only
+/// compression uses it; the archive records the settings themselves, so `d` needs no level.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LevelArgs {
+    /// Compression level 1 (fastest) .. 9 (smallest archive): -1 .. -9. Levels 1-7 run SmolLM2 with
+    /// longer contexts, 8-9 run Gemma 3 (slower, best beyond English). [default: 6]
+    #[arg(short = '1', overrides_with_all = LEVEL_IDS)]
+    pub l1: bool,
+    #[arg(short = '2', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l2: bool,
+    #[arg(short = '3', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l3: bool,
+    #[arg(short = '4', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l4: bool,
+    #[arg(short = '5', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l5: bool,
+    #[arg(short = '6', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l6: bool,
+    #[arg(short = '7', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l7: bool,
+    #[arg(short = '8', hide = true, overrides_with_all = LEVEL_IDS)]
+    pub l8: bool,
+    /// Level 9: see -1.
+    #[arg(short = '9', overrides_with_all = LEVEL_IDS)]
+    pub l9: bool,
+    /// Level 1.
+    #[arg(long, overrides_with_all = LEVEL_IDS)]
+    pub fast: bool,
+    /// Level 9.
+    #[arg(long, overrides_with_all = LEVEL_IDS)]
+    pub best: bool,
+}
+
+impl LevelArgs {
+    /// The level given, if any (the flags override each other, so at most one is set).
+    pub fn level(&self) -> Option<u8> {
+        let digits = [self.l1, self.l2, self.l3, self.l4, self.l5, self.l6, self.l7, self.l8, self.l9];
+        if self.fast {
+            return Some(1);
+        }
+        if self.best {
+            return Some(9);
+        }
+        digits.iter().position(|&set| set).map(|i| i as u8 + 1)
+    }
 }
 
 /// `l`: the shared flags plus the output format.
@@ -294,6 +347,12 @@ pub struct BenchArgs {
     /// Tab-separated output instead of a Markdown table.
     #[arg(long)]
     pub robot: bool,
+
+    /// Measure llmzip at each of these levels (comma-separated, 1..=9), one row per level; the other
+    /// flags still apply to every level. [default: the default level only]
+    #[arg(long, value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub levels: Vec<u8>,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -374,6 +433,25 @@ mod tests {
     fn robot_belongs_to_list_only() {
         assert!(parse(&["c", "--robot"]).is_err());
         assert!(parse(&["bench", "f", "--robot"]).is_ok());
+    }
+
+    #[test]
+    fn levels_parse_and_the_last_one_wins() {
+        let level = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Compress(a) => a.codec.level.level(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(level(&["c", "f"]), None);
+        for n in 1..=9u8 {
+            assert_eq!(level(&["c", &format!("-{n}"), "f"]), Some(n));
+        }
+        assert_eq!(level(&["c", "--fast", "f"]), Some(1));
+        assert_eq!(level(&["c", "--best", "f"]), Some(9));
+        assert_eq!(level(&["c", "-1", "-9", "f"]), Some(9));
+        assert_eq!(level(&["c", "-9", "--fast", "f"]), Some(1));
+        assert_eq!(level(&["c", "--best", "-3", "f"]), Some(3));
+        assert_eq!(level(&["c", "-kv9", "f"]), Some(9));
+        assert!(parse(&["c", "-0", "f"]).is_err());
     }
 
     #[test]

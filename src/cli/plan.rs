@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::args::{CodecArgs, Command, FileArgs};
-use crate::pipeline::params::{DEFAULT_CONTEXT, default_overlap, default_slide};
+use crate::mix::MixConfig;
+use crate::pipeline::level::{self, DEFAULT_LEVEL};
+use crate::pipeline::params::{default_overlap, default_slide};
 
 /// The suffix of llmzip archives.
 pub const SUFFIX: &str = ".lz";
@@ -156,8 +158,8 @@ pub struct Settings {
     pub overlap: u32,
     /// Positions a full cache drops; 0 for the window schedule. Less than `context`.
     pub slide: u32,
-    /// Blend the mixer into the model's tables (`--no-mix` clears it).
-    pub mix: bool,
+    /// The mixer blended into the model's tables: the level's, or [`MixConfig::OFF`] with `--no-mix`.
+    pub mix: MixConfig,
     /// At least 1.
     pub threads: usize,
 }
@@ -235,7 +237,11 @@ pub fn settings(
     codec: &CodecArgs,
     available_threads: usize,
 ) -> Result<Settings, UsageError> {
-    let context = codec.run.context.unwrap_or(DEFAULT_CONTEXT);
+    // The level fills in what no flag names; it shapes only what compression chooses (a decoder reads
+    // every setting from the archive, and its model from the archive unless --model names a copy).
+    let level = codec.level.level().filter(|_| operation == Operation::Compress).unwrap_or(DEFAULT_LEVEL);
+    let preset = level::preset(level).expect("LevelArgs yields levels 1..=9 only");
+    let context = codec.run.context.unwrap_or(preset.context);
     let overlap = match codec.overlap {
         // Only compression uses the window settings (a decoder reads them from the archive).
         Some(overlap) if overlap >= context && operation == Operation::Compress => {
@@ -254,14 +260,16 @@ pub fn settings(
         }
         (Some(slide), _) => slide,
         (None, Some(_)) => 0,
+        (None, None) if codec.run.context.is_none() => preset.slide,
         (None, None) => default_slide(context),
     };
+    let preset_model = (operation == Operation::Compress).then_some(preset.model).flatten();
     Ok(Settings {
-        model: codec.run.model.clone(),
+        model: codec.run.model.clone().or_else(|| preset_model.map(str::to_string)),
         context,
         overlap,
         slide,
-        mix: !codec.no_mix,
+        mix: if codec.no_mix { MixConfig::OFF } else { preset.mix },
         // More workers than cores only spin: `--threads 1024` on 2 cores took minutes for 14 bytes.
         threads: codec.run.threads.unwrap_or(available_threads).min(available_threads).max(1),
     })
@@ -873,7 +881,14 @@ mod tests {
         let p = plan(C, &files(&[]), &env(&fs)).unwrap();
         assert_eq!(
             p.settings,
-            Settings { model: None, context: 2048, overlap: 256, slide: 512, mix: true, threads: 4 }
+            Settings {
+                model: None,
+                context: 2048,
+                overlap: 256,
+                slide: 512,
+                mix: MixConfig::recommended(),
+                threads: 4
+            }
         );
         let mut a = files(&[]);
         a.codec = CodecArgs {
@@ -881,6 +896,7 @@ mod tests {
             overlap: None,
             slide: None,
             no_mix: true,
+            level: Default::default(),
         };
         let p = plan(C, &a, &env(&fs)).unwrap();
         assert_eq!(
@@ -890,12 +906,46 @@ mod tests {
                 context: 100,
                 overlap: 50,
                 slide: 25,
-                mix: false,
+                mix: MixConfig::OFF,
                 threads: 1
             }
         );
         let zero = Env { available_threads: 0, ..env(&fs) };
         assert_eq!(plan(C, &files(&[]), &zero).unwrap().settings.threads, 1);
+    }
+
+    #[test]
+    fn a_level_fills_in_what_no_flag_names_and_only_for_compression() {
+        let fs = Fake::default();
+        let mut a = files(&[]);
+        a.codec.level.l1 = true;
+        let fast = level::preset(1).unwrap();
+        let s = plan(C, &a, &env(&fs)).unwrap().settings;
+        assert_eq!(
+            (s.model.as_deref(), s.context, s.slide, s.mix),
+            (None, fast.context, fast.slide, fast.mix)
+        );
+
+        a.codec.level = Default::default();
+        a.codec.level.best = true;
+        let best = level::preset(9).unwrap();
+        let s = plan(C, &a, &env(&fs)).unwrap().settings;
+        assert_eq!((s.model.as_deref(), s.context, s.slide), (best.model, best.context, best.slide));
+
+        // Explicit flags win over the preset, and the slide follows an explicit context.
+        a.codec.run.model = Some("m.gguf".into());
+        a.codec.run.context = Some(100);
+        a.codec.no_mix = true;
+        let s = plan(C, &a, &env(&fs)).unwrap().settings;
+        assert_eq!(
+            (s.model.as_deref(), s.context, s.slide, s.mix),
+            (Some("m.gguf"), 100, 25, MixConfig::OFF)
+        );
+
+        // A decoder takes its model from the archive: a level must not name one.
+        a.codec.run = Default::default();
+        let s = plan(Operation::Decompress, &a, &env(&fs)).unwrap().settings;
+        assert_eq!(s.model, None);
     }
 
     #[test]

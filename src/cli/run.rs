@@ -27,7 +27,6 @@ use super::report::{Reporter, is_broken_pipe, one_line};
 use crate::io::fs::copy_metadata;
 use crate::io::stdio::{self, StdoutSink};
 use crate::io::{AtomicFile, StderrProgress};
-use crate::mix::MixConfig;
 use crate::pipeline::{self, CodecOptions, PipelineError, Sessions, Stats};
 
 /// Read buffer for input files.
@@ -78,7 +77,7 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
         context: settings.context,
         overlap: settings.overlap,
         slide: Some(settings.slide),
-        mix: if settings.mix { MixConfig::recommended() } else { MixConfig::OFF },
+        mix: settings.mix,
         threads: settings.threads,
         // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
         kernel: None,
@@ -99,14 +98,17 @@ pub fn execute(plan: &Plan, reporter: &mut Reporter) {
 /// `c --chunk-size/--chunks/--part`, resolved by [`super::pieces`]).
 pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     let show_progress = reporter.verbosity() != Verbosity::Quiet && io::stderr().is_terminal();
-    if matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2) {
+    // Only compression chooses these: `d`, `t` and `l` take every setting from the archive.
+    if plan.operation == Operation::Compress
+        && matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2)
+    {
         let s = &plan.settings;
         reporter.info(&format!(
             "model {}, context {}, {}, mixer {}, threads {}",
             s.model.as_deref().unwrap_or("(default)"),
             s.context,
             if s.slide > 0 { format!("slide {}", s.slide) } else { format!("overlap {}", s.overlap) },
-            if s.mix { "on" } else { "off" },
+            if s.mix.is_off() { "off" } else { "on" },
             s.threads
         ));
     }

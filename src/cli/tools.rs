@@ -177,7 +177,14 @@ pub fn bench_files(args: &BenchArgs, reporter: &mut Reporter) -> u8 {
     if let Some(t) = args.run.threads {
         extra.extend(["--threads".into(), t.to_string().into()]);
     }
-    tools.push(Tool::llmzip(exe, &extra));
+    if args.levels.is_empty() {
+        tools.push(Tool::llmzip(exe.clone(), "llmzip", &extra));
+    }
+    for level in &args.levels {
+        let mut with_level = vec![format!("-{level}").into()];
+        with_level.extend(extra.iter().cloned());
+        tools.push(Tool::llmzip(exe.clone(), &format!("llmzip -{level}"), &with_level));
+    }
 
     let spinner = indicatif::ProgressBar::new_spinner();
     if !io::stderr().is_terminal() {

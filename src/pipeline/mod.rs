@@ -16,6 +16,7 @@ mod decompress;
 mod entropy;
 mod error;
 pub mod eval;
+pub mod level;
 pub mod params;
 mod predict;
 mod segment;

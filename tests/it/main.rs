@@ -7,6 +7,7 @@ mod container;
 mod engine;
 mod golden;
 mod layers;
+mod levels;
 mod model;
 mod pipeline;
 mod precision;
