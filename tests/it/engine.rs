@@ -186,6 +186,44 @@ fn check_batch(model: &Model, seqs: &[Vec<u32>; 4], warmup: [usize; 4], steps: u
     }
 }
 
+/// Runs of different lengths for several sequences in one call (`Model::extend`, what speculative
+/// decoding sends: each lane's last token and its draft, some lanes with none) give every row the bits
+/// it gets alone; a run may be empty. The calls rotate run lengths over the sequences.
+fn check_extend(model: &Model, seqs: &[Vec<u32>; 4], warmup: [usize; 4], calls: usize) {
+    let vocab = model.vocab_size();
+    let lens = [[1, 3, 0, 6], [5, 1, 2, 0], [0, 4, 1, 1]];
+    let used: [usize; 4] =
+        std::array::from_fn(|i| warmup[i] + (0..calls).map(|c| lens[c % lens.len()][i]).sum::<usize>());
+    let alone: Vec<Vec<f32>> = (0..4).map(|i| prefill_all(model, &seqs[i][..used[i]])).collect();
+    let mut caches: Vec<KvCache> = (0..4).map(|i| model.new_cache(used[i])).collect();
+    let mut at = warmup;
+    for i in 0..4 {
+        let mut logits = vec![0f32; warmup[i] * vocab];
+        model.prefill(&mut caches[i], &seqs[i][..warmup[i]], &mut logits).expect("warm-up prefill");
+    }
+    for c in 0..calls {
+        let len = lens[c % lens.len()];
+        let runs: Vec<&[u32]> = (0..4).map(|i| &seqs[i][at[i]..at[i] + len[i]]).collect();
+        let mut logits = vec![0f32; len.iter().sum::<usize>() * vocab];
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        model.extend(&mut refs, &runs, &mut logits).expect("extend");
+        let mut row = 0;
+        for i in 0..4 {
+            for pos in at[i]..at[i] + len[i] {
+                assert_same_bits(
+                    &alone[i][pos * vocab..(pos + 1) * vocab],
+                    &logits[row * vocab..(row + 1) * vocab],
+                    vocab,
+                    &format!("sequence {i} at position {pos}: alone vs row {row} of extend call {c}"),
+                );
+                row += 1;
+            }
+            at[i] += len[i];
+            assert_eq!(caches[i].len(), at[i], "extend appends each run to its cache");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Synthetic model: every check, in seconds.
 
@@ -225,6 +263,7 @@ fn synthetic_batch_composition_does_not_matter() {
     let seqs = [0, 3000, 6000, 9000].map(|at| file.tokens(&text[at..at + 2000]));
     for kernel in paths() {
         check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 280, true);
+        check_extend(&file.load(2, kernel), &seqs, [1, 37, 150, 5], 30);
     }
 }
 
@@ -463,6 +502,7 @@ fn real_batch_composition_does_not_matter() {
     let text = english_text();
     let seqs = [0, 5000, 12000, 20000].map(|at| file.tokens(&text[at..at + 3000]));
     check_batch(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 0], 260, false);
+    check_extend(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 1], 6);
 }
 
 /// "The quick brown fox jumps over the lazy dog." in SmolLM2's vocabulary.

@@ -52,6 +52,7 @@ fn synthetic_gemma3_batch_composition_does_not_matter() {
     let seqs = [0, 3000, 6000, 9000].map(|at| file.tokens(&text[at..at + 2000]));
     for kernel in paths() {
         check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 120, true);
+        check_extend(&file.load(2, kernel), &seqs, [1, 37, 150, 5], 30);
     }
 }
 
