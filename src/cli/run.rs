@@ -81,6 +81,9 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
         threads: settings.threads,
         // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
         kernel: None,
+        // Speculative decoding changes no output, only the time: LLMZIP_SPECULATE=0 switches it off
+        // for measurements (no flag, as for the kernel path).
+        speculate: std::env::var_os("LLMZIP_SPECULATE").is_none_or(|v| v != "0"),
         ..CodecOptions::default()
     }
 }
@@ -316,6 +319,12 @@ pub fn stats_line(op: Operation, name: &str, s: &Stats) -> String {
         s.tokens,
         s.seconds,
     );
+    if op != Operation::Compress && s.lane_calls > 0 {
+        let _ = write!(line, ", {:.2} tokens per engine call", s.tokens as f64 / s.lane_calls as f64);
+        if s.drafted > 0 {
+            let _ = write!(line, " ({} of {} drafted tokens right)", s.accepted, s.drafted);
+        }
+    }
     if op == Operation::Compress && s.windows > 0 {
         let plural = if s.windows == 1 { "" } else { "s" };
         let _ = write!(line, "{IDEAL_MARK}{:.0} bytes over {} window{plural}", s.ideal_bits / 8.0, s.windows);
@@ -345,5 +354,12 @@ mod tests {
         );
         let empty = Stats { input_bytes: 0, output_bytes: 20, tokens: 0, seconds: 0.1, ..Stats::default() };
         assert!(stats_line(Operation::Compress, "e", &empty).contains("ratio -, - bits/byte"));
+        let drafts = Stats { tokens: 300, lane_calls: 200, drafted: 150, accepted: 100, ..d };
+        assert!(
+            stats_line(Operation::Decompress, "a.lz", &drafts)
+                .ends_with(", 1.50 tokens per engine call (100 of 150 drafted tokens right)"),
+            "{}",
+            stats_line(Operation::Decompress, "a.lz", &drafts)
+        );
     }
 }

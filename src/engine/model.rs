@@ -143,4 +143,17 @@ impl Model {
     ) -> Result<(), EngineError> {
         self.rt.step(&*self.arch, caches, tokens, logits)
     }
+
+    /// A run of tokens for each of `caches.len()` independent sequences in one call (speculative
+    /// decoding: each lane's last token and its draft): appends `runs[i]` to `caches[i]` and writes one
+    /// logits row per token, run 0's rows first. Each row's logits are those the tokens would get from
+    /// [`Model::prefill`] or [`Model::step`] alone.
+    pub fn extend(
+        &self,
+        caches: &mut [&mut KvCache],
+        runs: &[&[u32]],
+        logits: &mut [f32],
+    ) -> Result<(), EngineError> {
+        self.rt.extend(&*self.arch, caches, runs, logits)
+    }
 }

@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::compress::CountingWriter;
+use super::draft::Drafter;
 use super::params::CodingParams;
 use super::predict::{prefill, slice_rows};
 use super::session::{Session, Sessions};
@@ -137,7 +138,7 @@ fn decompress_one<'r>(
             chunk_no += 1;
         }
         if group.len() == lanes || (done && !group.is_empty()) {
-            let decoded = decode_group(session, &params, &group, progress)?;
+            let decoded = decode_group(session, &params, &group, opts.speculate, progress, stats)?;
             for ((index, chunk), bytes) in group.iter().zip(&decoded) {
                 chunk.verify_original(*index, bytes)?;
                 reader.note_original(bytes);
@@ -228,6 +229,9 @@ struct Lane {
     cache: KvCache,
     /// The chunk's mixer (`None` without one), learning each token once it is decoded.
     mixer: Option<Mixer>,
+    /// With speculation: the lane's drafter, and the tokens it guessed for this call.
+    drafter: Option<Drafter>,
+    draft: Vec<u32>,
     /// The logits row of a window's last context position (lanes that step use the batch's rows).
     row: Vec<f32>,
     /// The chunk's archive bytes, reported to the progress bar in proportion to the tokens decoded so
@@ -271,13 +275,58 @@ impl Lane {
     fn finished(&self) -> bool {
         self.tokens.len() as u64 == self.total_tokens && !self.at_window_start
     }
+
+    /// Draft tokens the next call may guess after the lane's next token: every guess must stay inside
+    /// the chunk, the current window and the cache (after the slide a full cache makes before a step),
+    /// so a confirmed draft never crosses a point where the schedule does something else.
+    fn draft_room(&self) -> usize {
+        let next = self.tokens.len() + 1;
+        let in_chunk = (self.total_tokens as usize).saturating_sub(next);
+        let (in_window, in_cache) = match &self.schedule {
+            LaneSchedule::Windows { window, .. } => {
+                (window.coded.end.saturating_sub(next), self.cache.remaining().saturating_sub(1))
+            }
+            LaneSchedule::Sliding(sliding) => (usize::MAX, sliding.room(self.cache.len()).saturating_sub(1)),
+        };
+        in_chunk.min(in_window).min(in_cache)
+    }
+
+    /// Decodes the lane's next token with `table` (whose mixer plan, LLM probabilities and their sum
+    /// are given when mixing), lets its mixer learn it, moves the progress bar and the schedule on.
+    fn take(
+        &mut self,
+        table: &FreqTable,
+        mixed: Option<(&MixPlan, &Probabilities, f64)>,
+        progress: &dyn Progress,
+    ) -> Result<u32, PipelineError> {
+        self.at_window_start = false;
+        let token = self.decoder.decode(table).map_err(|e| PipelineError::corrupt(self.index, e))?;
+        if let (Some(mixer), Some((plan, probs, sum))) = (&mut self.mixer, mixed) {
+            let p_llm = probs.weights()[token as usize] as f64 / sum;
+            mixer.update(plan, p_llm, token);
+        }
+        self.tokens.push(token);
+        let share = self.input_len * self.tokens.len() as u64 / self.total_tokens.max(1);
+        if share > self.reported {
+            progress.add_input(share - self.reported);
+            self.reported = share;
+        }
+        self.advance();
+        Ok(token)
+    }
 }
+
+/// Draft rows one engine call may add over all lanes: with few lanes a step is bound by reading the
+/// weights, and extra rows are nearly free; with many, every row costs compute, so guesses share this.
+const DRAFT_ROWS_PER_CALL: usize = 16;
 
 fn decode_group(
     session: &Session,
     params: &CodingParams,
     group: &[(u64, Chunk)],
+    speculate: bool,
     progress: &dyn Progress,
+    stats: &mut Stats,
 ) -> Result<Vec<Vec<u8>>, PipelineError> {
     let context = params.context as usize;
     let vocab = session.engine.vocab_size();
@@ -323,6 +372,8 @@ fn decode_group(
                     at_window_start: true,
                     cache: session.engine.new_cache(context),
                     mixer: (!params.mix.is_off()).then(|| Mixer::new(params.mix, vocab)),
+                    drafter: speculate.then(Drafter::new),
+                    draft: Vec::new(),
                     row: Vec::new(),
                     input_len: chunk.encoded_len() as u64,
                     reported: 0,
@@ -344,28 +395,44 @@ fn decode_group(
     let mut sums = vec![0.0f64; n];
     let mut prefill_logits = vec![0.0f32; slice_rows(vocab) * vocab];
     let mut step_logits: Vec<f32> = Vec::new();
-    let mut step_tokens: Vec<u32> = Vec::new();
+    let mut runs: Vec<Vec<u32>> = Vec::new();
+    let mut single = Probabilities::new();
     while !lanes.is_empty() {
-        // 1. Lanes mid-window feed their last token to one batched step.
-        step_tokens.clear();
-        step_tokens.extend(lanes.iter().filter(|l| !l.at_window_start).filter_map(|l| l.tokens.last()));
-        step_logits.resize(step_tokens.len() * vocab, 0.0);
-        if !step_tokens.is_empty() {
+        // 1. Lanes mid-window feed their last token, and the draft of the tokens after it where one is
+        //    guessed, to one engine call: row 0 of a lane's run predicts its next token, row j the
+        //    token after draft token j.
+        let mut budget = if speculate { DRAFT_ROWS_PER_CALL } else { 0 };
+        runs.clear();
+        for lane in lanes.iter_mut().filter(|l| !l.at_window_start) {
             // A full sliding cache drops its oldest positions before it takes the next one.
-            for lane in lanes.iter_mut().filter(|l| !l.at_window_start) {
-                if let LaneSchedule::Sliding(sliding) = lane.schedule
-                    && sliding.room(lane.cache.len()) == 0
-                {
-                    session.engine.slide(&mut lane.cache, sliding.sink, sliding.slide)?;
-                }
+            if let LaneSchedule::Sliding(sliding) = lane.schedule
+                && sliding.room(lane.cache.len()) == 0
+            {
+                session.engine.slide(&mut lane.cache, sliding.sink, sliding.slide)?;
             }
+            let room = lane.draft_room().min(budget);
+            let Lane { drafter, draft, tokens, .. } = lane;
+            match drafter {
+                Some(d) if room > 0 => d.draft(tokens, room, draft),
+                _ => draft.clear(),
+            }
+            budget -= draft.len();
+            let mut run = vec![*tokens.last().expect("a lane mid-window has decoded a token")];
+            run.extend_from_slice(draft);
+            runs.push(run);
+        }
+        let rows_total: usize = runs.iter().map(Vec::len).sum();
+        step_logits.resize(rows_total * vocab, 0.0);
+        if rows_total > 0 {
             let mut caches: Vec<&mut KvCache> =
                 lanes.iter_mut().filter(|l| !l.at_window_start).map(|l| &mut l.cache).collect();
-            session.engine.step(&mut caches, &step_tokens, &mut step_logits)?;
+            let run_refs: Vec<&[u32]> = runs.iter().map(Vec::as_slice).collect();
+            session.engine.extend(&mut caches, &run_refs, &mut step_logits)?;
         }
         // 2. Lanes at a window start prefill their context alone; the last row predicts their next token.
         for lane in lanes.iter_mut().filter(|l| l.at_window_start) {
-            let Lane { cache, schedule, tokens, row, .. } = lane;
+            let Lane { cache, schedule, tokens, row, draft, .. } = lane;
+            draft.clear();
             cache.clear();
             let context = schedule.window_context(tokens, &start);
             let _always_continues: ControlFlow<()> =
@@ -375,17 +442,21 @@ fn decode_group(
                     Ok(ControlFlow::Continue(()))
                 })?;
         }
-        // 3. Every lane's table, in parallel (a pure function of its row).
-        let mut stepped = step_logits.chunks_exact(vocab);
+        stats.lane_calls += lanes.len() as u64;
+        // 3. Every lane's first table, in parallel (a pure function of its row). A stepped lane's rows
+        //    are `first[i]..` in the call's logits.
+        let mut first = Vec::with_capacity(lanes.len());
+        let mut at = 0;
+        for lane in &lanes {
+            first.push(at);
+            if !lane.at_window_start {
+                at += (1 + lane.draft.len()) * vocab;
+            }
+        }
         let rows: Vec<&[f32]> = lanes
             .iter()
-            .map(|l| {
-                if l.at_window_start {
-                    l.row.as_slice()
-                } else {
-                    stepped.next().expect("one row per stepped lane")
-                }
-            })
+            .zip(&first)
+            .map(|(l, &at)| if l.at_window_start { l.row.as_slice() } else { &step_logits[at..at + vocab] })
             .collect();
         let live = lanes.len();
         if mixing {
@@ -398,21 +469,38 @@ fn decode_group(
         } else {
             session.quantize_rows(rows, &mut tables[..live]);
         }
-        // 4. Each lane decodes one token, in lane order (and its mixer learns it).
-        for (i, (lane, table)) in lanes.iter_mut().zip(&tables).enumerate() {
-            lane.at_window_start = false;
-            let token = lane.decoder.decode(table).map_err(|e| PipelineError::corrupt(lane.index, e))?;
-            if let Some(mixer) = &mut lane.mixer {
-                let p_llm = probs[i].weights()[token as usize] as f64 / sums[i];
-                mixer.update(&plans[i], p_llm, token);
+        // 4. Each lane decodes its next token, in lane order (and its mixer learns it); then, while
+        //    the decoded token is the draft's guess, the next row is exact and decodes the next one.
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let mixed = mixing.then(|| (&plans[i], &probs[i], sums[i]));
+            let mut token = lane.take(&tables[i], mixed, progress)?;
+            let drafted = lane.draft.len();
+            let mut accepted = 0;
+            while accepted < drafted && token == lane.draft[accepted] {
+                accepted += 1;
+                let at = first[i] + accepted * vocab;
+                let row = &step_logits[at..at + vocab];
+                if mixing {
+                    session.softmax_rows([row], std::slice::from_mut(&mut single), &mut sums[i..=i]);
+                    lane.mixer.as_ref().expect("a mixer per lane").plan(sums[i], &mut plans[i]);
+                    let (plan, sum) = (std::slice::from_ref(&plans[i]), &sums[i..=i]);
+                    session.mixed_tables(plan, std::slice::from_ref(&single), sum, &mut tables[i..=i]);
+                    token = lane.take(&tables[i], Some((&plans[i], &single, sums[i])), progress)?;
+                } else {
+                    session.quantize_rows([row], &mut tables[i..=i]);
+                    token = lane.take(&tables[i], None, progress)?;
+                }
             }
-            lane.tokens.push(token);
-            let share = lane.input_len * lane.tokens.len() as u64 / lane.total_tokens.max(1);
-            if share > lane.reported {
-                progress.add_input(share - lane.reported);
-                lane.reported = share;
+            if drafted > 0 {
+                // The cache holds the last token and every guess; keep what the decoder confirmed.
+                let len = lane.cache.len() - (drafted - accepted);
+                lane.cache.truncate(len);
+                if let Some(d) = &mut lane.drafter {
+                    d.record(drafted, accepted);
+                }
+                stats.drafted += drafted as u64;
+                stats.accepted += accepted as u64;
             }
-            lane.advance();
         }
         // 5. Finished lanes leave the batch.
         lanes.retain_mut(|lane| {

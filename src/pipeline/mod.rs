@@ -13,6 +13,7 @@
 
 mod compress;
 mod decompress;
+mod draft;
 mod entropy;
 mod error;
 pub mod eval;
@@ -56,6 +57,9 @@ pub struct CodecOptions {
     pub chunk_bytes: usize,
     /// How many chunks the decoder advances in lock-step (the engine's batch size).
     pub lanes: usize,
+    /// Decoding only: guess the next tokens from the chunk's history and confirm them in one engine
+    /// call (`draft.rs`). The output is the same either way; off is for tests and measurements.
+    pub speculate: bool,
     /// Model-code every chunk even where storing it would be smaller. For tests and measurements only:
     /// archives stay valid either way.
     pub force_model: bool,
@@ -84,6 +88,7 @@ impl Default for CodecOptions {
             kernel: None,
             chunk_bytes: segment::DEFAULT_CHUNK_BYTES,
             lanes: params::DEFAULT_LANES,
+            speculate: true,
             force_model: false,
             chunk_range: None,
         }
@@ -111,6 +116,12 @@ pub struct Stats {
     pub windows: u64,
     pub ideal_bits: f64,
     pub seconds: f64,
+    /// Decompression only: engine calls summed over the lanes in each (a lane's share of a batched
+    /// call counts once), so `tokens / lane_calls` is the tokens one call gave a lane (1 without
+    /// speculation, less the window-start prefills); and the draft tokens guessed and confirmed.
+    pub lane_calls: u64,
+    pub drafted: u64,
+    pub accepted: u64,
 }
 
 impl Stats {
@@ -134,7 +145,8 @@ impl Stats {
         let file: String = file.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
         format!(
             "op={operation}\tfile={file}\tinput_bytes={}\toutput_bytes={}\toriginal_bytes={}\t\
-             archive_bytes={}\ttokens={}\tchunks={}\tstored_chunks={}\twindows={}\tideal_bits={}\tseconds={}\n",
+             archive_bytes={}\ttokens={}\tchunks={}\tstored_chunks={}\twindows={}\tideal_bits={}\tseconds={}\t\
+             lane_calls={}\tdrafted={}\taccepted={}\n",
             self.input_bytes,
             self.output_bytes,
             self.original_bytes,
@@ -145,6 +157,9 @@ impl Stats {
             self.windows,
             self.ideal_bits,
             self.seconds,
+            self.lane_calls,
+            self.drafted,
+            self.accepted,
         )
     }
 
@@ -166,6 +181,10 @@ impl Stats {
             windows: int("windows")?,
             ideal_bits: float("ideal_bits")?,
             seconds: float("seconds")?,
+            // Added later than the others: a record without them reads as none.
+            lane_calls: int("lane_calls").unwrap_or(0),
+            drafted: int("drafted").unwrap_or(0),
+            accepted: int("accepted").unwrap_or(0),
         };
         Some((fields.get("op")?.to_string(), fields.get("file")?.to_string(), stats))
     }
@@ -188,6 +207,9 @@ mod tests {
             windows: 3,
             ideal_bits: 1_234.567_890_123,
             seconds: 0.1 + 0.2,
+            lane_calls: 280,
+            drafted: 40,
+            accepted: 25,
         };
         let line = s.record("compress", "a\tb\nc");
         assert_eq!(line.lines().count(), 1);

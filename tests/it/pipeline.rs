@@ -62,6 +62,43 @@ fn decoding_with_any_lane_count_gives_the_same_bytes() {
     }
 }
 
+/// Speculative decoding changes how many engine calls a decoder makes, never what it decodes: on text
+/// that repeats itself (where drafts are right) and text that does not, with windows and with the
+/// sliding cache, with and without the mixer, with one lane and several.
+#[test]
+fn speculative_decoding_gives_the_bytes_of_plain_decoding() {
+    let mut text = common::sample_text(6_000);
+    let repeated = text[1_000..3_000].to_vec();
+    text.extend_from_slice(&repeated);
+    text.extend_from_slice(&repeated);
+    for (slide, mix) in
+        [(Some(0), MixConfig::OFF), (Some(16), MixConfig::OFF), (None, MixConfig::recommended())]
+    {
+        let opts = CodecOptions { force_model: true, slide, mix, ..common::synthetic_opts() };
+        let mut archive = Vec::new();
+        compress(&mut Cursor::new(&text), &mut archive, &opts, &NoProgress).unwrap();
+        for lanes in [1, 4] {
+            let decode = |speculate: bool| {
+                let mut restored = Vec::new();
+                let o = CodecOptions { lanes, speculate, ..opts.clone() };
+                let stats = decompress(&mut Cursor::new(&archive), &mut restored, &o, &NoProgress).unwrap();
+                (restored, stats)
+            };
+            let (plain, plain_stats) = decode(false);
+            let (guessed, stats) = decode(true);
+            let what = format!("slide {slide:?}, mixer {}, {lanes} lanes", !mix.is_off());
+            assert!(plain == text, "{what}: plain decoding");
+            assert!(guessed == text, "{what}: speculative decoding");
+            assert_eq!(plain_stats.drafted, 0, "{what}");
+            assert!(stats.accepted > 0 && stats.accepted <= stats.drafted, "{what}: {stats:?}");
+            assert!(
+                stats.lane_calls + stats.accepted == plain_stats.lane_calls,
+                "{what}: every confirmed guess saves one lane call ({stats:?} vs {plain_stats:?})"
+            );
+        }
+    }
+}
+
 #[test]
 fn random_bytes_are_stored_with_bounded_growth() {
     let data = common::random_bytes(1 << 20, 7);

@@ -164,6 +164,38 @@ impl Runtime {
         Ok(())
     }
 
+    /// A run of tokens for each of `caches.len()` independent sequences in one call: run `i` is
+    /// appended to `caches[i]`, and the logits are the runs' rows in order (run 0's first). Prefill is
+    /// the case of one cache, [`Runtime::step`] the case of runs of one; a run may be empty.
+    pub fn extend(
+        &self,
+        arch: &dyn Architecture,
+        caches: &mut [&mut KvCache],
+        runs: &[&[u32]],
+        logits: &mut [f32],
+    ) -> Result<(), EngineError> {
+        if caches.len() != runs.len() {
+            return Err(EngineError::LengthMismatch {
+                what: "extend: token runs for the given caches",
+                seen: runs.len(),
+                expected: caches.len(),
+            });
+        }
+        let total: usize = runs.iter().map(|r| r.len()).sum();
+        check_logits(arch, logits.len(), total)?;
+        for (cache, run) in caches.iter().zip(runs) {
+            check_cache(arch, cache, run.len())?;
+            check_tokens(arch, run)?;
+        }
+        let mut rows = Vec::with_capacity(total);
+        for (i, run) in runs.iter().enumerate() {
+            let start = caches[i].len();
+            rows.extend(run.iter().enumerate().map(|(t, &token)| Row { cache: i, pos: start + t, token }));
+        }
+        self.forward(arch, caches, &rows, logits);
+        Ok(())
+    }
+
     /// Runs all rows through the graph in the pool and advances the caches. Inputs are validated by the
     /// callers.
     fn forward(
