@@ -12,6 +12,8 @@ pub struct Row {
     pub original_bytes: u64,
     /// "ok" or what failed.
     pub check: String,
+    /// The coding settings the archive records (`pipeline::Listing::settings`), for `-v`.
+    pub settings: String,
 }
 
 /// Compressed size over original size (xz's convention: smaller is better), if defined.
@@ -94,6 +96,12 @@ pub fn human(rows: &[Row]) -> String {
     out
 }
 
+/// `l -v`: under the table, each archive's model and the settings it was coded with (what a level
+/// chose; `d` reads them from the archive).
+pub fn settings(rows: &[Row]) -> String {
+    rows.iter().map(|r| format!("{}: model {}, {}\n", r.name, r.model, r.settings)).collect()
+}
+
 /// Tab-separated: a header line, then one line per archive; names escaped so a tab or newline in a
 /// file name cannot break a column.
 pub fn robot(rows: &[Row]) -> String {
@@ -134,7 +142,13 @@ mod tests {
             archive_bytes: archive,
             original_bytes: original,
             check: "ok".into(),
+            settings: "context 256, slide 64, mixer off".into(),
         }
+    }
+
+    #[test]
+    fn verbose_lines_name_model_and_settings() {
+        assert_eq!(settings(&[row("a.lz", 1, 2)]), "a.lz: model m1, context 256, slide 64, mixer off\n");
     }
 
     #[test]

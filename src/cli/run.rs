@@ -179,7 +179,10 @@ pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     if let Operation::List { robot } = plan.operation
         && !rows.is_empty()
     {
-        let text = if robot { listing::robot(&rows) } else { listing::human(&rows) };
+        let mut text = if robot { listing::robot(&rows) } else { listing::human(&rows) };
+        if !robot && matches!(plan.verbosity, Verbosity::Verbose(_)) {
+            text.push_str(&listing::settings(&rows));
+        }
         let sink = stdout.get_or_insert_with(StdoutSink::new);
         if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush())
             && e.kind() != io::ErrorKind::BrokenPipe
@@ -296,6 +299,7 @@ fn list_job(job: &Job, opts: &CodecOptions) -> Result<Row, JobError> {
         archive_bytes: info.archive_bytes,
         original_bytes: info.original_bytes,
         check: info.check,
+        settings: info.settings,
     })
 }
 

@@ -169,6 +169,9 @@ pub struct Listing {
     pub model: String,
     /// Archives in the file (FORMAT.md allows several back to back).
     pub archives: u64,
+    /// The coding settings the archives record ([`CodingParams`]'s words), the distinct ones joined by
+    /// `; ` when they differ.
+    pub settings: String,
     pub chunks: u64,
     pub original_bytes: u64,
     pub archive_bytes: u64,
@@ -190,8 +193,16 @@ pub fn list(input: &mut dyn ReadSeek, _opts: &CodecOptions) -> Result<Listing, P
             models.push(&info.header.model_id);
         }
     }
+    let mut settings: Vec<String> = Vec::new();
+    for info in &all {
+        let described = CodingParams::of_header(&info.header)?.to_string();
+        if !settings.contains(&described) {
+            settings.push(described);
+        }
+    }
     Ok(Listing {
         model: models.join("+"),
+        settings: settings.join("; "),
         archives: all.len() as u64,
         chunks: all.iter().map(|a| a.chunks.len() as u64).sum(),
         original_bytes: all.iter().map(|a| a.total_original).sum(),

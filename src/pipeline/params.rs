@@ -115,9 +115,38 @@ impl CodingParams {
     }
 }
 
+/// How `llmzip l -v` names an archive's settings: the schedule and the mixer, in the words of the flags
+/// that choose them (`--context`, `--slide`, `--overlap`, `--no-mix`).
+impl std::fmt::Display for CodingParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "context {}, ", self.context)?;
+        match self.sliding() {
+            Some(s) => write!(f, "slide {}", s.slide)?,
+            None => write!(f, "windows with overlap {}", self.overlap)?,
+        }
+        write!(f, ", mixer {}", if self.mix.is_off() { "off" } else { "on" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_read_as_the_flags_that_choose_them() {
+        let p = CodingParams {
+            context: 2048,
+            overlap: 256,
+            slide: 512,
+            sink: SINK,
+            start_token: 1,
+            precision_bits: 24,
+            mix: MixConfig::recommended(),
+        };
+        assert_eq!(p.to_string(), "context 2048, slide 512, mixer on");
+        let windows = CodingParams { slide: 0, mix: MixConfig::OFF, ..p };
+        assert_eq!(windows.to_string(), "context 2048, windows with overlap 256, mixer off");
+    }
 
     #[test]
     fn the_default_overlap_stays_below_half_the_context() {

@@ -60,6 +60,12 @@ fn levels_choose_model_schedule_and_mixer_and_decoding_needs_no_level() {
         assert_eq!(recorded(&archive), expected(level::preset(n).unwrap()), "{flags:?}");
         std::fs::write(dir.path().join("t.txt.lz"), &archive).unwrap();
         assert_eq!(ok(&llmzip(dir.path(), &["d", "-c", "t.txt.lz"])), &text[..], "{flags:?}");
+        // `l -v` names what the level chose, read from the archive.
+        let listing = String::from_utf8_lossy(ok(&llmzip(dir.path(), &["l", "-v", "t.txt.lz"]))).into_owned();
+        let (model, context, slide, mix) = expected(level::preset(n).unwrap());
+        let mixer = if mix.is_off() { "off" } else { "on" };
+        let line = format!("t.txt.lz: model {model}, context {context}, slide {slide}, mixer {mixer}");
+        assert!(listing.lines().any(|l| l == line), "{flags:?}: no line {line:?} in\n{listing}");
     }
 }
 
