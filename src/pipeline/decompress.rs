@@ -327,6 +327,52 @@ impl Lane {
     }
 }
 
+/// Per-lane buffers of the row stage (logits row -> table) and the one function both the batch and a
+/// confirmed draft's next row go through, so the two cannot compute a table differently.
+struct RowStage {
+    /// One table per lane: u32 frequency and cumulative count per symbol.
+    tables: Vec<FreqTable>,
+    /// With a mixer (else empty): each lane's LLM probabilities, their sum and its mixer plan.
+    probs: Vec<Probabilities>,
+    sums: Vec<f64>,
+    plans: Vec<MixPlan>,
+}
+
+impl RowStage {
+    fn new(lanes: usize, vocab: usize, mixing: bool) -> Self {
+        let n = if mixing { lanes } else { 0 };
+        RowStage {
+            tables: (0..lanes).map(|_| FreqTable::new(vocab)).collect(),
+            probs: (0..n).map(|_| Probabilities::new()).collect(),
+            sums: vec![0.0; n],
+            plans: (0..n).map(|_| MixPlan::new()).collect(),
+        }
+    }
+
+    /// The tables of lanes `at..at + rows.len()` from their rows, in parallel (a pure function of the
+    /// row and, with a mixer, of the lane's history): with a mixer, softmax, each lane's plan, then
+    /// the mixed table; without, the quantizer's table.
+    fn compute(&mut self, session: &Session, lanes: &[Lane], at: usize, rows: Vec<&[f32]>) {
+        let span = at..at + rows.len();
+        if self.probs.is_empty() {
+            session.quantize_rows(rows, &mut self.tables[span]);
+            return;
+        }
+        session.softmax_rows(rows, &mut self.probs[span.clone()], &mut self.sums[span.clone()]);
+        for (lane, i) in lanes.iter().zip(span.clone()) {
+            lane.mixer.as_ref().expect("a mixer per lane").plan(self.sums[i], &mut self.plans[i]);
+        }
+        let (plans, probs, sums) =
+            (&self.plans[span.clone()], &self.probs[span.clone()], &self.sums[span.clone()]);
+        session.mixed_tables(plans, probs, sums, &mut self.tables[span]);
+    }
+
+    /// What lane `i`'s mixer learns from once its token is decoded (`None` without a mixer).
+    fn mixed(&self, i: usize) -> Option<(&MixPlan, &Probabilities, f64)> {
+        (!self.probs.is_empty()).then(|| (&self.plans[i], &self.probs[i], self.sums[i]))
+    }
+}
+
 /// Draft rows one engine call may add over all lanes: with few lanes a step is bound by reading the
 /// weights, and extra rows are nearly free; with many, every row costs compute, so guesses share this.
 const DRAFT_ROWS_PER_CALL: usize = 16;
@@ -398,22 +444,19 @@ fn decode_group(
     // row of logits, and with a mixer its probabilities: 20 bytes, 5 MiB a lane for a 262,144-token
     // vocabulary (80 MiB at the 16 default lanes), below each lane's KV cache. It is bounded by the lane
     // count the user chose, as the caches are; the prefill buffer is bounded in bytes (`slice_rows`).
-    let mut tables: Vec<FreqTable> = (0..lanes.len()).map(|_| FreqTable::new(vocab)).collect();
-    let mixing = !params.mix.is_off();
-    let n = if mixing { lanes.len() } else { 0 };
-    let mut probs: Vec<Probabilities> = (0..n).map(|_| Probabilities::new()).collect();
-    let mut plans: Vec<MixPlan> = (0..n).map(|_| MixPlan::new()).collect();
-    let mut sums = vec![0.0f64; n];
+    let mut stage = RowStage::new(lanes.len(), vocab, !params.mix.is_off());
     let mut prefill_logits = vec![0.0f32; slice_rows(vocab) * vocab];
     let mut step_logits: Vec<f32> = Vec::new();
-    let mut runs: Vec<Vec<u32>> = Vec::new();
-    let mut single = Probabilities::new();
+    // The stepping lanes' runs (last token, then the draft) back to back, and where each ends.
+    let mut run_tokens: Vec<u32> = Vec::new();
+    let mut run_ends: Vec<usize> = Vec::new();
     while !lanes.is_empty() {
         // 1. Lanes mid-window feed their last token, and the draft of the tokens after it where one is
         //    guessed, to one engine call: row 0 of a lane's run predicts its next token, row j the
         //    token after draft token j.
         let mut budget = if speculate { DRAFT_ROWS_PER_CALL } else { 0 };
-        runs.clear();
+        run_tokens.clear();
+        run_ends.clear();
         for lane in lanes.iter_mut().filter(|l| !l.at_window_start) {
             // A full sliding cache drops its oldest positions before it takes the next one.
             if let LaneSchedule::Sliding(sliding) = lane.schedule
@@ -428,17 +471,17 @@ fn decode_group(
                 _ => draft.clear(),
             }
             budget -= draft.len();
-            let mut run = vec![*tokens.last().expect("a lane mid-window has decoded a token")];
-            run.extend_from_slice(draft);
-            runs.push(run);
+            run_tokens.push(*tokens.last().expect("a lane mid-window has decoded a token"));
+            run_tokens.extend_from_slice(draft);
+            run_ends.push(run_tokens.len());
         }
-        let rows_total: usize = runs.iter().map(Vec::len).sum();
-        step_logits.resize(rows_total * vocab, 0.0);
-        if rows_total > 0 {
+        step_logits.resize(run_tokens.len() * vocab, 0.0);
+        if !run_tokens.is_empty() {
             let mut caches: Vec<&mut KvCache> =
                 lanes.iter_mut().filter(|l| !l.at_window_start).map(|l| &mut l.cache).collect();
-            let run_refs: Vec<&[u32]> = runs.iter().map(Vec::as_slice).collect();
-            session.engine.extend(&mut caches, &run_refs, &mut step_logits)?;
+            let starts = std::iter::once(0).chain(run_ends.iter().copied());
+            let runs: Vec<&[u32]> = starts.zip(&run_ends).map(|(a, &b)| &run_tokens[a..b]).collect();
+            session.engine.extend(&mut caches, &runs, &mut step_logits)?;
         }
         // 2. Lanes at a window start prefill their context alone; the last row predicts their next token.
         for lane in lanes.iter_mut().filter(|l| l.at_window_start) {
@@ -469,38 +512,18 @@ fn decode_group(
             .zip(&first)
             .map(|(l, &at)| if l.at_window_start { l.row.as_slice() } else { &step_logits[at..at + vocab] })
             .collect();
-        let live = lanes.len();
-        if mixing {
-            // With a mixer: softmax (parallel), each lane's plan from its history, tables (parallel).
-            session.softmax_rows(rows, &mut probs[..live], &mut sums[..live]);
-            for ((lane, plan), &sum) in lanes.iter().zip(&mut plans).zip(&sums) {
-                lane.mixer.as_ref().expect("a mixer per lane").plan(sum, plan);
-            }
-            session.mixed_tables(&plans[..live], &probs[..live], &sums[..live], &mut tables[..live]);
-        } else {
-            session.quantize_rows(rows, &mut tables[..live]);
-        }
+        stage.compute(session, &lanes, 0, rows);
         // 4. Each lane decodes its next token, in lane order (and its mixer learns it); then, while
         //    the decoded token is the draft's guess, the next row is exact and decodes the next one.
         for (i, lane) in lanes.iter_mut().enumerate() {
-            let mixed = mixing.then(|| (&plans[i], &probs[i], sums[i]));
-            let mut token = lane.take(&tables[i], mixed, progress)?;
+            let mut token = lane.take(&stage.tables[i], stage.mixed(i), progress)?;
             let drafted = lane.draft.len();
             let mut accepted = 0;
             while accepted < drafted && token == lane.draft[accepted] {
                 accepted += 1;
                 let at = first[i] + accepted * vocab;
-                let row = &step_logits[at..at + vocab];
-                if mixing {
-                    session.softmax_rows([row], std::slice::from_mut(&mut single), &mut sums[i..=i]);
-                    lane.mixer.as_ref().expect("a mixer per lane").plan(sums[i], &mut plans[i]);
-                    let (plan, sum) = (std::slice::from_ref(&plans[i]), &sums[i..=i]);
-                    session.mixed_tables(plan, std::slice::from_ref(&single), sum, &mut tables[i..=i]);
-                    token = lane.take(&tables[i], Some((&plans[i], &single, sums[i])), progress)?;
-                } else {
-                    session.quantize_rows([row], &mut tables[i..=i]);
-                    token = lane.take(&tables[i], None, progress)?;
-                }
+                stage.compute(session, std::slice::from_ref(&*lane), i, vec![&step_logits[at..at + vocab]]);
+                token = lane.take(&stage.tables[i], stage.mixed(i), progress)?;
             }
             if drafted > 0 {
                 // The cache holds the last token and every guess; keep what the decoder confirmed.

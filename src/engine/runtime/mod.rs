@@ -125,14 +125,7 @@ impl Runtime {
         tokens: &[u32],
         logits: &mut [f32],
     ) -> Result<(), EngineError> {
-        check_logits(arch, logits.len(), tokens.len())?;
-        check_cache(arch, cache, tokens.len())?;
-        check_tokens(arch, tokens)?;
-        let start = cache.len();
-        let rows: Vec<Row> =
-            tokens.iter().enumerate().map(|(t, &token)| Row { cache: 0, pos: start + t, token }).collect();
-        self.forward(arch, &mut [cache], &rows, logits);
-        Ok(())
+        self.extend(arch, &mut [cache], &[tokens], logits)
     }
 
     /// One token for each of `caches.len()` independent sequences, row `i` for sequence `i`.
@@ -150,18 +143,8 @@ impl Runtime {
                 expected: caches.len(),
             });
         }
-        check_logits(arch, logits.len(), tokens.len())?;
-        for cache in caches.iter() {
-            check_cache(arch, cache, 1)?;
-        }
-        check_tokens(arch, tokens)?;
-        let rows: Vec<Row> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, &token)| Row { cache: i, pos: caches[i].len(), token })
-            .collect();
-        self.forward(arch, caches, &rows, logits);
-        Ok(())
+        let runs: Vec<&[u32]> = tokens.chunks(1).collect();
+        self.extend(arch, caches, &runs, logits)
     }
 
     /// A run of tokens for each of `caches.len()` independent sequences in one call: run `i` is
