@@ -116,7 +116,7 @@ fn table_cost() {
     logits[17] = 5.0;
     let mut probs = Probabilities::new();
     llmzip::quant::softmax(llmzip::arch::VectorMath::best(), &logits, &mut probs);
-    let sum: f64 = probs.weights().iter().map(|&w| w as f64).sum();
+    let sum = probs.sum();
     let mut mixer = Mixer::new(MixConfig::recommended(), VOCAB);
     for t in 0..2000u32 {
         let mut plan = MixPlan::new();
@@ -134,7 +134,7 @@ fn table_cost() {
     let plain = t0.elapsed().as_secs_f64() / n as f64 * 1e6;
     let t0 = Instant::now();
     for _ in 0..n {
-        mixed_table(&plan, &probs, sum, &mut table);
+        mixed_table(&plan, &probs, &mut table);
     }
     let mixed = t0.elapsed().as_secs_f64() / n as f64 * 1e6;
     eprintln!(

@@ -292,6 +292,15 @@ impl Mixer {
         plan.llm_counts = avail - used;
     }
 
+    /// After the position's token is known: [`Mixer::update`] with the LLM's probability of `token` in
+    /// `probs` (the distribution `plan` was made for), which it returns. Both the encoder and the
+    /// decoder learn through this one call.
+    pub fn learn(&mut self, plan: &MixPlan, probs: &Probabilities, token: u32) -> f64 {
+        let p_llm = probs.probability(token);
+        self.update(plan, p_llm, token);
+        p_llm
+    }
+
     /// After the position's token is known: learn. `p_llm` is the LLM's probability of `token`
     /// (`w_token / llm_sum`), `plan` the one [`Mixer::plan`] gave for this position.
     pub fn update(&mut self, plan: &MixPlan, p_llm: f64, token: u32) {
@@ -344,13 +353,11 @@ impl Mixer {
 /// The table: the LLM's probabilities blended per `plan`. Pure, so rows may be built in parallel.
 ///
 /// With an empty plan (the mixer off, or nothing predicted) this is exactly `quant::table_from`; otherwise
-/// `quant::table_from_shares` with the plan's counts. `llm_sum` is the sum of `probs`' weights in index
-/// order, as the plan was made with.
+/// `quant::table_from_shares` with the plan's counts (the plan was made with `probs.sum()`).
 ///
 /// # Panics
 /// If `probs` or `table` do not have the plan's vocabulary (a programming error).
-pub fn mixed_table(plan: &MixPlan, probs: &Probabilities, llm_sum: f64, table: &mut FreqTable) {
-    let _ = llm_sum;
+pub fn mixed_table(plan: &MixPlan, probs: &Probabilities, table: &mut FreqTable) {
     if plan.extra.is_empty() {
         quant::table_from(probs, table);
     } else {

@@ -34,6 +34,7 @@ fn probs_of(logits: &[f32]) -> (Probabilities, f64) {
     for &w in probs.weights() {
         sum += w as f64;
     }
+    assert_eq!(sum.to_bits(), probs.sum().to_bits(), "softmax forms the index-order sum");
     (probs, sum)
 }
 
@@ -93,7 +94,7 @@ fn off_gives_exactly_the_table_of_table_from() {
             mixer.plan(sum, &mut plan);
             assert!(plan.is_empty());
             let mut got = FreqTable::new(vocab);
-            mixed_table(&plan, &probs, sum, &mut got);
+            mixed_table(&plan, &probs, &mut got);
             assert_eq!(got, want, "vocabulary {vocab}, position {token}");
             assert_eq!(plan.probability(0.25, token % vocab as u32), 0.25);
             mixer.update(&plan, 0.25, token % vocab as u32);
@@ -103,7 +104,7 @@ fn off_gives_exactly_the_table_of_table_from() {
         mixer.plan(sum, &mut plan);
         assert!(plan.is_empty());
         let mut got = FreqTable::new(vocab);
-        mixed_table(&plan, &probs, sum, &mut got);
+        mixed_table(&plan, &probs, &mut got);
         assert_eq!(got, want);
         assert_eq!(Mixer::new(MixConfig::OFF, vocab).memory_bytes(), 0, "off allocates nothing");
     }
@@ -144,7 +145,7 @@ fn mixed_tables_are_valid_and_match_the_reference_arithmetic() {
                 let (probs, sum) = probs_of(&cases[i / 25 % cases.len()]);
                 mixer.plan(sum, &mut plan);
                 let mut table = FreqTable::new(vocab);
-                mixed_table(&plan, &probs, sum, &mut table);
+                mixed_table(&plan, &probs, &mut table);
                 check_invariants(&table);
                 assert_eq!(table.freqs(), reference_table(&plan, &probs), "{config:?} position {i}");
                 non_empty += !plan.is_empty() as usize;
@@ -182,7 +183,7 @@ fn shares_with_the_largest_symbol_anywhere_match_the_reference() {
     ] {
         let used: u32 = extra.iter().map(|e| e.1).sum();
         let plan = MixPlan { avail, llm_counts: avail - used, extra, ..MixPlan::default() };
-        mixed_table(&plan, &probs, 0.0, &mut table);
+        mixed_table(&plan, &probs, &mut table);
         check_invariants(&table);
         assert_eq!(table.freqs(), reference_table(&plan, &probs), "{:?}", plan.extra());
     }
@@ -212,7 +213,7 @@ fn encoder_order_and_decoder_order_give_the_same_plans_and_tables() {
         .rev() // any order: the tables are pure
         .map(|(i, plan)| {
             let mut table = FreqTable::new(vocab);
-            mixed_table(plan, &row(i).0, row(i).1, &mut table);
+            mixed_table(plan, &row(i).0, &mut table);
             table.freqs().to_vec()
         })
         .collect::<Vec<_>>()
@@ -232,7 +233,7 @@ fn encoder_order_and_decoder_order_give_the_same_plans_and_tables() {
     for (i, &t) in tokens.iter().enumerate() {
         dec.plan(row(i).1, &mut plan);
         assert_eq!(plan, plans[i], "plan at position {i}");
-        mixed_table(&plan, &row(i).0, row(i).1, &mut table);
+        mixed_table(&plan, &row(i).0, &mut table);
         assert_eq!(table.freqs(), enc_tables[i], "table at position {i}");
         dec.update(&plan, p_llm(i, t), t);
     }
@@ -353,7 +354,7 @@ fn mixed_tables_at_the_large_vocabulary_precision() {
         let (probs, sum) = &rows[i % rows.len()];
         mixer.plan(*sum, &mut plan);
         if i % 20 == 0 {
-            mixed_table(&plan, probs, *sum, &mut table);
+            mixed_table(&plan, probs, &mut table);
             check_invariants(&table);
             assert_eq!(table.freqs(), reference_table_at(&plan, probs, 1 << 28), "position {i}");
             if plan.is_empty() {

@@ -6,6 +6,7 @@
 //! last decoded token to one batched engine step. The determinism contract (same logits for prefill and
 //! step, for any batch) is what lets this schedule differ from the encoder's one-window-at-a-time prefill.
 
+use std::collections::VecDeque;
 use std::io::{Read, Seek, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -109,7 +110,16 @@ fn check_header_against_model(session: &Session, header: &Header) -> Result<(), 
     Ok(())
 }
 
+/// Chunks of one archive that may be between read and written, per lane. A lane that finishes takes
+/// the next chunk at once, while an earlier chunk may still be decoding; the verified bytes of later
+/// chunks wait for it, and this bounds how many (the memory of waiting output).
+const CHUNKS_IN_FLIGHT_PER_LANE: usize = 2;
+
 /// Decodes one archive; returns the reader positioned after its footer.
+///
+/// Lanes are refilled continuously: as soon as a chunk is decoded its lane starts the next chunk of the
+/// archive, and every chunk is written as soon as it and all chunks before it are verified (so `d -c |
+/// head` sees the first chunk while the rest decode). Chunks are verified and written in archive order.
 fn decompress_one<'r>(
     input: Box<dyn Read + 'r>,
     out: &mut dyn Write,
@@ -124,39 +134,52 @@ fn decompress_one<'r>(
     let session = sessions.for_archive(&header)?;
     check_header_against_model(session, &header)?;
     let lanes = opts.lanes.max(1);
-    let mut group: Vec<(u64, Chunk)> = Vec::with_capacity(lanes);
-    let mut chunk_no = 0u64;
+    let mut decoding = LaneSet::new(session, params, opts.speculate);
+    // Chunks read and not yet written, oldest first (chunk `written + i` at `i`): the chunk's header
+    // fields (its payload moved to its lane) and, once decoded, its bytes.
+    let mut pending: VecDeque<(Chunk, Option<Vec<u8>>)> = VecDeque::new();
+    let (mut read, mut written, mut read_all) = (0u64, 0u64, false);
     loop {
-        let next = reader.next_chunk()?;
-        let done = next.is_none();
-        if let Some(chunk) = next {
+        while !read_all && decoding.len() < lanes && pending.len() < CHUNKS_IN_FLIGHT_PER_LANE * lanes {
+            let Some(mut chunk) = reader.next_chunk()? else {
+                read_all = true;
+                break;
+            };
             // A coded chunk's bytes are reported as its tokens decode (see Lane::input_len).
             if chunk.kind == ChunkKind::Stored {
                 progress.add_input(chunk.encoded_len() as u64);
             }
-            group.push((chunk_no, chunk));
-            chunk_no += 1;
+            let bytes = decoding.admit(read, &mut chunk)?;
+            pending.push_back((chunk, bytes));
+            read += 1;
         }
-        if group.len() == lanes || (done && !group.is_empty()) {
-            let decoded = decode_group(session, &params, &group, opts.speculate, progress, stats)?;
-            for ((index, chunk), bytes) in group.iter().zip(&decoded) {
-                chunk.verify_original(*index, bytes)?;
-                reader.note_original(bytes);
-                out.write_all(bytes)?;
-                progress.add_output(bytes.len() as u64);
-                stats.original_bytes += bytes.len() as u64;
-                stats.chunks += 1;
-                match chunk.kind {
-                    ChunkKind::Stored => stats.stored_chunks += 1,
-                    ChunkKind::Coded => stats.tokens += chunk.tokens,
-                }
+        while pending.front().is_some_and(|(_, bytes)| bytes.is_some()) {
+            let (chunk, bytes) = pending.pop_front().expect("checked above");
+            let bytes = bytes.expect("checked above");
+            chunk.verify_original(written, &bytes)?;
+            reader.note_original(&bytes);
+            out.write_all(&bytes)?;
+            progress.add_output(bytes.len() as u64);
+            stats.original_bytes += bytes.len() as u64;
+            stats.chunks += 1;
+            match chunk.kind {
+                ChunkKind::Stored => stats.stored_chunks += 1,
+                ChunkKind::Coded => stats.tokens += chunk.tokens,
             }
-            group.clear();
+            written += 1;
         }
-        if done {
-            break;
+        if decoding.is_empty() {
+            if read_all {
+                break;
+            }
+            // Every pending chunk was stored and is written: read on.
+            continue;
+        }
+        for (index, bytes) in decoding.step(progress, stats)? {
+            pending[(index - written) as usize].1 = Some(bytes);
         }
     }
+    debug_assert!(pending.is_empty(), "every chunk read was written");
     let (archive_bytes, rest) = reader.finish()?;
     stats.archive_bytes += archive_bytes;
     Ok(rest)
@@ -228,9 +251,7 @@ impl Seek for SeekAdapter<'_> {
 
 /// One model-coded chunk being decoded.
 struct Lane {
-    /// Position of the chunk in the group (and in the output order).
-    slot: usize,
-    /// Chunk number in the archive, for error messages.
+    /// Chunk number in the archive: where its bytes go in the output, and for error messages.
     index: u64,
     decoder: Decoder,
     tokens: Vec<u32>,
@@ -302,19 +323,18 @@ impl Lane {
         in_chunk.min(in_window).min(in_cache)
     }
 
-    /// Decodes the lane's next token with `table` (whose mixer plan, LLM probabilities and their sum
-    /// are given when mixing), lets its mixer learn it, moves the progress bar and the schedule on.
+    /// Decodes the lane's next token with `table` (whose mixer plan and LLM probabilities are given
+    /// when mixing), lets its mixer learn it, moves the progress bar and the schedule on.
     fn take(
         &mut self,
         table: &FreqTable,
-        mixed: Option<(&MixPlan, &Probabilities, f64)>,
+        mixed: Option<(&MixPlan, &Probabilities)>,
         progress: &dyn Progress,
     ) -> Result<u32, PipelineError> {
         self.at_window_start = false;
         let token = self.decoder.decode(table).map_err(|e| PipelineError::corrupt(self.index, e))?;
-        if let (Some(mixer), Some((plan, probs, sum))) = (&mut self.mixer, mixed) {
-            let p_llm = probs.weights()[token as usize] as f64 / sum;
-            mixer.update(plan, p_llm, token);
+        if let (Some(mixer), Some((plan, probs))) = (&mut self.mixer, mixed) {
+            mixer.learn(plan, probs, token);
         }
         self.tokens.push(token);
         let share = self.input_len * self.tokens.len() as u64 / self.total_tokens.max(1);
@@ -332,20 +352,27 @@ impl Lane {
 struct RowStage {
     /// One table per lane: u32 frequency and cumulative count per symbol.
     tables: Vec<FreqTable>,
-    /// With a mixer (else empty): each lane's LLM probabilities, their sum and its mixer plan.
+    /// With a mixer (else empty): each lane's LLM probabilities and its mixer plan.
     probs: Vec<Probabilities>,
-    sums: Vec<f64>,
     plans: Vec<MixPlan>,
+    mixing: bool,
 }
 
 impl RowStage {
     fn new(lanes: usize, vocab: usize, mixing: bool) -> Self {
-        let n = if mixing { lanes } else { 0 };
-        RowStage {
-            tables: (0..lanes).map(|_| FreqTable::new(vocab)).collect(),
-            probs: (0..n).map(|_| Probabilities::new()).collect(),
-            sums: vec![0.0; n],
-            plans: (0..n).map(|_| MixPlan::new()).collect(),
+        let mut stage = RowStage { tables: Vec::new(), probs: Vec::new(), plans: Vec::new(), mixing };
+        stage.grow(lanes, vocab);
+        stage
+    }
+
+    /// Buffers for at least `lanes` lanes (kept when lanes leave, for the lanes that replace them).
+    fn grow(&mut self, lanes: usize, vocab: usize) {
+        while self.tables.len() < lanes {
+            self.tables.push(FreqTable::new(vocab));
+            if self.mixing {
+                self.probs.push(Probabilities::new());
+                self.plans.push(MixPlan::new());
+            }
         }
     }
 
@@ -354,22 +381,20 @@ impl RowStage {
     /// the mixed table; without, the quantizer's table.
     fn compute(&mut self, session: &Session, lanes: &[Lane], at: usize, rows: Vec<&[f32]>) {
         let span = at..at + rows.len();
-        if self.probs.is_empty() {
+        if !self.mixing {
             session.quantize_rows(rows, &mut self.tables[span]);
             return;
         }
-        session.softmax_rows(rows, &mut self.probs[span.clone()], &mut self.sums[span.clone()]);
+        session.softmax_rows(rows, &mut self.probs[span.clone()]);
         for (lane, i) in lanes.iter().zip(span.clone()) {
-            lane.mixer.as_ref().expect("a mixer per lane").plan(self.sums[i], &mut self.plans[i]);
+            lane.mixer.as_ref().expect("a mixer per lane").plan(self.probs[i].sum(), &mut self.plans[i]);
         }
-        let (plans, probs, sums) =
-            (&self.plans[span.clone()], &self.probs[span.clone()], &self.sums[span.clone()]);
-        session.mixed_tables(plans, probs, sums, &mut self.tables[span]);
+        session.mixed_tables(&self.plans[span.clone()], &self.probs[span.clone()], &mut self.tables[span]);
     }
 
     /// What lane `i`'s mixer learns from once its token is decoded (`None` without a mixer).
-    fn mixed(&self, i: usize) -> Option<(&MixPlan, &Probabilities, f64)> {
-        (!self.probs.is_empty()).then(|| (&self.plans[i], &self.probs[i], self.sums[i]))
+    fn mixed(&self, i: usize) -> Option<(&MixPlan, &Probabilities)> {
+        self.mixing.then(|| (&self.plans[i], &self.probs[i]))
     }
 }
 
@@ -377,84 +402,136 @@ impl RowStage {
 /// weights, and extra rows are nearly free; with many, every row costs compute, so guesses share this.
 const DRAFT_ROWS_PER_CALL: usize = 16;
 
-fn decode_group(
-    session: &Session,
-    params: &CodingParams,
-    group: &[(u64, Chunk)],
+/// The lanes decoding model-coded chunks in lock-step, and the buffers their engine calls share.
+struct LaneSet<'s> {
+    session: &'s Session,
+    params: CodingParams,
     speculate: bool,
-    progress: &dyn Progress,
-    stats: &mut Stats,
-) -> Result<Vec<Vec<u8>>, PipelineError> {
-    let context = params.context as usize;
-    let vocab = session.engine.vocab_size();
-    let start = params.start();
-    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); group.len()];
-    let mut lanes: Vec<Lane> = Vec::new();
-    for (slot, (index, chunk)) in group.iter().enumerate() {
-        match chunk.kind {
-            ChunkKind::Stored => outputs[slot] = chunk.payload.clone(),
-            ChunkKind::Coded => {
-                // The tables' precision is the rule's for the vocabulary (the header's was checked equal).
-                let bits = crate::quant::precision_for(vocab);
-                let most = crate::coder::max_symbols(chunk.payload.len(), vocab, bits);
-                if chunk.tokens > most {
-                    return Err(PipelineError::corrupt(
-                        *index,
-                        format!(
-                            "it claims {} tokens, but a {}-byte payload holds at most {most} with a \
-                             {vocab}-token vocabulary",
-                            chunk.tokens,
-                            chunk.payload.len()
-                        ),
-                    ));
-                }
-                if chunk.tokens == 0 {
-                    return Err(PipelineError::corrupt(*index, "a model-coded chunk with no tokens"));
-                }
-                let schedule = match params.sliding() {
-                    Some(sliding) => LaneSchedule::Sliding(sliding),
-                    None => {
-                        let mut windows = params.schedule(chunk.tokens as usize)?;
-                        let window = windows.next().expect("a schedule over tokens has a window");
-                        LaneSchedule::Windows { windows, window }
-                    }
-                };
-                lanes.push(Lane {
-                    slot,
-                    index: *index,
-                    decoder: Decoder::new(&chunk.payload).map_err(|e| PipelineError::corrupt(*index, e))?,
-                    // Grown as tokens arrive: a corrupt chunk fails long before its claimed count.
-                    tokens: Vec::with_capacity((chunk.tokens as usize).min(1 << 16)),
-                    schedule,
-                    at_window_start: true,
-                    cache: session.engine.new_cache(context),
-                    mixer: (!params.mix.is_off()).then(|| Mixer::new(params.mix, vocab)),
-                    drafter: speculate.then(Drafter::new),
-                    draft: Vec::new(),
-                    row: Vec::new(),
-                    input_len: chunk.encoded_len() as u64,
-                    reported: 0,
-                    total_tokens: chunk.tokens,
-                });
-            }
+    lanes: Vec<Lane>,
+    stage: RowStage,
+    /// Logits of a window start's prefill (allocated with the first coded chunk) and of the batch.
+    prefill_logits: Vec<f32>,
+    step_logits: Vec<f32>,
+    /// The stepping lanes' runs (last token, then the draft) back to back, and where each ends.
+    run_tokens: Vec<u32>,
+    run_ends: Vec<usize>,
+}
+
+impl<'s> LaneSet<'s> {
+    fn new(session: &'s Session, params: CodingParams, speculate: bool) -> Self {
+        let vocab = session.engine.vocab_size();
+        LaneSet {
+            session,
+            params,
+            speculate,
+            lanes: Vec::new(),
+            stage: RowStage::new(0, vocab, !params.mix.is_off()),
+            prefill_logits: Vec::new(),
+            step_logits: Vec::new(),
+            run_tokens: Vec::new(),
+            run_ends: Vec::new(),
         }
     }
 
-    // Per lane and symbol: a table (u32 frequency and cumulative count), its step row and window-start
-    // row of logits, and with a mixer its probabilities: 20 bytes, 5 MiB a lane for a 262,144-token
-    // vocabulary (80 MiB at the 16 default lanes), below each lane's KV cache. It is bounded by the lane
-    // count the user chose, as the caches are; the prefill buffer is bounded in bytes (`slice_rows`).
-    let mut stage = RowStage::new(lanes.len(), vocab, !params.mix.is_off());
-    let mut prefill_logits = vec![0.0f32; slice_rows(vocab) * vocab];
-    let mut step_logits: Vec<f32> = Vec::new();
-    // The stepping lanes' runs (last token, then the draft) back to back, and where each ends.
-    let mut run_tokens: Vec<u32> = Vec::new();
-    let mut run_ends: Vec<usize> = Vec::new();
-    while !lanes.is_empty() {
+    /// Lanes decoding now.
+    fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    /// Takes chunk number `index` of the archive: a stored chunk's bytes are returned at once (its
+    /// payload moved out); a coded chunk, checked against what its payload can hold, gets a lane (its
+    /// payload moved to the lane's decoder) and is returned by a later [`LaneSet::step`].
+    fn admit(&mut self, index: u64, chunk: &mut Chunk) -> Result<Option<Vec<u8>>, PipelineError> {
+        if chunk.kind == ChunkKind::Stored {
+            return Ok(Some(std::mem::take(&mut chunk.payload)));
+        }
+        let (session, params) = (self.session, &self.params);
+        let vocab = session.engine.vocab_size();
+        // The tables' precision is the rule's for the vocabulary (the header's was checked equal).
+        let bits = crate::quant::precision_for(vocab);
+        let most = crate::coder::max_symbols(chunk.payload.len(), vocab, bits);
+        if chunk.tokens > most {
+            return Err(PipelineError::corrupt(
+                index,
+                format!(
+                    "it claims {} tokens, but a {}-byte payload holds at most {most} with a {vocab}-token \
+                     vocabulary",
+                    chunk.tokens,
+                    chunk.payload.len()
+                ),
+            ));
+        }
+        if chunk.tokens == 0 {
+            return Err(PipelineError::corrupt(index, "a model-coded chunk with no tokens"));
+        }
+        let schedule = match params.sliding() {
+            Some(sliding) => LaneSchedule::Sliding(sliding),
+            None => {
+                let mut windows = params.schedule(chunk.tokens as usize)?;
+                let window = windows.next().expect("a schedule over tokens has a window");
+                LaneSchedule::Windows { windows, window }
+            }
+        };
+        let decoder = Decoder::new(&chunk.payload).map_err(|e| PipelineError::corrupt(index, e))?;
+        let input_len = chunk.encoded_len() as u64;
+        chunk.payload = Vec::new();
+        self.lanes.push(Lane {
+            index,
+            decoder,
+            // Grown as tokens arrive: a corrupt chunk fails long before its claimed count.
+            tokens: Vec::with_capacity((chunk.tokens as usize).min(1 << 16)),
+            schedule,
+            at_window_start: true,
+            cache: session.engine.new_cache(params.context as usize),
+            mixer: (!params.mix.is_off()).then(|| Mixer::new(params.mix, vocab)),
+            drafter: self.speculate.then(Drafter::new),
+            draft: Vec::new(),
+            row: Vec::new(),
+            input_len,
+            reported: 0,
+            total_tokens: chunk.tokens,
+        });
+        // Per lane and symbol: a table (u32 frequency and cumulative count), its step row and
+        // window-start row of logits, and with a mixer its probabilities: 20 bytes, 5 MiB a lane for a
+        // 262,144-token vocabulary (80 MiB at the 16 default lanes), below each lane's KV cache. It is
+        // bounded by the lane count the user chose, as the caches are; the prefill buffer is bounded in
+        // bytes (`slice_rows`).
+        self.stage.grow(self.lanes.len(), vocab);
+        if self.prefill_logits.is_empty() {
+            self.prefill_logits = vec![0.0f32; slice_rows(vocab) * vocab];
+        }
+        Ok(None)
+    }
+
+    /// One engine call for every lane (and a prefill for each lane at a window start), then every
+    /// token those rows decode. Returns the chunks that finished, by number, with their bytes.
+    fn step(
+        &mut self,
+        progress: &dyn Progress,
+        stats: &mut Stats,
+    ) -> Result<Vec<(u64, Vec<u8>)>, PipelineError> {
+        let Self {
+            session,
+            params,
+            speculate,
+            lanes,
+            stage,
+            prefill_logits,
+            step_logits,
+            run_tokens,
+            run_ends,
+        } = self;
+        let session: &Session = session;
+        let vocab = session.engine.vocab_size();
+        let start = params.start();
         // 1. Lanes mid-window feed their last token, and the draft of the tokens after it where one is
         //    guessed, to one engine call: row 0 of a lane's run predicts its next token, row j the
         //    token after draft token j.
-        let mut budget = if speculate { DRAFT_ROWS_PER_CALL } else { 0 };
+        let mut budget = if *speculate { DRAFT_ROWS_PER_CALL } else { 0 };
         run_tokens.clear();
         run_ends.clear();
         for lane in lanes.iter_mut().filter(|l| !l.at_window_start) {
@@ -480,8 +557,8 @@ fn decode_group(
             let mut caches: Vec<&mut KvCache> =
                 lanes.iter_mut().filter(|l| !l.at_window_start).map(|l| &mut l.cache).collect();
             let starts = std::iter::once(0).chain(run_ends.iter().copied());
-            let runs: Vec<&[u32]> = starts.zip(&run_ends).map(|(a, &b)| &run_tokens[a..b]).collect();
-            session.engine.extend(&mut caches, &runs, &mut step_logits)?;
+            let runs: Vec<&[u32]> = starts.zip(run_ends.iter()).map(|(a, &b)| &run_tokens[a..b]).collect();
+            session.engine.extend(&mut caches, &runs, step_logits)?;
         }
         // 2. Lanes at a window start prefill their context alone; the last row predicts their next token.
         for lane in lanes.iter_mut().filter(|l| l.at_window_start) {
@@ -490,7 +567,7 @@ fn decode_group(
             cache.clear();
             let context = schedule.window_context(tokens, &start);
             let _always_continues: ControlFlow<()> =
-                prefill(session, cache, context, &mut prefill_logits, |_, rows| {
+                prefill(session, cache, context, prefill_logits, |_, rows| {
                     row.clear();
                     row.extend_from_slice(&rows[rows.len() - vocab..]);
                     Ok(ControlFlow::Continue(()))
@@ -501,7 +578,7 @@ fn decode_group(
         //    are `first[i]..` in the call's logits.
         let mut first = Vec::with_capacity(lanes.len());
         let mut at = 0;
-        for lane in &lanes {
+        for lane in lanes.iter() {
             first.push(at);
             if !lane.at_window_start {
                 at += (1 + lane.draft.len()) * vocab;
@@ -512,7 +589,7 @@ fn decode_group(
             .zip(&first)
             .map(|(l, &at)| if l.at_window_start { l.row.as_slice() } else { &step_logits[at..at + vocab] })
             .collect();
-        stage.compute(session, &lanes, 0, rows);
+        stage.compute(session, lanes, 0, rows);
         // 4. Each lane decodes its next token, in lane order (and its mixer learns it); then, while
         //    the decoded token is the draft's guess, the next row is exact and decodes the next one.
         for (i, lane) in lanes.iter_mut().enumerate() {
@@ -536,14 +613,17 @@ fn decode_group(
                 stats.accepted += accepted as u64;
             }
         }
-        // 5. Finished lanes leave the batch.
+        // 5. Finished lanes leave the batch with their chunk's bytes.
+        let mut finished = Vec::new();
         lanes.retain_mut(|lane| {
-            let finished = lane.finished();
-            if finished {
-                session.tokenizer.decode_into(&lane.tokens, &mut outputs[lane.slot]);
+            let done = lane.finished();
+            if done {
+                let mut bytes = Vec::new();
+                session.tokenizer.decode_into(&lane.tokens, &mut bytes);
+                finished.push((lane.index, bytes));
             }
-            !finished
+            !done
         });
+        Ok(finished)
     }
-    Ok(outputs)
 }

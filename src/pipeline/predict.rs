@@ -96,7 +96,6 @@ pub(super) struct RowStage {
 struct Blend {
     mixer: Mixer,
     probs: Vec<Probabilities>,
-    sums: Vec<f64>,
     plans: Vec<MixPlan>,
 }
 
@@ -105,7 +104,6 @@ impl RowStage {
         let blend = (!mix.is_off()).then(|| Blend {
             mixer: Mixer::new(mix, vocab),
             probs: (0..rows).map(|_| Probabilities::new()).collect(),
-            sums: vec![0.0; rows],
             plans: (0..rows).map(|_| MixPlan::new()).collect(),
         });
         Self { tables: (0..rows).map(|_| FreqTable::new(vocab)).collect(), blend }
@@ -141,16 +139,15 @@ impl RowStage {
             }
             return Ok(ControlFlow::Continue(()));
         };
-        session.softmax_rows(rows.chunks_exact(vocab), &mut b.probs[..n], &mut b.sums[..n]);
+        session.softmax_rows(rows.chunks_exact(vocab), &mut b.probs[..n]);
         let mut ideal = [0.0f64; PREFILL_SLICE];
         for i in 0..n {
-            let (token, sum) = (tokens[i], b.sums[i]);
-            b.mixer.plan(sum, &mut b.plans[i]);
-            let p_llm = b.probs[i].weights()[token as usize] as f64 / sum;
-            b.mixer.update(&b.plans[i], p_llm, token);
-            ideal[i] = -math::ln_f64(b.plans[i].probability(p_llm, token)) / std::f64::consts::LN_2;
+            let (token, probs, plan) = (tokens[i], &b.probs[i], &mut b.plans[i]);
+            b.mixer.plan(probs.sum(), plan);
+            let p_llm = b.mixer.learn(plan, probs, token);
+            ideal[i] = -math::ln_f64(plan.probability(p_llm, token)) / std::f64::consts::LN_2;
         }
-        session.mixed_tables(&b.plans[..n], &b.probs[..n], &b.sums[..n], tables);
+        session.mixed_tables(&b.plans[..n], &b.probs[..n], tables);
         for ((table, &token), &ideal_bits) in tables.iter().zip(tokens).zip(&ideal) {
             if visit(Prediction { table, token, ideal_bits })?.is_break() {
                 return Ok(ControlFlow::Break(()));

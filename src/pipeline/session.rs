@@ -203,37 +203,29 @@ impl Session {
         });
     }
 
-    /// The softmax of every row ([`crate::quant::softmax`]) and the sum of its weights in index order
-    /// (f64), in parallel: the mixer's inputs.
+    /// The softmax of every row ([`crate::quant::softmax`], which also forms each row's sum), in
+    /// parallel: the mixer's inputs.
     pub(super) fn softmax_rows<'r>(
         &self,
         rows: impl IntoIterator<Item = &'r [f32]>,
         probs: &mut [Probabilities],
-        sums: &mut [f64],
     ) {
         use rayon::prelude::*;
         let rows: Vec<&[f32]> = rows.into_iter().collect();
         let math = self.engine.kernels().math();
         self.pool.install(|| {
-            rows.par_iter().zip(probs.par_iter_mut()).zip(sums.par_iter_mut()).for_each(|((row, p), sum)| {
-                crate::quant::softmax(math, row, p);
-                *sum = weight_sum(p);
-            });
+            rows.par_iter()
+                .zip(probs.par_iter_mut())
+                .for_each(|(row, p)| crate::quant::softmax(math, row, p));
         });
     }
 
     /// `tables[i]` from `probs[i]` blended per `plans[i]` ([`crate::mix::mixed_table`]), in parallel.
-    pub(super) fn mixed_tables(
-        &self,
-        plans: &[MixPlan],
-        probs: &[Probabilities],
-        sums: &[f64],
-        tables: &mut [FreqTable],
-    ) {
+    pub(super) fn mixed_tables(&self, plans: &[MixPlan], probs: &[Probabilities], tables: &mut [FreqTable]) {
         use rayon::prelude::*;
         self.pool.install(|| {
-            tables.par_iter_mut().zip(plans).zip(probs).zip(sums).for_each(|(((t, plan), p), &sum)| {
-                crate::mix::mixed_table(plan, p, sum, t);
+            tables.par_iter_mut().zip(plans).zip(probs).for_each(|((t, plan), p)| {
+                crate::mix::mixed_table(plan, p, t);
             });
         });
     }
@@ -336,14 +328,4 @@ impl Sessions {
         }
         Ok(self.current.as_ref().expect("opened above"))
     }
-}
-
-/// The sum of a distribution's weights as f64, in index order: the normaliser the mixer is given (the
-/// same sum the quantizer forms).
-pub(super) fn weight_sum(probs: &Probabilities) -> f64 {
-    let mut sum = 0.0f64;
-    for &w in probs.weights() {
-        sum += w as f64;
-    }
-    sum
 }

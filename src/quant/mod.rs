@@ -197,7 +197,7 @@ pub fn quantize(math: &VectorMath, logits: &[f32], table: &mut FreqTable) {
     // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is valid for both.
     let e_f32 = unsafe { std::slice::from_raw_parts_mut(e.as_mut_ptr() as *mut f32, vocab) };
     let max = exponentials(math, logits, e_f32);
-    fill_freqs(max, e_f32, table);
+    fill_freqs(max, index_order_sum(e_f32), e_f32, table);
     e.resize(vocab + 1, 0);
     table.cumulative = e;
     table.rebuild_cumulative();
@@ -214,6 +214,9 @@ pub struct Probabilities {
     /// positive and finite: the largest is exactly 1 unless no logit is finite or `+inf`, and then every
     /// weight is `exp(-100)`, which is above 0.
     weights: Vec<f32>,
+    /// The sum of `weights` as f64 in index order (plain f64 additions): the normaliser of the
+    /// distribution, formed once here so the quantizer, the mixer and its statistics share one value.
+    sum: f64,
 }
 
 impl Probabilities {
@@ -230,12 +233,35 @@ impl Probabilities {
     pub fn shift(&self) -> f32 {
         self.shift
     }
+
+    /// The sum of the weights in index order: `1 / sum` is the largest symbol's probability.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// The probability of `symbol`: its weight over [`Probabilities::sum`].
+    ///
+    /// # Panics
+    /// If `symbol` is outside the distribution (a programming error).
+    pub fn probability(&self, symbol: u32) -> f64 {
+        self.weights[symbol as usize] as f64 / self.sum
+    }
+}
+
+/// Step 3 of [`quantize`]: the weights' sum as f64, in index order.
+fn index_order_sum(e: &[f32]) -> f64 {
+    let mut sum = 0.0f64;
+    for &w in e {
+        sum += w as f64;
+    }
+    sum
 }
 
 /// Steps 1-2 of [`quantize`]: `out` receives `exp(l_i - m)` for every logit, on `math`'s kernel path.
 pub fn softmax(math: &VectorMath, logits: &[f32], out: &mut Probabilities) {
     out.weights.resize(logits.len(), 0.0);
     out.shift = exponentials(math, logits, &mut out.weights);
+    out.sum = index_order_sum(&out.weights);
 }
 
 /// Steps 3-5 of [`quantize`]: `table` from the weights of [`softmax`].
@@ -244,7 +270,7 @@ pub fn softmax(math: &VectorMath, logits: &[f32], out: &mut Probabilities) {
 /// If `probs` has not one weight per symbol of `table` (a programming error).
 pub fn table_from(probs: &Probabilities, table: &mut FreqTable) {
     assert_eq!(probs.weights.len(), table.len(), "one weight per symbol");
-    fill_freqs(probs.shift, &probs.weights, table);
+    fill_freqs(probs.shift, probs.sum, &probs.weights, table);
     table.rebuild_cumulative();
 }
 
@@ -274,10 +300,7 @@ pub fn table_from_shares(
     let avail = total_counts - vocab as u32;
     let extra_total: u64 = extra.iter().map(|&(_, c)| c as u64).sum();
     assert!(llm_counts as u64 + extra_total <= avail as u64, "mixed counts exceed 2^P - V");
-    let mut sum = 0.0f64;
-    for &w in &probs.weights {
-        sum += w as f64;
-    }
+    let sum = probs.sum;
     table.softmax = (probs.shift.to_bits(), sum.to_bits());
     let scale = llm_counts as f64 / sum;
     let mut total = 0u64;
@@ -330,15 +353,11 @@ fn exponentials(math: &VectorMath, logits: &[f32], e: &mut [f32]) -> f32 {
     max
 }
 
-/// Steps 3-5 from the weights `e` (one per symbol of `table`) and the shift `max`: every frequency
-/// (the cumulative table is left to the caller).
-fn fill_freqs(max: f32, e: &[f32], table: &mut FreqTable) {
+/// Steps 4-5 from the weights `e` (one per symbol of `table`), their index-order sum `sum` (step 3)
+/// and the shift `max`: every frequency (the cumulative table is left to the caller).
+fn fill_freqs(max: f32, sum: f64, e: &[f32], table: &mut FreqTable) {
     let vocab = table.freqs.len();
     let total_counts = table.total();
-    let mut sum = 0.0f64;
-    for &w in e {
-        sum += w as f64;
-    }
     table.softmax = (max.to_bits(), sum.to_bits());
     let scale = (total_counts - vocab as u32) as f64 / sum;
     let mut total = 0u64;

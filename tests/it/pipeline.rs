@@ -99,6 +99,88 @@ fn speculative_decoding_gives_the_bytes_of_plain_decoding() {
     }
 }
 
+/// Progress events in the order the pipeline reports them: `(true, n)` for input, `(false, n)` for output.
+#[derive(Default)]
+struct Events(std::sync::Mutex<Vec<(bool, u64)>>);
+
+impl llmzip::io::Progress for Events {
+    fn add_input(&self, bytes: u64) {
+        self.0.lock().unwrap().push((true, bytes));
+    }
+    fn add_output(&self, bytes: u64) {
+        self.0.lock().unwrap().push((false, bytes));
+    }
+}
+
+impl Events {
+    /// Input bytes reported before the first output.
+    fn input_before_first_output(&self) -> u64 {
+        self.0.lock().unwrap().iter().take_while(|e| e.0).map(|e| e.1).sum()
+    }
+}
+
+/// Digits in no pattern: one token a byte with the synthetic tokenizer, and nothing for drafts to guess.
+fn digits(len: usize) -> Vec<u8> {
+    common::random_bytes(len, 11).iter().map(|b| b'0' + b % 10).collect()
+}
+
+/// Compresses `data` with every chunk model-coded; returns the archive and its chunks' token counts.
+fn coded_archive(data: &[u8], opts: &CodecOptions) -> (Vec<u8>, Vec<u32>) {
+    let mut archive = Vec::new();
+    compress(&mut Cursor::new(data), &mut archive, opts, &NoProgress).unwrap();
+    let index = llmzip::container::read_archives(&mut Cursor::new(&archive)).unwrap();
+    let tokens = index[0].chunks.iter().map(|c| c.tokens).collect();
+    (archive, tokens)
+}
+
+/// The decoder writes a chunk as soon as it and every chunk before it are verified, not when the lanes
+/// that decode it with others are all done: with one lane per chunk, the short first chunk is written
+/// while the longer ones still decode.
+#[test]
+fn decoded_chunks_are_written_before_later_chunks_finish() {
+    let mut data = common::sample_text(3000);
+    data.extend_from_slice(&digits(6000));
+    let opts = CodecOptions { force_model: true, lanes: 4, speculate: false, ..common::synthetic_opts() };
+    let (archive, tokens) = coded_archive(&data, &opts);
+    let longest_later = tokens[1..].iter().copied().max().unwrap_or(0);
+    assert!(tokens.len() <= 4 && tokens[0] < longest_later, "the layout this test needs: {tokens:?}");
+    let events = Events::default();
+    let mut restored = Vec::new();
+    decompress(&mut Cursor::new(&archive), &mut restored, &opts, &events).unwrap();
+    assert!(restored == data);
+    let log = events.0.lock().unwrap().clone();
+    let first_output = log.iter().position(|e| !e.0).expect("output was reported");
+    assert!(
+        log[first_output + 1..].iter().any(|e| e.0),
+        "chunk 0 was written only once all decoded: {log:?}"
+    );
+}
+
+/// A lane that finishes takes the archive's next chunk at once: with two lanes, a long first chunk
+/// (digits) and two shorter ones (English, which the tokenizer merges), the third chunk starts decoding
+/// before the first is done, so more than the first two chunks' archive bytes are reported before the
+/// first output.
+#[test]
+fn a_finished_lane_takes_the_next_chunk_while_others_decode() {
+    let mut data = digits(4096);
+    data.extend_from_slice(&common::sample_text(7000));
+    let opts = CodecOptions { force_model: true, lanes: 2, speculate: false, ..common::synthetic_opts() };
+    let (archive, tokens) = coded_archive(&data, &opts);
+    assert!(tokens.len() == 3 && tokens[1] < tokens[0], "the layout this test needs: {tokens:?}");
+    let index = llmzip::container::read_archives(&mut Cursor::new(&archive)).unwrap();
+    let events = Events::default();
+    let mut restored = Vec::new();
+    decompress(&mut Cursor::new(&archive), &mut restored, &opts, &events).unwrap();
+    assert!(restored == data);
+    // A chunk's archive bytes: its 21-byte header, payload and 4-byte CRC (FORMAT.md, *Chunks*).
+    let first_two: u64 = index[0].chunks[..2].iter().map(|c| 21 + c.payload_len as u64 + 4).sum();
+    let before = events.input_before_first_output();
+    assert!(
+        before > first_two,
+        "{before} archive bytes decoded before chunk 0 was written, {first_two} in chunks 0-1 ({tokens:?} tokens)"
+    );
+}
+
 #[test]
 fn random_bytes_are_stored_with_bounded_growth() {
     let data = common::random_bytes(1 << 20, 7);
