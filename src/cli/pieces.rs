@@ -139,6 +139,7 @@ pub fn compress(plan: &Plan, args: &FileArgs, reporter: &mut Reporter) {
     let mut opts = run::codec_options(&plan.settings);
     if let Some(size) = args.pieces.chunk_size {
         opts.chunk_bytes = size;
+        opts.fit_chunks_to_size = false;
     }
     let select = match (args.pieces.chunks, args.pieces.part) {
         (Some(c), _) => Some(Select::Chunks(c)),
@@ -148,9 +149,12 @@ pub fn compress(plan: &Plan, args: &FileArgs, reporter: &mut Reporter) {
     if let (Some(select), [Item::Run(job)]) = (select, &plan.items[..]) {
         let range = match &job.input {
             Input::Path(path) => {
-                let counted = File::open(path)
-                    .map_err(PieceError::Open)
-                    .and_then(|f| chunk_spans(BufReader::new(f), opts.chunk_bytes).map_err(PieceError::Open));
+                // Cut as the compression of this file will cut it (its size chooses the chunk size).
+                let counted = File::open(path).map_err(PieceError::Open).and_then(|f| {
+                    let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                    let chunk_bytes = opts.for_input_size(size).chunk_bytes;
+                    chunk_spans(BufReader::new(f), chunk_bytes).map_err(PieceError::Open)
+                });
                 let count = match counted {
                     Ok(spans) => spans.len() as u64,
                     Err(e) => return reporter.error(Some(&job.input.display()), &e),

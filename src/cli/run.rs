@@ -84,6 +84,8 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
         // Speculative decoding changes no output, only the time: LLMZIP_SPECULATE=0 switches it off
         // for measurements (no flag, as for the kernel path).
         speculate: std::env::var_os("LLMZIP_SPECULATE").is_none_or(|v| v != "0"),
+        // A file is cut into chunks for the decoder's lanes (`--chunk-size` switches this off).
+        fit_chunks_to_size: true,
         ..CodecOptions::default()
     }
 }
@@ -234,6 +236,7 @@ fn run_job(
     reporter: &mut Reporter,
 ) -> Result<Stats, JobError> {
     let mut source = open(&job.input)?;
+    let opts = &opts.for_input_size(source.size);
     let progress = StderrProgress::new(&job.input.display(), source.size, show_progress);
     let mut codec = |input: &mut dyn Read, output: &mut dyn Write| match op {
         Operation::Compress => {

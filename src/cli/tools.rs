@@ -86,6 +86,7 @@ pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
     let mut opts = codec_options(&settings);
     if let Some(bytes) = args.chunk_size {
         opts.chunk_bytes = bytes;
+        opts.fit_chunks_to_size = false;
     }
     let bar = model::progress_bar();
     let session = Session::open(&opts, &bar);
@@ -108,7 +109,8 @@ pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
                 continue;
             }
         };
-        match eval(&session, &text, &opts) {
+        // Cut as `c` cuts this file.
+        match eval(&session, &text, &opts.for_input_size(Some(text.len() as u64))) {
             Ok(r) => {
                 total.add(&r);
                 rows.push((name, r));
@@ -123,12 +125,16 @@ pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
         format!("windows with overlap {}", opts.overlap)
     };
     let mut t = format!(
-        "model {} (sha256 {}), context {}, {schedule}, mixer {}, chunks of {} bytes\n\n",
+        "model {} (sha256 {}), context {}, {schedule}, mixer {}, chunks {}\n\n",
         session.model.id,
         model::hash::to_hex(&session.model.sha256),
         opts.context,
         if opts.mix.is_off() { "off" } else { "on" },
-        opts.chunk_bytes,
+        if opts.fit_chunks_to_size {
+            "fitted to each file's size, as c cuts it".to_owned()
+        } else {
+            format!("of {} bytes", opts.chunk_bytes)
+        },
     );
     t.push_str("| file | bytes | tokens | bits/token | bits/byte | table overhead | tokens/s |\n");
     t.push_str("|---|---:|---:|---:|---:|---:|---:|\n");

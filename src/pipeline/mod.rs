@@ -55,6 +55,10 @@ pub struct CodecOptions {
     pub kernel: Option<KernelPath>,
     /// Target size of the independently coded chunks the input is cut into.
     pub chunk_bytes: usize,
+    /// Where the input's size is known ([`CodecOptions::for_input_size`]): cut it into chunks for the
+    /// decoder's lanes ([`segment::chunk_bytes_for_size`]) instead of `chunk_bytes`. The CLI sets it
+    /// unless `--chunk-size` is given; off by default, so library callers get `chunk_bytes`.
+    pub fit_chunks_to_size: bool,
     /// How many chunks the decoder advances in lock-step (the engine's batch size).
     pub lanes: usize,
     /// Decoding only: guess the next tokens from the chunk's history and confirm them in one engine
@@ -74,6 +78,17 @@ impl CodecOptions {
     pub fn slide(&self) -> u32 {
         self.slide.unwrap_or_else(|| params::default_slide(self.context))
     }
+
+    /// These options for an input of `size` bytes (`None`: unknown, a pipe): with
+    /// `fit_chunks_to_size`, the chunk size that gives the decoder up to [`params::DEFAULT_LANES`]
+    /// chunks (the lanes a decoder runs by default; the encoder cannot know the decoder's choice).
+    pub fn for_input_size(&self, size: Option<u64>) -> CodecOptions {
+        let mut opts = self.clone();
+        if let (true, Some(size)) = (self.fit_chunks_to_size, size) {
+            opts.chunk_bytes = segment::chunk_bytes_for_size(size, params::DEFAULT_LANES);
+        }
+        opts
+    }
 }
 
 impl Default for CodecOptions {
@@ -87,6 +102,7 @@ impl Default for CodecOptions {
             threads: 0,
             kernel: None,
             chunk_bytes: segment::DEFAULT_CHUNK_BYTES,
+            fit_chunks_to_size: false,
             lanes: params::DEFAULT_LANES,
             speculate: true,
             force_model: false,

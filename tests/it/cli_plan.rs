@@ -347,6 +347,38 @@ fn list_prints_a_table_or_tab_separated_columns() {
     assert_eq!(table.lines().last(), Some(llmzip::cli::listing::CHECK_NOTE));
 }
 
+/// The chunk count `l --robot` gives for `name`.
+fn chunks_of(dir: &Path, name: &str) -> u64 {
+    let out = run(dir, &["l", "--robot", name]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    table.lines().nth(1).expect("a row").split('\t').nth(2).unwrap().parse().unwrap()
+}
+
+/// A file's size chooses its chunks, so the decoder gets lanes: 100 KB is cut into 3 chunks (of at
+/// least 32 KiB each), where a pipe of the same bytes, or `--chunk-size 64K`, gives 2; and `--part`
+/// cuts the file where its whole compression does.
+#[test]
+fn a_file_is_cut_into_chunks_for_the_decoders_lanes() {
+    let data = text(100_000);
+    let dir = setup(&[("a", &data)]);
+    assert_eq!(code(&run(dir.path(), &["c", "-k", "a"])), 0);
+    assert_eq!(chunks_of(dir.path(), "a.lz"), 3);
+    let piped = run_with_stdin(dir.path(), &["c"], &data);
+    fs::write(dir.path().join("p.lz"), &piped.stdout).unwrap();
+    assert_eq!(chunks_of(dir.path(), "p.lz"), 2);
+    assert_eq!(code(&run(dir.path(), &["c", "--chunk-size", "64K", "-o", "s.lz", "a"])), 0);
+    assert_eq!(chunks_of(dir.path(), "s.lz"), 2);
+    let part = run(dir.path(), &["c", "--part", "3/3", "-c", "a"]);
+    assert_eq!(code(&part), 0, "{}", stderr(&part));
+    fs::write(dir.path().join("part.lz"), &part.stdout).unwrap();
+    assert_eq!(chunks_of(dir.path(), "part.lz"), 1, "the third of three chunks");
+    for name in ["a.lz", "p.lz", "s.lz"] {
+        let back = run(dir.path(), &["d", "-c", name]);
+        assert!(back.stdout == data, "{name}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_1_and_help_exits_0_on_stdout() {
     let dir = setup(&[("a", b"x"), ("b", b"y")]);
