@@ -138,8 +138,7 @@ pub fn check_flags(command: &Command) -> Result<(), PieceError> {
 pub fn compress(plan: &Plan, args: &FileArgs, reporter: &mut Reporter) {
     let mut opts = run::codec_options(&plan.settings);
     if let Some(size) = args.pieces.chunk_size {
-        opts.chunk_bytes = size;
-        opts.fit_chunks_to_size = false;
+        opts.fix_chunk_bytes(size);
     }
     let select = match (args.pieces.chunks, args.pieces.part) {
         (Some(c), _) => Some(Select::Chunks(c)),

@@ -85,8 +85,7 @@ pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
     };
     let mut opts = codec_options(&settings);
     if let Some(bytes) = args.chunk_size {
-        opts.chunk_bytes = bytes;
-        opts.fit_chunks_to_size = false;
+        opts.fix_chunk_bytes(bytes);
     }
     let bar = model::progress_bar();
     let session = Session::open(&opts, &bar);

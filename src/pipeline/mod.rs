@@ -79,6 +79,13 @@ impl CodecOptions {
         self.slide.unwrap_or_else(|| params::default_slide(self.context))
     }
 
+    /// Cuts every input into chunks of `bytes` (`--chunk-size`), whatever its size: a chosen size
+    /// replaces the fitted layout.
+    pub fn fix_chunk_bytes(&mut self, bytes: usize) {
+        self.chunk_bytes = bytes;
+        self.fit_chunks_to_size = false;
+    }
+
     /// These options for an input of `size` bytes (`None`: unknown, a pipe): with
     /// `fit_chunks_to_size`, the chunk size that gives the decoder up to [`params::DEFAULT_LANES`]
     /// chunks (the lanes a decoder runs by default; the encoder cannot know the decoder's choice).
