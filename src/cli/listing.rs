@@ -71,26 +71,8 @@ pub fn human(rows: &[Row]) -> String {
             if all_ok { "ok" } else { "FAILED" },
         ));
     }
-    let mut width = [0usize; 8];
-    for line in &lines {
-        for (w, cell) in width.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for line in &lines {
-        let mut text = String::new();
-        for (i, cell) in line.iter().enumerate() {
-            // Numbers right-aligned, words left-aligned; the last column is not padded.
-            match i {
-                0..=4 => write!(text, "{cell:>w$}  ", w = width[i]).unwrap(),
-                7 => text.push_str(cell),
-                _ => write!(text, "{cell:<w$}  ", w = width[i]).unwrap(),
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
+    use Align::{Left, Right};
+    let mut out = aligned(&lines, [Right, Right, Right, Right, Right, Left, Left, Left]);
     out.push_str(CHECK_NOTE);
     out.push('\n');
     out
@@ -105,28 +87,72 @@ pub fn settings(rows: &[Row]) -> String {
 /// Tab-separated: a header line, then one line per archive; names escaped so a tab or newline in a
 /// file name cannot break a column.
 pub fn robot(rows: &[Row]) -> String {
-    let mut out =
-        String::from("name\tmodel\tchunks\tcompressed\tuncompressed\tratio\tbits_per_byte\tcheck\n");
-    for r in rows {
+    let header = ["name", "model", "chunks", "compressed", "uncompressed", "ratio", "bits_per_byte", "check"];
+    let lines = rows.iter().map(|r| {
         let ratio = ratio(r.archive_bytes, r.original_bytes);
-        writeln!(
-            out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            escape(&r.name),
-            escape(&r.model),
-            r.chunks,
-            r.archive_bytes,
-            r.original_bytes,
+        [
+            r.name.clone(),
+            r.model.clone(),
+            r.chunks.to_string(),
+            r.archive_bytes.to_string(),
+            r.original_bytes.to_string(),
             fixed(ratio, 6),
             fixed(ratio.map(|r| 8.0 * r), 6),
-            escape(&r.check),
-        )
-        .unwrap();
+            r.check.clone(),
+        ]
+    });
+    tab_separated(header, lines)
+}
+
+/// How [`aligned`] pads a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Align {
+    /// Numbers.
+    Right,
+    /// Words.
+    Left,
+}
+
+/// The lines of a table, each column as wide as its widest cell (in characters) and two spaces apart.
+/// The last column is never padded (it holds a file name of any length) and no line ends in spaces.
+pub(crate) fn aligned<const N: usize>(lines: &[[String; N]], align: [Align; N]) -> String {
+    let mut width = [0usize; N];
+    for line in lines {
+        for (w, cell) in width.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in lines {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            match align[i] {
+                _ if i + 1 == N => text.push_str(cell),
+                Align::Right => write!(text, "{cell:>w$}  ", w = width[i]).unwrap(),
+                Align::Left => write!(text, "{cell:<w$}  ", w = width[i]).unwrap(),
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
     }
     out
 }
 
-pub(crate) fn escape(s: &str) -> String {
+/// Tab-separated for scripts: the header line, then one line per row, every cell [`escape`]d so a tab
+/// or newline in a file name cannot break a column.
+pub(crate) fn tab_separated<const N: usize>(
+    header: [&str; N],
+    rows: impl Iterator<Item = [String; N]>,
+) -> String {
+    let mut out = header.join("\t") + "\n";
+    for row in rows {
+        out.push_str(&row.map(|cell| escape(&cell)).join("\t"));
+        out.push('\n');
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
 }
 

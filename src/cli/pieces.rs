@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::args::{Command, FileArgs, JoinArgs, SplitArgs};
+use super::listing::{self, Align};
 use super::plan::{Input, Item, PathProbe, Plan};
 use super::report::{Reporter, is_broken_pipe};
 use super::run;
 use super::selection::{ChunkRange, Part};
 use crate::container::{ChunkKind, FormatError, Joiner, Layout, SplitError, check_range, scan};
 use crate::io::AtomicFile;
-use crate::io::fs::SystemPaths;
+use crate::io::fs::{SystemPaths, regular_file_size};
 use crate::io::stdio::{self, StdoutSink};
 use crate::pipeline::chunk_spans;
 
@@ -150,7 +151,7 @@ pub fn compress(plan: &Plan, args: &FileArgs, reporter: &mut Reporter) {
             Input::Path(path) => {
                 // Cut as the compression of this file will cut it (its size chooses the chunk size).
                 let counted = File::open(path).map_err(PieceError::Open).and_then(|f| {
-                    let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                    let size = f.metadata().ok().as_ref().and_then(regular_file_size);
                     let chunk_bytes = opts.for_input_size(size).chunk_bytes;
                     chunk_spans(BufReader::new(f), chunk_bytes).map_err(PieceError::Open)
                 });
@@ -434,13 +435,7 @@ struct IndexRow {
 pub fn list_index(plan: &Plan, robot: bool, reporter: &mut Reporter) {
     let mut rows = Vec::new();
     for item in &plan.items {
-        let job = match item {
-            Item::Skip(notice) => {
-                reporter.notice(notice);
-                continue;
-            }
-            Item::Run(job) => job,
-        };
+        let Some(job) = reporter.job(item) else { continue };
         let name = job.input.display();
         let scanned = match &job.input {
             Input::Stdin => stdio::seekable_stdin().map_err(PieceError::NotSeekable).and_then(|mut f| {
@@ -498,40 +493,16 @@ fn index_cells(r: &IndexRow) -> [String; 9] {
 
 /// Tab-separated, a header line first; names escaped as in `l --robot`.
 fn index_robot(rows: &[IndexRow]) -> String {
-    let mut out = INDEX_COLUMNS.join("\t") + "\n";
-    for r in rows {
-        let mut cells = index_cells(r);
-        cells[8] = super::listing::escape(&cells[8]);
-        out.push_str(&cells.join("\t"));
-        out.push('\n');
-    }
-    out
+    listing::tab_separated(INDEX_COLUMNS, rows.iter().map(index_cells))
 }
 
 /// Aligned columns: numbers to the right, the name last and unpadded.
 fn index_human(rows: &[IndexRow]) -> String {
     let lines: Vec<[String; 9]> =
         std::iter::once(INDEX_COLUMNS.map(str::to_owned)).chain(rows.iter().map(index_cells)).collect();
-    let mut width = [0usize; 9];
-    for line in &lines {
-        for (w, cell) in width.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for line in &lines {
-        let mut text = String::new();
-        for (i, cell) in line.iter().enumerate() {
-            match i {
-                1 => text.push_str(&format!("{cell:<w$}  ", w = width[i])),
-                8 => text.push_str(cell),
-                _ => text.push_str(&format!("{cell:>w$}  ", w = width[i])),
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
+    let mut align = [Align::Right; 9];
+    align[1] = Align::Left;
+    listing::aligned(&lines, align)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::io::{self, Write};
 
-use super::plan::{Notice, Severity, Verbosity};
+use super::plan::{Item, Job, Notice, Severity, Verbosity};
 
 /// Exit statuses (gzip's): 0 ok, 1 error, 2 warning. Usage errors are errors.
 pub const EXIT_OK: u8 = 0;
@@ -32,6 +32,18 @@ impl Reporter {
 
     pub fn notice(&mut self, notice: &Notice) {
         self.record(notice.severity, Some(&notice.subject), &notice.message);
+    }
+
+    /// The job of a planned item, or `None` once the reason it is skipped has been reported: the one
+    /// loop head of every command that works through a plan's items in order.
+    pub fn job<'i>(&mut self, item: &'i Item) -> Option<&'i Job> {
+        match item {
+            Item::Run(job) => Some(job),
+            Item::Skip(notice) => {
+                self.notice(notice);
+                None
+            }
+        }
     }
 
     pub fn warning(&mut self, subject: Option<&str>, message: &str) {

@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::listing::{self, Row};
-use super::plan::{Env, Input, Item, Job, Operation, Output, PathProbe, Plan, Settings, Verbosity};
+use super::plan::{Env, Input, Job, Operation, Output, PathProbe, Plan, Settings, Verbosity};
 use super::report::{Reporter, is_broken_pipe, one_line};
-use crate::io::fs::copy_metadata;
+use crate::io::fs::{copy_metadata, regular_file_size};
 use crate::io::stdio::{self, StdoutSink};
 use crate::io::{AtomicFile, StderrProgress};
 use crate::pipeline::{self, CodecOptions, PipelineError, Sessions, Stats};
@@ -127,13 +127,7 @@ pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     let mut stdout: Option<StdoutSink> = None;
     let mut rows = Vec::new();
     for item in &plan.items {
-        let job = match item {
-            Item::Skip(notice) => {
-                reporter.notice(notice);
-                continue;
-            }
-            Item::Run(job) => job,
-        };
+        let Some(job) = reporter.job(item) else { continue };
         let name = job.input.display();
         let opened = sessions.opened();
         let result = match plan.operation {
@@ -209,7 +203,7 @@ fn open(input: &Input) -> Result<Source, JobError> {
             let file = File::open(path).map_err(JobError::Open)?;
             // Metadata from the open handle, not the name: it describes exactly what is being read.
             let metadata = file.metadata().map_err(JobError::Open)?;
-            let size = metadata.is_file().then_some(metadata.len());
+            let size = regular_file_size(&metadata);
             let reader = Box::new(BufReader::with_capacity(INPUT_BUFFER, file));
             Ok(Source { reader, metadata: Some(metadata), size })
         }

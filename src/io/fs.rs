@@ -69,6 +69,13 @@ impl PathProbe for SystemPaths {
     }
 }
 
+/// The size of what `metadata` describes if it is a regular file: what chooses the chunk layout of a
+/// compression. `None` for anything else (a pipe, a device), whose length says nothing of what it will
+/// yield; such inputs are cut as a stream is.
+pub fn regular_file_size(metadata: &Metadata) -> Option<u64> {
+    metadata.is_file().then_some(metadata.len())
+}
+
 /// Gives `to` the permissions, modification time and access time recorded in `from` (the input's
 /// metadata, taken from its open handle). Call after the last write, since writing updates the time.
 pub fn copy_metadata(from: &Metadata, to: &File) -> io::Result<()> {
@@ -87,6 +94,15 @@ pub fn copy_metadata(from: &Metadata, to: &File) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn only_a_regular_file_has_a_size_that_chooses_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"12345").unwrap();
+        assert_eq!(regular_file_size(&std::fs::metadata(&f).unwrap()), Some(5));
+        assert_eq!(regular_file_size(&std::fs::metadata(dir.path()).unwrap()), None);
+    }
 
     #[test]
     fn probe_tells_files_dirs_and_missing_apart() {
