@@ -60,14 +60,43 @@ use half::f16;
 
 use super::EngineError;
 use crate::arch::{ArchError, VectorMath};
+use layouts::{ActLayout, WeightLayout};
 use scales::BlockScales;
-#[cfg(target_arch = "x86_64")]
-use x86_64::amx;
 
 pub use crate::arch::{KernelPath, LANES, tree8};
 
 /// Elements per quantization block, along the input dimension.
 pub const BLOCK: usize = 32;
+
+/// The layouts a kernel path keeps beside the shared matrices, one type each on every target: AMX's tile
+/// order where the x86_64 paths are built, stand-ins that hold nothing elsewhere. The shared types carry
+/// their fields without a `cfg` of their own; a new path with a layout of its own adds it here.
+mod layouts {
+    #[cfg(target_arch = "x86_64")]
+    pub use super::x86_64::amx::{AmxActs as ActLayout, AmxWeights as WeightLayout};
+
+    /// No path of this target prepares weights, so no value exists.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[derive(Clone, Debug)]
+    pub enum WeightLayout {}
+
+    #[cfg(not(target_arch = "x86_64"))]
+    impl WeightLayout {
+        pub fn size_bytes(&self) -> usize {
+            match *self {}
+        }
+    }
+
+    /// No path of this target prepares activations: nothing to hold or clear.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[derive(Clone, Debug, Default)]
+    pub struct ActLayout;
+
+    #[cfg(not(target_arch = "x86_64"))]
+    impl ActLayout {
+        pub fn clear(&mut self) {}
+    }
+}
 
 /// Every kernel table this build has, slowest first: the one line to add when a path is added.
 static ALL: &[&Kernels] = &[
@@ -238,8 +267,7 @@ pub struct QMatrix {
     quants: Vec<u8>,
     /// The same integers in tile order, for the AMX path ([`QMatrix::prepare_for`]). (State of one
     /// path in the shared type: the tables reach it as descendants of this module.)
-    #[cfg(target_arch = "x86_64")]
-    amx: Option<amx::AmxWeights>,
+    amx: Option<WeightLayout>,
 }
 
 impl QMatrix {
@@ -276,7 +304,6 @@ impl QMatrix {
             kind: WeightKind::U4,
             scales: BlockScales::new(scale, min),
             quants,
-            #[cfg(target_arch = "x86_64")]
             amx: None,
         })
     }
@@ -299,7 +326,6 @@ impl QMatrix {
             kind: WeightKind::I8,
             scales: BlockScales::new(scale, Vec::new()),
             quants,
-            #[cfg(target_arch = "x86_64")]
             amx: None,
         })
     }
@@ -335,7 +361,6 @@ impl QMatrix {
             kind: first.kind,
             scales: BlockScales::concat(&scales),
             quants: Vec::new(),
-            #[cfg(target_arch = "x86_64")]
             amx: None,
         };
         for p in parts {
@@ -359,10 +384,7 @@ impl QMatrix {
 
     /// Bytes of weight data (for reports).
     pub fn size_bytes(&self) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        let tiles = self.amx.as_ref().map_or(0, amx::AmxWeights::size_bytes);
-        #[cfg(not(target_arch = "x86_64"))]
-        let tiles = 0;
+        let tiles = self.amx.as_ref().map_or(0, WeightLayout::size_bytes);
         self.quants.len() + self.scales.size_bytes() + tiles
     }
 
@@ -539,8 +561,7 @@ pub struct QActs {
     /// values).
     s: Vec<f32>,
     /// The rows in tile order when prepared for the AMX path ([`QActs::prepare_for`]).
-    #[cfg(target_arch = "x86_64")]
-    amx: amx::AmxActs,
+    amx: ActLayout,
 }
 
 impl QActs {
@@ -557,7 +578,6 @@ impl QActs {
         self.rows = rows;
         self.cols = cols;
         self.blocks = blocks;
-        #[cfg(target_arch = "x86_64")]
         self.amx.clear();
         // The buffers only grow: the widths alternate (model width, MLP width) many times per forward
         // pass, and resizing down and up again would zero the regrown part each time. Only the first
