@@ -137,7 +137,7 @@ pub fn check_flags(command: &Command) -> Result<(), PieceError> {
 /// without the model, so a range it does not have is refused before the model is loaded), then runs
 /// the plan as usual.
 pub fn compress(plan: &Plan, args: &FileArgs, reporter: &mut Reporter) {
-    let mut opts = run::codec_options(&plan.settings);
+    let mut opts = plan.codec.clone();
     if let Some(size) = args.pieces.chunk_size {
         opts.fix_chunk_bytes(size);
     }

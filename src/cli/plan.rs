@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use super::args::{CodecArgs, Command, FileArgs};
 use crate::mix::MixConfig;
+use crate::pipeline::CodecOptions;
 use crate::pipeline::level::{self, DEFAULT_LEVEL};
 use crate::pipeline::params::{default_overlap, default_slide};
 
@@ -32,6 +33,8 @@ pub struct Env<'a> {
     pub stdout_is_terminal: bool,
     /// Used when `--threads` is not given; at least 1.
     pub available_threads: usize,
+    /// [`CodecOptions::speculate`]: off only when `LLMZIP_SPECULATE=0` (there is no flag for it).
+    pub speculate: bool,
     pub paths: &'a dyn PathProbe,
 }
 
@@ -148,28 +151,13 @@ pub enum Verbosity {
     Verbose(u8),
 }
 
-/// Options for the model, with every default resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub model: Option<String>,
-    /// Tokens per window; in 16..=8192 (clap checks the range), the model's own limit is checked later.
-    pub context: u32,
-    /// Always less than `context`; used only when `slide` is 0.
-    pub overlap: u32,
-    /// Positions a full cache drops; 0 for the window schedule. Less than `context`.
-    pub slide: u32,
-    /// The mixer blended into the model's tables: the level's, or [`MixConfig::OFF`] with `--no-mix`.
-    pub mix: MixConfig,
-    /// At least 1.
-    pub threads: usize,
-}
-
 /// Everything the act layer needs, in the order the user gave the files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub operation: Operation,
     pub items: Vec<Item>,
-    pub settings: Settings,
+    /// The codec's options with every default resolved, as [`codec_options`] makes them.
+    pub codec: CodecOptions,
     pub verbosity: Verbosity,
     /// `--stats-file`: where each finished job appends its statistics record.
     pub stats_file: Option<PathBuf>,
@@ -230,13 +218,17 @@ pub fn file_operation(command: &Command) -> Option<(Operation, &FileArgs)> {
     }
 }
 
-/// The model settings of `codec` with every default resolved. Only compression is held to the
-/// schedule rules: a decoder reads its schedule from the archive.
-pub fn settings(
-    operation: Operation,
-    codec: &CodecArgs,
-    available_threads: usize,
-) -> Result<Settings, UsageError> {
+/// The pipeline's options for `codec`, with every default resolved:
+/// - `context` in 16..=8192 (clap checks the range; the model's own limit is checked when the session
+///   opens);
+/// - `slide` always `Some`: 0 selects the window schedule, the only one that uses `overlap`;
+/// - `mix` the level's mixer, or [`MixConfig::OFF`] with `--no-mix`;
+/// - `threads` at least 1, and no more than `env.available_threads`;
+/// - for compression, `overlap` and `slide` less than `context`. A decoder is not held to the schedule
+///   rules: it reads its schedule from the archive.
+///
+/// What the CLI has no flag for (chunk size, lanes, ...) keeps the pipeline's defaults.
+pub fn codec_options(operation: Operation, codec: &CodecArgs, env: &Env) -> Result<CodecOptions, UsageError> {
     // The level fills in what no flag names; it shapes only what compression chooses (a decoder reads
     // every setting from the archive, and its model from the archive unless --model names a copy).
     let level = codec.level.level().filter(|_| operation == Operation::Compress).unwrap_or(DEFAULT_LEVEL);
@@ -264,14 +256,20 @@ pub fn settings(
         (None, None) => default_slide(context),
     };
     let preset_model = (operation == Operation::Compress).then_some(preset.model).flatten();
-    Ok(Settings {
+    Ok(CodecOptions {
         model: codec.run.model.clone().or_else(|| preset_model.map(str::to_string)),
         context,
         overlap,
-        slide,
+        slide: Some(slide),
         mix: if codec.no_mix { MixConfig::OFF } else { preset.mix },
         // More workers than cores only spin: `--threads 1024` on 2 cores took minutes for 14 bytes.
-        threads: codec.run.threads.unwrap_or(available_threads).min(available_threads).max(1),
+        threads: codec.run.threads.unwrap_or(env.available_threads).min(env.available_threads).max(1),
+        // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
+        kernel: None,
+        speculate: env.speculate,
+        // A file is cut into chunks for the decoder's lanes (`--chunk-size` switches this off).
+        fit_chunks_to_size: true,
+        ..CodecOptions::default()
     })
 }
 
@@ -330,7 +328,7 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         }
     }
 
-    let settings = settings(operation, &args.codec, env.available_threads)?;
+    let codec = codec_options(operation, &args.codec, env)?;
 
     let items: Vec<Item> = inputs
         .into_iter()
@@ -350,7 +348,7 @@ pub fn plan(operation: Operation, args: &FileArgs, env: &Env) -> Result<Plan, Us
         }
     }
 
-    Ok(Plan { operation, items, settings, verbosity, stats_file: args.stats_file.clone() })
+    Ok(Plan { operation, items, codec, verbosity, stats_file: args.stats_file.clone() })
 }
 
 fn plan_one(
@@ -491,7 +489,13 @@ mod tests {
     }
 
     fn env(fs: &Fake) -> Env<'_> {
-        Env { stdin_is_terminal: false, stdout_is_terminal: false, available_threads: 4, paths: fs }
+        Env {
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+            available_threads: 4,
+            speculate: true,
+            paths: fs,
+        }
     }
 
     fn files(names: &[&str]) -> FileArgs {
@@ -876,19 +880,19 @@ mod tests {
     }
 
     #[test]
-    fn settings_resolve_defaults() {
+    fn codec_options_resolve_defaults() {
         let fs = Fake::default();
+        let fields = |o: &CodecOptions| (o.model.clone(), o.context, o.overlap, o.slide, o.mix, o.threads);
         let p = plan(C, &files(&[]), &env(&fs)).unwrap();
+        assert_eq!(fields(&p.codec), (None, 2048, 256, Some(512), MixConfig::recommended(), 4));
+        // What the CLI has no flag for: the pipeline's defaults, but chunks fitted to the input's size.
+        let defaults = CodecOptions::default();
+        assert!(p.codec.fit_chunks_to_size);
+        assert_eq!(p.codec.kernel, None);
+        assert!(p.codec.speculate);
         assert_eq!(
-            p.settings,
-            Settings {
-                model: None,
-                context: 2048,
-                overlap: 256,
-                slide: 512,
-                mix: MixConfig::recommended(),
-                threads: 4
-            }
+            (p.codec.chunk_bytes, p.codec.lanes, p.codec.force_model, &p.codec.chunk_range),
+            (defaults.chunk_bytes, defaults.lanes, defaults.force_model, &defaults.chunk_range)
         );
         let mut a = files(&[]);
         a.codec = CodecArgs {
@@ -899,19 +903,12 @@ mod tests {
             level: Default::default(),
         };
         let p = plan(C, &a, &env(&fs)).unwrap();
-        assert_eq!(
-            p.settings,
-            Settings {
-                model: Some("m.gguf".into()),
-                context: 100,
-                overlap: 50,
-                slide: 25,
-                mix: MixConfig::OFF,
-                threads: 1
-            }
-        );
+        assert_eq!(fields(&p.codec), (Some("m.gguf".into()), 100, 50, Some(25), MixConfig::OFF, 1));
         let zero = Env { available_threads: 0, ..env(&fs) };
-        assert_eq!(plan(C, &files(&[]), &zero).unwrap().settings.threads, 1);
+        assert_eq!(plan(C, &files(&[]), &zero).unwrap().codec.threads, 1);
+        // LLMZIP_SPECULATE is read into the Env, not by the planner.
+        let no_drafts = Env { speculate: false, ..env(&fs) };
+        assert!(!plan(Operation::Decompress, &files(&[]), &no_drafts).unwrap().codec.speculate);
     }
 
     #[test]
@@ -920,31 +917,31 @@ mod tests {
         let mut a = files(&[]);
         a.codec.level.l1 = true;
         let fast = level::preset(1).unwrap();
-        let s = plan(C, &a, &env(&fs)).unwrap().settings;
+        let s = plan(C, &a, &env(&fs)).unwrap().codec;
         assert_eq!(
             (s.model.as_deref(), s.context, s.slide, s.mix),
-            (None, fast.context, fast.slide, fast.mix)
+            (None, fast.context, Some(fast.slide), fast.mix)
         );
 
         a.codec.level = Default::default();
         a.codec.level.best = true;
         let best = level::preset(9).unwrap();
-        let s = plan(C, &a, &env(&fs)).unwrap().settings;
-        assert_eq!((s.model.as_deref(), s.context, s.slide), (best.model, best.context, best.slide));
+        let s = plan(C, &a, &env(&fs)).unwrap().codec;
+        assert_eq!((s.model.as_deref(), s.context, s.slide), (best.model, best.context, Some(best.slide)));
 
         // Explicit flags win over the preset, and the slide follows an explicit context.
         a.codec.run.model = Some("m.gguf".into());
         a.codec.run.context = Some(100);
         a.codec.no_mix = true;
-        let s = plan(C, &a, &env(&fs)).unwrap().settings;
+        let s = plan(C, &a, &env(&fs)).unwrap().codec;
         assert_eq!(
             (s.model.as_deref(), s.context, s.slide, s.mix),
-            (Some("m.gguf"), 100, 25, MixConfig::OFF)
+            (Some("m.gguf"), 100, Some(25), MixConfig::OFF)
         );
 
         // A decoder takes its model from the archive: a level must not name one.
         a.codec.run = Default::default();
-        let s = plan(Operation::Decompress, &a, &env(&fs)).unwrap().settings;
+        let s = plan(Operation::Decompress, &a, &env(&fs)).unwrap().codec;
         assert_eq!(s.model, None);
     }
 
@@ -956,9 +953,9 @@ mod tests {
         a.codec.overlap = Some(512);
         assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::OverlapTooLarge { overlap: 512, context: 512 }));
         a.codec.overlap = Some(511);
-        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 511);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().codec.overlap, 511);
         a.codec.overlap = Some(0);
-        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 0);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().codec.overlap, 0);
     }
 
     #[test]
@@ -967,16 +964,16 @@ mod tests {
         let mut a = files(&[]);
         a.codec.run.context = Some(512);
         a.codec.overlap = Some(64);
-        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.slide, 0);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().codec.slide, Some(0));
         a.codec.slide = Some(100);
         assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::OverlapWithSlide { slide: 100 }));
         a.codec.slide = Some(0);
-        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.overlap, 64);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().codec.overlap, 64);
         a.codec.overlap = None;
         a.codec.slide = Some(512);
         assert_eq!(plan(C, &a, &env(&fs)), Err(UsageError::SlideTooLarge { slide: 512, context: 512 }));
         a.codec.slide = Some(511);
-        assert_eq!(plan(C, &a, &env(&fs)).unwrap().settings.slide, 511);
+        assert_eq!(plan(C, &a, &env(&fs)).unwrap().codec.slide, Some(511));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::listing::{self, Row};
-use super::plan::{Env, Input, Job, Operation, Output, PathProbe, Plan, Settings, Verbosity};
+use super::plan::{Env, Input, Job, Operation, Output, PathProbe, Plan, Verbosity};
 use super::report::{Reporter, is_broken_pipe, one_line};
 use crate::io::fs::{copy_metadata, regular_file_size};
 use crate::io::stdio::{self, StdoutSink};
@@ -65,28 +65,10 @@ pub fn system_env(paths: &dyn PathProbe) -> Env<'_> {
         stdin_is_terminal: io::stdin().is_terminal(),
         stdout_is_terminal: io::stdout().is_terminal(),
         available_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        paths,
-    }
-}
-
-/// The pipeline's options for the planned settings; the window and chunk settings the CLI has no flag
-/// for keep the pipeline's defaults.
-pub fn codec_options(settings: &Settings) -> CodecOptions {
-    CodecOptions {
-        model: settings.model.clone(),
-        context: settings.context,
-        overlap: settings.overlap,
-        slide: Some(settings.slide),
-        mix: settings.mix,
-        threads: settings.threads,
-        // The engine reads LLMZIP_KERNEL itself; the CLI has no flag for it.
-        kernel: None,
         // Speculative decoding changes no output, only the time: LLMZIP_SPECULATE=0 switches it off
         // for measurements (no flag, as for the kernel path).
         speculate: std::env::var_os("LLMZIP_SPECULATE").is_none_or(|v| v != "0"),
-        // A file is cut into chunks for the decoder's lanes (`--chunk-size` switches this off).
-        fit_chunks_to_size: true,
-        ..CodecOptions::default()
+        paths,
     }
 }
 
@@ -96,7 +78,7 @@ pub fn codec_options(settings: &Settings) -> CodecOptions {
 /// stdout pipe: nobody is reading any more, so processing stops without a message and the exit status
 /// is what it was before (0 when all went well), as `head` users expect.
 pub fn execute(plan: &Plan, reporter: &mut Reporter) {
-    execute_with(plan, codec_options(&plan.settings), reporter)
+    execute_with(plan, plan.codec.clone(), reporter)
 }
 
 /// [`execute`] with options beyond the plan's settings (the chunking and chunk range of
@@ -107,12 +89,12 @@ pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
     if plan.operation == Operation::Compress
         && matches!(reporter.verbosity(), Verbosity::Verbose(n) if n >= 2)
     {
-        let s = &plan.settings;
+        let s = &plan.codec;
         reporter.info(&format!(
             "model {}, context {}, {}, mixer {}, threads {}",
             s.model.as_deref().unwrap_or("(default)"),
             s.context,
-            if s.slide > 0 { format!("slide {}", s.slide) } else { format!("overlap {}", s.overlap) },
+            if s.slide() > 0 { format!("slide {}", s.slide()) } else { format!("overlap {}", s.overlap) },
             if s.mix.is_off() { "off" } else { "on" },
             s.threads
         ));

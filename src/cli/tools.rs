@@ -7,11 +7,12 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 
 use super::args::{BenchArgs, EvalArgs, ModelsCommand};
-use super::plan::{Operation, settings};
+use super::plan::{Operation, codec_options};
 use super::report::{EXIT_ERROR, Reporter};
-use super::run::codec_options;
+use super::run::system_env;
 use crate::bench::{self, BenchRow, Scratch, Tool};
 use crate::io::AtomicFile;
+use crate::io::fs::SystemPaths;
 use crate::io::stdio::StdoutSink;
 use crate::model;
 use crate::pipeline::Session;
@@ -75,15 +76,13 @@ pub fn models(command: &ModelsCommand, reporter: &mut Reporter) -> u8 {
 
 /// `llmzip eval FILE...`: the code length `llmzip c` with the same flags would get, per file.
 pub fn eval_files(args: &EvalArgs, reporter: &mut Reporter) -> u8 {
-    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let settings = match settings(Operation::Compress, &args.codec, available) {
-        Ok(s) => s,
+    let mut opts = match codec_options(Operation::Compress, &args.codec, &system_env(&SystemPaths)) {
+        Ok(o) => o,
         Err(e) => {
             reporter.error(None, &e);
             return EXIT_ERROR;
         }
     };
-    let mut opts = codec_options(&settings);
     if let Some(bytes) = args.chunk_size {
         opts.fix_chunk_bytes(bytes);
     }

@@ -35,7 +35,7 @@ use crate::engine::KernelPath;
 use crate::mix::MixConfig;
 
 /// Settings of one compression or decompression run, as the CLI (or a library user) chose them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodecOptions {
     /// `--model ID|PATH`; `None` means the registry default (compress) or the archive's model (decompress).
     pub model: Option<String>,
@@ -56,7 +56,7 @@ pub struct CodecOptions {
     /// Target size of the independently coded chunks the input is cut into.
     pub chunk_bytes: usize,
     /// Where the input's size is known ([`CodecOptions::for_input_size`]): cut it into chunks for the
-    /// decoder's lanes ([`segment::chunk_bytes_for_size`]) instead of `chunk_bytes`. The CLI sets it
+    /// decoder's lanes (`segment::chunk_bytes_for_size`) instead of `chunk_bytes`. The CLI sets it
     /// unless `--chunk-size` is given; off by default, so library callers get `chunk_bytes`.
     pub fit_chunks_to_size: bool,
     /// How many chunks the decoder advances in lock-step (the engine's batch size).

@@ -277,6 +277,7 @@ fn plan_for(args: &[&str], cores: usize) -> plan::Plan {
         stdin_is_terminal: false,
         stdout_is_terminal: false,
         available_threads: cores,
+        speculate: true,
         paths: &SystemPaths,
     };
     plan::plan(operation, file_args, &env).unwrap()
@@ -284,9 +285,9 @@ fn plan_for(args: &[&str], cores: usize) -> plan::Plan {
 
 #[test]
 fn threads_far_above_the_cores_spin_for_minutes() {
-    assert_eq!(plan_for(&["llmzip", "c", "--threads", "1024", "-c", "x"], 2).settings.threads, 2);
-    assert_eq!(plan_for(&["llmzip", "d", "--threads", "4096", "-c", "x.lz"], 8).settings.threads, 8);
-    assert_eq!(plan_for(&["llmzip", "c", "--threads", "1", "-c", "x"], 8).settings.threads, 1);
+    assert_eq!(plan_for(&["llmzip", "c", "--threads", "1024", "-c", "x"], 2).codec.threads, 2);
+    assert_eq!(plan_for(&["llmzip", "d", "--threads", "4096", "-c", "x.lz"], 8).codec.threads, 8);
+    assert_eq!(plan_for(&["llmzip", "c", "--threads", "1", "-c", "x"], 8).codec.threads, 1);
 }
 
 #[test]
@@ -350,6 +351,7 @@ fn decompress_refuses_an_overlap_it_ignores() {
         stdin_is_terminal: false,
         stdout_is_terminal: false,
         available_threads: 2,
+        speculate: true,
         paths: &SystemPaths,
     };
     assert!(plan::plan(operation, file_args, &env).is_err(), "c still refuses it");
