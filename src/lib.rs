@@ -18,6 +18,19 @@
 //! joins the layers, `bench` runs compressors as child processes (reading llmzip's figures
 //! from its statistics records, never from its human output), and `cli` sits on top.
 //!
+//! # Words that would otherwise mean two things
+//!
+//! - **Lane.** In `pipeline`, a *decoder lane*: one chunk being decoded, advanced in lock-step with the
+//!   other lanes through one batched engine call per step. In `arch` and the kernels, an *accumulator
+//!   lane*: one of the [`arch::LANES`] float accumulators a sum's term `i` goes to (`i mod 8`) before the
+//!   fixed reduction tree. Code says "lane" alone only in the layer where its meaning is the only one.
+//! - **Group.** In the kernels, an *interleaved group*: 8 consecutive quantized blocks of a weight row,
+//!   stored interleaved for the vector units. In attention, the query heads that share one key/value
+//!   head (grouped-query attention) are `heads_per_kv`, never a "group".
+//! - **Tile.** Only the layout unit of keys in a KV cache (a *key tile* of [`engine::kernels::KEY_TILE`]
+//!   positions) and the AMX path's matrix tiles. Consecutive positions of one sequence computed by one
+//!   attention task are a *run*; the output rows of one matmul task are its rows.
+//!
 //! # Example
 //!
 //! Compress and decompress a few bytes with the library API. The model here is a tiny synthetic one

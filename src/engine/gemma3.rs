@@ -47,7 +47,7 @@ pub struct Gemma3Config {
     /// Key/value heads; `n_heads` is a multiple of it.
     pub n_kv_heads: usize,
     /// `gemma3.attention.key_length` (= `value_length`), read, never derived: Gemma's heads do not
-    /// divide the width (4 x 256 against 640). A multiple of 8 (the attention lanes).
+    /// divide the width (4 x 256 against 640). A multiple of 8 (the attention's accumulator lanes).
     pub head_dim: usize,
     /// Hidden width of the MLP (`gemma3.feed_forward_length`).
     pub ff_dim: usize,

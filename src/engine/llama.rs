@@ -32,7 +32,7 @@ pub struct LlamaConfig {
     /// Key/value heads; `n_heads` is a multiple of it (grouped-query attention).
     pub n_kv_heads: usize,
     /// `llama.attention.key_length` (= `value_length`) when the file has it, else `dim / n_heads`; a
-    /// multiple of 8 (the attention lanes).
+    /// multiple of 8 (the attention's accumulator lanes).
     pub head_dim: usize,
     /// Hidden width of the MLP (`llama.feed_forward_length`).
     pub ff_dim: usize,

@@ -145,8 +145,8 @@ impl Model {
     }
 
     /// A run of tokens for each of `caches.len()` independent sequences in one call (speculative
-    /// decoding: each lane's last token and its draft): appends `runs[i]` to `caches[i]` and writes one
-    /// logits row per token, run 0's rows first. Each row's logits are those the tokens would get from
+    /// decoding: each decoder lane's last token and its draft): appends `runs[i]` to `caches[i]` and
+    /// writes one logits row per token, run 0's rows first. Each row's logits are those the tokens would get from
     /// [`Model::prefill`] or [`Model::step`] alone.
     pub fn extend(
         &self,

@@ -189,11 +189,11 @@ impl Kernels {
         unsafe { (self.swiglu)(gate, up, out) }
     }
 
-    /// Softmax attention of a group of queries that share one key/value head of one sequence (the
-    /// query heads of a GQA group, for one or several consecutive positions). Keys are in key tiles
-    /// ([`key_index`]; `keys` covers every tile that holds a position below the largest `npos`, the
-    /// positions past it finite or not, never used); value `j` is `values[j*hd..][..hd]`. For each
-    /// query, in this order:
+    /// Softmax attention of queries that share one key/value head of one sequence (the query heads
+    /// that share it under grouped-query attention, for one or several consecutive positions). Keys
+    /// are in key tiles ([`key_index`]; `keys` covers every tile that holds a position below the
+    /// largest `npos`, the positions past it finite or not, never used); value `j` is
+    /// `values[j*hd..][..hd]`. For each query, in this order:
     /// ```text
     /// s_j   = tree8(lanes of q . k_j) * scale                 (lane = dim mod 8, dims in order)
     /// max   = max_j s_j                                       (exact; see below)
@@ -788,7 +788,7 @@ mod tests {
         let (w, x) = (&w, &x);
         let mut out = vec![f32::NAN; x.rows() * w.rows()];
         let so = unsafe { StridedOut::new(&mut out, x.rows(), w.rows()) };
-        // Uneven tiles, as the parallel split may produce.
+        // Uneven row ranges, as the parallel split may produce.
         let mut n0 = 0;
         while n0 < w.rows() {
             let n1 = (n0 + 5).min(w.rows());
@@ -899,7 +899,7 @@ mod tests {
     fn simd_attention_is_bitwise_scalar() {
         let mut rng = Lcg(5);
         // Short queries first, long ones first, and the shapes the engine makes: a prefill task (4
-        // consecutive positions x 3 heads: groups whose last positions differ) and lone queries.
+        // consecutive positions x 3 heads: queries whose last positions differ) and lone queries.
         let prefill = |p: usize| (0..12).map(|i| p + i / 3).collect::<Vec<_>>();
         let mut cases: Vec<(usize, Vec<usize>)> = vec![
             (8, vec![1, 8, 9, 30, 36, 37]),
@@ -916,8 +916,8 @@ mod tests {
             (128, prefill(20)),
         ];
         // Sliding windows: `starts[i]` is query i's first position (0 above). A windowed prefill task
-        // (every position its own start), lone windowed queries, groups whose windows all start at
-        // one position, and a group where no position is seen by all.
+        // (every position its own start), lone windowed queries, queries whose windows all start at
+        // one position, and queries of which no position is seen by all.
         let global = |n: &[usize]| vec![0; n.len()];
         let mut starts: Vec<Vec<usize>> = cases.iter().map(|(_, n)| global(n)).collect();
         let windowed: Vec<(usize, Vec<usize>, Vec<usize>)> = vec![

@@ -26,7 +26,7 @@ pub(super) static KERNELS: Kernels = Kernels {
 /// bytes of nibbles, or 256 bytes of i8 bits) with activations `a` (256 bytes): one sum per block.
 #[inline(always)]
 fn group_isums(q4: bool, w: &[u8], a: &[i8]) -> [i32; GROUP] {
-    // Products of a whole group (each fits i16: at most 128 * 127), then summed per block lane
+    // Products of a whole group (each fits i16: at most 128 * 127), then summed per accumulator lane
     // (j / 4 within each 32-byte slice) in i32.
     let mut prod = [0i16; GROUP * BLOCK];
     if q4 {

@@ -26,8 +26,9 @@ impl Attention {
     }
 }
 
-/// Consecutive positions of one sequence that share the key/value conversions in one attention task.
-const ATTN_TILE: usize = 4;
+/// Most consecutive positions of one sequence in one attention task (a *run*): they share the key and
+/// value conversions.
+const ATTN_RUN: usize = 4;
 
 thread_local! {
     /// Per worker thread: attention buffers, kept between calls.
@@ -42,24 +43,24 @@ impl Runtime {
         acts.prepare_for(self.kernel);
     }
 
-    /// `out[r][..] = parts side by side . acts[r]`, split over output rows in fixed tiles. The tile
-    /// size only affects speed: each output is computed by one task with the same arithmetic.
+    /// `out[r][..] = parts side by side . acts[r]`, split into tasks of a fixed number of output rows.
+    /// That number only affects speed: each output is computed by one task with the same arithmetic.
     pub fn matmul(&self, parts: &[&QMatrix], acts: &QActs, out: &mut [f32], out_dim: usize) {
         let rows = acts.rows();
         assert!(out.len() >= rows * out_dim);
         let total: usize = parts.iter().map(|p| p.rows()).sum();
         assert_eq!(total, out_dim);
         // Multiples of 16 rows: the AMX path's weight tiles (16 rows) then never straddle two tasks.
-        let tile = (total / (self.threads * 8)).clamp(16, 128).next_multiple_of(16);
+        let rows_per_task = (total / (self.threads * 8)).clamp(16, 128).next_multiple_of(16);
         // SAFETY: `out` is borrowed mutably for the whole call; each task writes only the columns of its
-        // own tile of output rows, so no two tasks touch the same element.
+        // own output rows, so no two tasks touch the same element.
         let so = unsafe { StridedOut::new(out, rows, out_dim) };
         let mut tasks = Vec::new();
         let mut col = 0;
         for (p, part) in parts.iter().enumerate() {
             let mut n0 = 0;
             while n0 < part.rows() {
-                let n1 = (n0 + tile).min(part.rows());
+                let n1 = (n0 + rows_per_task).min(part.rows());
                 tasks.push((p, n0, n1, col + n0));
                 n0 = n1;
             }
@@ -74,7 +75,7 @@ impl Runtime {
     /// Causal grouped-query attention of `layer` for every row and head: the query of (row `r`, head
     /// `h`) is `qkv[r * qkv_dim + h * head_dim..][..head_dim]` (rows as the QKV product writes them),
     /// its output goes to `att[r * q_dim + h * head_dim..]`, and the keys and values come from the row's cache (already
-    /// holding the row's own position). Work is split into tasks of (a tile of up to [`ATTN_TILE`]
+    /// holding the row's own position). Work is split into tasks of (a run of up to [`ATTN_RUN`]
     /// consecutive positions of one sequence, one key/value head, some of its query heads); a task
     /// converts each key and value once for all its queries. Every query is computed by
     /// [`Kernels::attend`](kernels::Kernels::attend) with the same arithmetic whatever the task shape, so the split is free.
@@ -90,29 +91,30 @@ impl Runtime {
         att: &mut [f32],
     ) {
         let (hd, q_dim) = (spec.head_dim, spec.q_dim());
-        let group = spec.n_heads / spec.n_kv_heads;
+        // Grouped-query attention: query heads `k * heads_per_kv ..` share key/value head `k`.
+        let heads_per_kv = spec.n_heads / spec.n_kv_heads;
         let scale = spec.scale;
         let kernel = self.kernel;
 
-        // Tiles of consecutive positions of one sequence.
-        let mut tiles = Vec::new();
+        // Runs of consecutive positions of one sequence.
+        let mut runs = Vec::new();
         let mut r = 0;
         while r < rows.len() {
             let mut len = 1;
-            while len < ATTN_TILE
+            while len < ATTN_RUN
                 && r + len < rows.len()
                 && rows[r + len].cache == rows[r].cache
                 && rows[r + len].pos == rows[r].pos + len
             {
                 len += 1;
             }
-            tiles.push((r, len));
+            runs.push((r, len));
             r += len;
         }
-        // Few tiles (decoding one or two sequences): one task per query head keeps the threads busy.
-        let heads_per_task = if tiles.len() * spec.n_kv_heads >= 4 * self.threads { group } else { 1 };
-        let mut tasks = Vec::with_capacity(tiles.len() * spec.n_heads / heads_per_task);
-        for &(r0, len) in &tiles {
+        // Few runs (decoding one or two sequences): one task per query head keeps the threads busy.
+        let heads_per_task = if runs.len() * spec.n_kv_heads >= 4 * self.threads { heads_per_kv } else { 1 };
+        let mut tasks = Vec::with_capacity(runs.len() * spec.n_heads / heads_per_task);
+        for &(r0, len) in &runs {
             for h0 in (0..spec.n_heads).step_by(heads_per_task) {
                 tasks.push((r0, len, h0));
             }
@@ -121,13 +123,13 @@ impl Runtime {
         // exactly one task.
         let out = unsafe { StridedOut::new(att, rows.len(), q_dim) };
         tasks.par_iter().for_each(|&(r0, len, h0)| {
-            let kvh = h0 / group;
+            let kvh = h0 / heads_per_kv;
             let row0 = rows[r0];
             let npos_max = row0.pos + len;
             let cache = &caches[row0.cache];
             // A sliding-window layer sees the last `window` positions (its own included). The keys
             // go to the kernel from the key tile that holds the task's first start on, so positions
-            // keep their lanes (`j mod 8`) and earlier tiles are not even read.
+            // keep their accumulator lanes (`j mod 8`) and earlier key tiles are not even read.
             let window = cache.layout()[layer].window;
             let first = |npos: usize| window.map_or(0, |w| npos.saturating_sub(w));
             let base = first(row0.pos + 1) / KEY_TILE * KEY_TILE;

@@ -116,11 +116,11 @@ impl FullGroup for Vnni {
 
 /// Queries whose scores one pass over a key tile computes: 8 accumulators each, so 3 queries and the
 /// key take 25 of the 32 registers.
-const SCORE_GROUP: usize = 3;
+const SCORE_QUERIES: usize = 3;
 
 /// Queries whose weighted sums one pass over the values computes: up to [`SUM_CHUNKS`] accumulators
 /// each, so 6 queries, the values and one weight take 29 registers.
-const SUM_GROUP: usize = 6;
+const SUM_QUERIES: usize = 6;
 
 /// 16-dimension registers of each query's weighted sum held in one pass (64 dimensions).
 const SUM_CHUNKS: usize = 4;
@@ -128,25 +128,25 @@ const SUM_CHUNKS: usize = 4;
 /// Positions ahead whose values are prefetched while the weighted sums stream through a head.
 const VALUE_PREFETCH: usize = 32;
 
-/// Calls `wsum_group::<G, NC>` for the runtime shape `(g, nc)`, one of the listed ones; `ps` and `outs`
+/// Calls `wsum_queries::<G, NC>` for the runtime shape `(g, nc)`, one of the listed ones; `ps` and `outs`
 /// are arrays of at least `g` pointers.
 macro_rules! wsum_shapes {
     ($g:expr, $nc:expr, $ps:expr, $outs:expr, $args:expr; $(($G:literal, $NC:literal)),*) => {
         match ($g, $nc) {
-            $(($G, $NC) => wsum_group::<$G, $NC>(
+            $(($G, $NC) => wsum_queries::<$G, $NC>(
                 std::array::from_fn(|k| $ps[k]),
                 std::array::from_fn(|k| $outs[k]),
                 $args,
             ),)*
-            _ => unreachable!("attention group shapes are bounded by SUM_GROUP and SUM_CHUNKS"),
+            _ => unreachable!("attention shapes are bounded by SUM_QUERIES and SUM_CHUNKS"),
         }
     };
 }
 
 /// See [`crate::engine::kernels::Kernels::attend`]. Scores: one register holds one dimension of the 16 keys of a key tile, and
-/// [`SCORE_GROUP`] queries share each key load ([`scores_tile`]); a tile's 16 scores come out of a
-/// vertical reduction. Weighted sums: one register holds 16 dimensions of a value, and [`SUM_GROUP`]
-/// queries share each value load ([`wsum_group`]). The softmax is the AVX2 code. Every lane performs
+/// [`SCORE_QUERIES`] queries share each key load ([`scores_tile`]); a tile's 16 scores come out of a
+/// vertical reduction. Weighted sums: one register holds 16 dimensions of a value, and [`SUM_QUERIES`]
+/// queries share each value load ([`wsum_queries`]). The softmax is the AVX2 code. Every lane performs
 /// the operations of the scalar path in its order, so the bits are the same.
 ///
 /// # Safety
@@ -182,7 +182,7 @@ pub unsafe fn attend(
             let kt = kp.add(t * KEY_TILE * hd);
             let mut i = 0;
             while i < n {
-                let g = (n - i).min(SCORE_GROUP);
+                let g = (n - i).min(SCORE_QUERIES);
                 let q = |k: usize| queries[i + k.min(g - 1)].q.as_ptr();
                 let out = |k: usize| scores.add((i + k.min(g - 1)) * padded + t * KEY_TILE);
                 match g {
@@ -201,32 +201,32 @@ pub unsafe fn attend(
             scratch.sums[i] = softmax_row(row, query.npos);
         }
 
-        // Weighted sums: positions every query of a group sees (`lo..shared`) go through the group
+        // Weighted sums: positions every query of a pass sees (`lo..shared`) go through the pass
         // together; the few that only some see (before `lo` in a window, from `shared` on) through
         // each of those alone, before and after them, so every query's positions stay in order.
         let mut i = 0;
         while i < n {
-            let g = (n - i).min(SUM_GROUP);
-            let group = &mut queries[i..i + g];
-            let shared = group.iter().map(|q| q.npos).min().unwrap_or(0);
-            let lo = group.iter().map(|q| q.start).max().unwrap_or(0);
-            let ps: [*const f32; SUM_GROUP] =
+            let g = (n - i).min(SUM_QUERIES);
+            let pass = &mut queries[i..i + g];
+            let shared = pass.iter().map(|q| q.npos).min().unwrap_or(0);
+            let lo = pass.iter().map(|q| q.start).max().unwrap_or(0);
+            let ps: [*const f32; SUM_QUERIES] =
                 std::array::from_fn(|k| scores.add((i + k.min(g - 1)) * padded) as *const f32);
-            let outs: [*mut f32; SUM_GROUP] = std::array::from_fn(|k| group[k.min(g - 1)].out.as_mut_ptr());
+            let outs: [*mut f32; SUM_QUERIES] = std::array::from_fn(|k| pass[k.min(g - 1)].out.as_mut_ptr());
             for c0 in (0..hd).step_by(SUM_CHUNKS * 16) {
                 let nc = ((hd - c0) / 16).min(SUM_CHUNKS);
                 if lo >= shared {
                     // No position seen by all: each query alone.
-                    for (k, query) in group.iter().enumerate() {
+                    for (k, query) in pass.iter().enumerate() {
                         let own = (vp, hd, c0, query.start, query.npos, true);
                         wsum_shapes!(1, nc, [ps[k]], [outs[k]], own; (1, 1), (1, 2), (1, 3), (1, 4));
                     }
                     continue;
                 }
-                let aligned = group.iter().all(|q| q.start == lo);
+                let aligned = pass.iter().all(|q| q.start == lo);
                 if !aligned {
                     // Each query's positions before `lo`, or zeros (the `fresh` start) where none.
-                    for (k, query) in group.iter().enumerate() {
+                    for (k, query) in pass.iter().enumerate() {
                         if query.start < lo {
                             let head = (vp, hd, c0, query.start, lo, true);
                             wsum_shapes!(1, nc, [ps[k]], [outs[k]], head; (1, 1), (1, 2), (1, 3), (1, 4));
@@ -240,7 +240,7 @@ pub unsafe fn attend(
                     (1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4), (3, 1), (3, 2), (3, 3),
                     (3, 4), (4, 1), (4, 2), (4, 3), (4, 4), (5, 1), (5, 2), (5, 3), (5, 4), (6, 1), (6, 2),
                     (6, 3), (6, 4));
-                for (k, query) in group.iter().enumerate() {
+                for (k, query) in pass.iter().enumerate() {
                     if query.npos > shared {
                         let rest = (vp, hd, c0, shared, query.npos, false);
                         wsum_shapes!(1, nc, [ps[k]], [outs[k]], rest; (1, 1), (1, 2), (1, 3), (1, 4));
@@ -308,7 +308,7 @@ unsafe fn scores_tile<const G: usize>(
 /// readable, each output holds `c0 + 16 * NC` floats.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-unsafe fn wsum_group<const G: usize, const NC: usize>(
+unsafe fn wsum_queries<const G: usize, const NC: usize>(
     ps: [*const f32; G],
     outs: [*mut f32; G],
     (vp, hd, c0, j0, j1, fresh): (*const u16, usize, usize, usize, usize, bool),
