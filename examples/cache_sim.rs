@@ -8,33 +8,11 @@
 //! measurement tool: it uses the platform's `powf`, which the product never does.
 //!
 //! `cargo run --release --example cache_sim -- FILE.probs...`
+#[path = "shared/dump.rs"]
+mod dump;
+
+use dump::{Row, VOCAB, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
-
-const VOCAB: usize = 49_152;
-
-struct Row {
-    chunk: u32,
-    token: u32,
-    p_y: f64,
-    p_top: f64,
-}
-
-fn read(path: &str) -> Vec<Row> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Row {
-                chunk: f[0].parse().unwrap(),
-                token: f[1].parse().unwrap(),
-                p_y: f[2].parse().unwrap(),
-                p_top: f[4].parse().unwrap(),
-            }
-        })
-        .collect()
-}
 
 fn bucket(p_top: f64) -> usize {
     if p_top < 0.3 {

@@ -14,35 +14,13 @@
 
 use std::time::Instant;
 
+#[path = "shared/dump.rs"]
+mod dump;
+
+use dump::{Row, VOCAB, read};
 use llmzip::mix::config::{CTX_CONFIDENCE, CTX_COUNT, CTX_MATCH, CTX_ORDER};
 use llmzip::mix::{MixConfig, MixPlan, Mixer, mixed_table};
 use llmzip::quant::{FreqTable, Probabilities};
-
-const VOCAB: usize = 49_152;
-
-struct Row {
-    chunk: u32,
-    token: u32,
-    p_y: f64,
-    p_top: f64,
-}
-
-fn read(path: &str) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert!(f.len() >= 5, "{path}: line {l:?} is not `chunk token p_y top_id p_top`");
-            Row {
-                chunk: f[0].parse().unwrap(),
-                token: f[1].parse().unwrap(),
-                p_y: f[2].parse().unwrap(),
-                p_top: f[4].parse().unwrap(),
-            }
-        })
-        .collect()
-}
 
 /// Total bits of `rows` under `config`, and the seconds plan + update took.
 fn simulate(rows: &[Row], config: MixConfig) -> (f64, f64) {

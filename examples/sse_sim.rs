@@ -10,35 +10,11 @@
 //! which the product never does.
 //!
 //! `cargo run --release --example sse_sim -- FILE.probs...` (README, *Mixer*, has the figures.)
+#[path = "shared/dump.rs"]
+mod dump;
+
+use dump::{Row, VOCAB, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
-
-const VOCAB: usize = 49_152;
-
-struct Row {
-    chunk: u32,
-    token: u32,
-    p_y: f64,
-    top: u32,
-    p_top: f64,
-}
-
-fn read(path: &str) -> Vec<Row> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Row {
-                chunk: f[0].parse().unwrap(),
-                token: f[1].parse().unwrap(),
-                p_y: f[2].parse().unwrap(),
-                top: f[3].parse().unwrap(),
-                p_top: f[4].parse().unwrap(),
-            }
-        })
-        .collect()
-}
 
 #[derive(Clone, Copy)]
 /// One APM variant (module docs). `ctx`: 0 none; 1 whether a model added counts to the top token; 2 that
