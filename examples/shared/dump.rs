@@ -1,9 +1,14 @@
 //! The probability dumps `examples/dump_probs.rs` writes, as the simulators read them: one line per
 //! coded token, `chunk token p_y top_id p_top` (the chunk index, the token, the LLM's probability of it,
-//! the LLM's top token and its probability), in coding order.
+//! the LLM's top token and its probability), in coding order, optionally followed by `s:` and the sums
+//! `Σ_t p(t)^α` for [`ALPHAS`] and by `token:p` pairs (the LLM's probability of each token the
+//! recommended mixer blends in there).
 
 // Each simulator reads the fields it needs; the others go unused there.
 #![allow(dead_code)]
+
+/// The exponents of the `s:` sums, in order (as `examples/dump_probs.rs` writes them).
+pub const ALPHAS: [f64; 6] = [0.85, 0.9, 0.95, 1.05, 1.1, 1.15];
 
 /// The SmolLM2 vocabulary the dumps were made with.
 pub const VOCAB: usize = 49_152;
@@ -14,6 +19,10 @@ pub struct Row {
     pub p_y: f64,
     pub top: u32,
     pub p_top: f64,
+    /// `Σ_t p(t)^α` for each of [`ALPHAS`] (empty in dumps without them).
+    pub power_sums: Vec<f64>,
+    /// The `token:p` pairs, in the dump's order (empty in dumps without them).
+    pub candidates: Vec<(u32, f64)>,
 }
 
 /// Every row of the dump at `path`; panics with the path and the line on anything else.
@@ -31,6 +40,24 @@ pub fn read(path: &str) -> Vec<Row> {
                 p_y: f[2].parse().unwrap_or_else(|_| bad("p_y")),
                 top: f[3].parse().unwrap_or_else(|_| bad("top_id")),
                 p_top: f[4].parse().unwrap_or_else(|_| bad("p_top")),
+                power_sums: f[5..]
+                    .iter()
+                    .find_map(|x| x.strip_prefix("s:"))
+                    .map(|sums| {
+                        sums.split(',').map(|v| v.parse().unwrap_or_else(|_| bad("power sum"))).collect()
+                    })
+                    .unwrap_or_default(),
+                candidates: f[5..]
+                    .iter()
+                    .filter(|x| !x.starts_with("s:"))
+                    .map(|pair| {
+                        let (t, p) = pair.split_once(':').unwrap_or_else(|| bad("token:p pair"));
+                        (
+                            t.parse().unwrap_or_else(|_| bad("pair's token")),
+                            p.parse().unwrap_or_else(|_| bad("pair's p")),
+                        )
+                    })
+                    .collect(),
             }
         })
         .collect()
