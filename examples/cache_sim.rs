@@ -11,20 +11,8 @@
 #[path = "shared/dump.rs"]
 mod dump;
 
-use dump::{Row, VOCAB, read};
+use dump::{Row, VOCAB, confidence_bucket, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
-
-fn bucket(p_top: f64) -> usize {
-    if p_top < 0.3 {
-        0
-    } else if p_top < 0.6 {
-        1
-    } else if p_top < 0.9 {
-        2
-    } else {
-        3
-    }
-}
 
 /// Bits of `rows` with the cache of window `w` (0: the mixer alone; `u32::MAX`: no decay).
 fn simulate(rows: &[Row], w: u32, rate: f64) -> f64 {
@@ -53,7 +41,7 @@ fn simulate(rows: &[Row], w: u32, rate: f64) -> f64 {
             p_mix
         } else {
             let q = score[t] * delta.powf((n - last[t]) as f64) / z;
-            let b = bucket(r.p_top);
+            let b = confidence_bucket(r.p_top);
             let l = lambda[b];
             let p = (1.0 - l) * p_mix + l * q;
             // EM: lambda <- lambda × (1 - rate + rate × q / p).

@@ -8,13 +8,14 @@
 //! LLM's probability of it: what a simulation of other ways of blending needs (`examples/logit_sim.rs`).
 //!
 //! `cargo run --release --example dump_probs -- FILE [N] > FILE.probs` (the default model; minutes).
+#[path = "shared/dump.rs"]
+mod dump;
+
+use dump::ALPHAS;
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
 use llmzip::pipeline::{CodecOptions, Session, chunk_spans, window::Schedule};
 use llmzip::quant::{Probabilities, softmax};
 use std::io::Write;
-
-/// The exponents whose sums `Σ_t p(t)^α` each line carries.
-const ALPHAS: [f64; 6] = [0.85, 0.9, 0.95, 1.05, 1.1, 1.15];
 
 fn main() {
     let path = std::env::args().nth(1).unwrap();

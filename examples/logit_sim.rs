@@ -11,25 +11,24 @@
 //!
 //! Second, the LLM's temperature: `p_α(t) = p(t)^α / Σ_u p(u)^α` (the dump carries the sums) before the
 //! linear mixer, for each fixed `α` of the dump, and with `α` chosen online per confidence bucket as the
-//! one whose code length in that bucket has been the smallest so far. A measurement tool: it uses the platform's `ln` and `powf`, which the product never does.
+//! one whose code length in that bucket has been the smallest so far.
+//!
+//! A measurement tool: it uses the platform's `ln` and `powf`, which the product never does.
 //!
 //! `cargo run --release --example logit_sim -- FILE.probs...`
 #[path = "shared/dump.rs"]
 mod dump;
 
-use dump::{ALPHAS, Row, VOCAB, read};
+use dump::{ALPHAS, Row, VOCAB, confidence_bucket, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
-
-fn bucket(p_top: f64) -> usize {
-    [0.3, 0.6, 0.9].iter().filter(|&&x| p_top >= x).count()
-}
+use llmzip::quant::precision_for;
 
 /// Bits of `rows` with the exponent learning at `lr` (0: the linear mixer), per confidence bucket or
 /// one for all; also the final exponents.
 fn simulate(rows: &[Row], lr: f64, per_bucket: bool) -> (f64, [f64; 4]) {
     let mut mixer = Mixer::new(MixConfig::recommended(), VOCAB);
     let mut plan = MixPlan::new();
-    let avail = ((1u32 << 24) - VOCAB as u32) as f64;
+    let avail = ((1u32 << precision_for(VOCAB)) - VOCAB as u32) as f64;
     let mut beta = [1.0f64; 4];
     let (mut chunk, mut bits, mut missing) = (u32::MAX, 0.0, 0usize);
     for r in rows {
@@ -45,7 +44,7 @@ fn simulate(rows: &[Row], lr: f64, per_bucket: bool) -> (f64, [f64; 4]) {
         } else {
             // The LLM's weight: the mixed probability of a token nothing was added to, per unit.
             let w = plan.probability(1.0, u32::MAX);
-            let b = if per_bucket { bucket(r.p_top) } else { 0 };
+            let b = if per_bucket { confidence_bucket(r.p_top) } else { 0 };
             let beta_b = beta[b];
             let (mut z, mut dz, mut p_cand) = (0.0, 0.0, 0.0);
             let mut r_y = w;
@@ -94,7 +93,7 @@ fn tempered(rows: &[Row], alpha: Option<usize>) -> f64 {
             running = [[0.0; 1 + ALPHAS.len()]; 4];
             chunk = r.chunk;
         }
-        let b = bucket(r.p_top);
+        let b = confidence_bucket(r.p_top);
         let k = alpha.unwrap_or_else(|| {
             (0..running[b].len()).min_by(|&i, &j| running[b][i].total_cmp(&running[b][j])).expect("one")
         });

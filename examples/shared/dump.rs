@@ -25,6 +25,12 @@ pub struct Row {
     pub candidates: Vec<(u32, f64)>,
 }
 
+/// The mixer's LLM-confidence bucket of a top probability: below 0.3, 0.6, 0.9, or above (the
+/// library's `mix` selects weight sets by the same thresholds).
+pub fn confidence_bucket(p_top: f64) -> usize {
+    [0.3, 0.6, 0.9].iter().filter(|&&x| p_top >= x).count()
+}
+
 /// Every row of the dump at `path`; panics with the path and the line on anything else.
 pub fn read(path: &str) -> Vec<Row> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
