@@ -54,7 +54,7 @@ pub enum Command {
     Bench(BenchArgs),
     /// Cut an archive at chunk boundaries into smaller archives that decode alone (no model needed).
     Split(SplitArgs),
-    /// Join archives made with the same model and settings into one archive with one index.
+    /// Join archives made with the same model and settings into one archive.
     Join(JoinArgs),
 }
 

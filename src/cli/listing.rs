@@ -25,10 +25,11 @@ fn fixed(x: Option<f64>, digits: usize) -> String {
     x.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
 }
 
-/// What the check column covers, printed under the human table: `l` reads only each archive's header
-/// and tail, so it cannot vouch for the chunks (a flipped bit in a payload lists as ok).
+/// What the check column covers, printed under the human table: `l` walks every chunk and verifies
+/// every checksum of the container, but decodes nothing, so it cannot vouch for what a chunk decodes to
+/// (the model, the engine's arithmetic).
 pub const CHECK_NOTE: &str =
-    "(check: header, index and footer checksums only; `llmzip t` decodes and verifies every chunk)";
+    "(check: every container checksum; `llmzip t` also decodes every chunk and checks what it gives)";
 
 /// The human table: a header, one line per archive, a total line when there are several, and
 /// [`CHECK_NOTE`].
@@ -185,7 +186,7 @@ compressed  uncompressed  ratio  bits/byte  chunks  check  model  name
        250          1000  0.250      2.000       2  ok     m1     a.lz
          5             0      -          -       2  ok     m1     bb.lz
        255          1000  0.255      2.040       4  ok            (total of 2)
-(check: header, index and footer checksums only; `llmzip t` decodes and verifies every chunk)
+(check: every container checksum; `llmzip t` also decodes every chunk and checks what it gives)
 ";
         assert_eq!(out, want);
     }

@@ -50,7 +50,7 @@ pub enum JobError {
     #[error("{} was written, but the input could not be removed", path.display())]
     RemoveInput { path: PathBuf, source: io::Error },
     #[error(
-        "listing reads the archive's trailing index, so stdin must be a file, not a pipe; give the file name"
+        "listing needs the archive's size and offsets, so stdin must be a file, not a pipe; give the file name"
     )]
     NotSeekable(#[source] io::Error),
     #[error(transparent)]

@@ -1,25 +1,32 @@
 //! One independently coded piece of the input.
 //!
 //! ```text
-//! size  field
-//! 1     kind: 0 = stored, 1 = model-coded  (0xFF instead marks the end of the chunks)
-//! 4     original length in bytes (u32 LE), 1..=16 MiB
-//! 4     tokens (u32 LE): 0 for stored, >= 1 for coded
-//! 4     payload length (u32 LE): stored = original length; coded <= 4 * tokens + 16
-//! 4     CRC-32 of the original bytes
-//! 4     CRC-32 of the 17 bytes above
-//! n     payload: the original bytes (stored) or the range coder's words (coded)
-//! 4     CRC-32 of the payload
+//! version 3 (compact)                       versions 1 and 2 (indexed)
+//! size  field                               size  field
+//! 1     kind: 0 stored, 1 coded             1     kind: 0 stored, 1 coded
+//! var   original length, 1..=16 MiB         4     original length (u32 LE), 1..=16 MiB
+//! var   tokens: 0 stored, >= 1 coded        4     tokens (u32 LE)
+//! var   payload length                      4     payload length (u32 LE)
+//! 4     CRC-32 of the original bytes        4     CRC-32 of the original bytes
+//! n     payload                             4     CRC-32 of the 17 bytes above
+//! 4     CRC-32 of every byte above          n     payload
+//!                                           4     CRC-32 of the payload
 //! ```
+//!
+//! (0xFF in place of the kind ends the chunks.) Stored payloads are the original bytes; a coded
+//! payload holds at most `4 × tokens + 16` bytes. In version 3 the one CRC covers header and payload, so
+//! the header's lengths are checked against their limits before the payload is read (incrementally:
+//! a truncated file never makes us allocate what a length claims) and believed only once it matches.
 
 use std::io::Read;
 
-use super::{Fields, FormatError, read_exact_or};
+use super::header::Framing;
+use super::{Fields, FormatError, Recorder, put_varint, read_exact_or};
 
 /// Largest chunk, in original bytes: bounds the memory a chunk needs (and what a header may claim).
 pub const MAX_CHUNK_BYTES: u32 = 16 << 20;
 
-/// Bytes of a chunk header (kind through its CRC).
+/// Bytes of an indexed chunk header (kind through its CRC).
 pub(crate) const CHUNK_HEADER_LEN: usize = 21;
 
 /// Largest payload a coded chunk of `tokens` tokens can have: a symbol costs at most 24 bits (every
@@ -66,37 +73,68 @@ pub struct Chunk {
     pub tokens: u64,
     pub original_crc32: u32,
     pub payload: Vec<u8>,
+    /// Bytes of its header as written (the compact header's length depends on its fields).
+    header_len: usize,
 }
 
 impl Chunk {
     /// Bytes this chunk occupies in the archive.
     pub fn encoded_len(&self) -> usize {
-        CHUNK_HEADER_LEN + self.payload.len() + 4
+        self.header_len + self.payload.len() + 4
     }
 
-    /// The chunk header bytes for these fields, CRC included.
-    pub(crate) fn header_bytes(kind: ChunkKind, original: &[u8], tokens: u32, payload_len: u32) -> [u8; 21] {
-        let mut b = [0u8; CHUNK_HEADER_LEN];
-        b[0] = kind.byte();
-        b[1..5].copy_from_slice(&(original.len() as u32).to_le_bytes());
-        b[5..9].copy_from_slice(&tokens.to_le_bytes());
-        b[9..13].copy_from_slice(&payload_len.to_le_bytes());
-        b[13..17].copy_from_slice(&crc32fast::hash(original).to_le_bytes());
-        let crc = crc32fast::hash(&b[..17]);
-        b[17..21].copy_from_slice(&crc.to_le_bytes());
+    /// The chunk header bytes for these fields in `framing` (for the indexed framing, its CRC included).
+    pub(crate) fn header_bytes(
+        framing: Framing,
+        kind: ChunkKind,
+        original: &[u8],
+        tokens: u32,
+        payload_len: u32,
+    ) -> Vec<u8> {
+        let original_crc = crc32fast::hash(original).to_le_bytes();
+        let mut b = Vec::with_capacity(CHUNK_HEADER_LEN);
+        b.push(kind.byte());
+        match framing {
+            Framing::Indexed => {
+                for v in [original.len() as u32, tokens, payload_len] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                b.extend_from_slice(&original_crc);
+                let crc = crc32fast::hash(&b);
+                b.extend_from_slice(&crc.to_le_bytes());
+            }
+            Framing::Compact => {
+                for v in [original.len() as u32, tokens, payload_len] {
+                    put_varint(&mut b, v.into());
+                }
+                b.extend_from_slice(&original_crc);
+            }
+        }
         b
     }
 
-    /// Reads the rest of chunk `index` after its kind byte: validates the header (checksum first, then
-    /// every length against its limit) before reading the payload, which is read incrementally so a
-    /// truncated file never makes us allocate what its header claims.
+    /// The CRC-32 that follows a payload: of the payload alone (indexed), or of the chunk's header and
+    /// payload (compact).
+    pub(crate) fn trailing_crc(framing: Framing, head: &[u8], payload: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        if framing == Framing::Compact {
+            h.update(head);
+        }
+        h.update(payload);
+        h.finalize()
+    }
+
+    /// Reads the rest of chunk `index` after its kind byte: the header (checked as
+    /// [`ChunkHead::read_after_kind`] says), then the payload, incrementally so a truncated file never
+    /// makes us allocate what its header claims, then the checksum that covers it.
     pub(crate) fn read_after_kind(
         r: &mut impl Read,
         kind_byte: u8,
         index: u64,
+        framing: Framing,
     ) -> Result<Chunk, FormatError> {
-        let ChunkHead { kind, original_len, tokens, payload_len, original_crc32 } =
-            ChunkHead::read_after_kind(r, kind_byte, index)?;
+        let (head, raw) = ChunkHead::read_after_kind(r, kind_byte, index, framing)?;
+        let ChunkHead { kind, original_len, tokens, payload_len, original_crc32 } = head;
         let mut payload = Vec::new();
         let got = r.by_ref().take(payload_len as u64).read_to_end(&mut payload)?;
         if got < payload_len as usize {
@@ -105,13 +143,24 @@ impl Chunk {
             });
         }
         let mut crc = [0u8; 4];
-        read_exact_or(r, &mut crc, || format!("before chunk {index}'s payload checksum"))?;
+        read_exact_or(r, &mut crc, || format!("before chunk {index}'s checksum"))?;
         let stored = u32::from_le_bytes(crc);
-        let computed = crc32fast::hash(&payload);
+        let computed = Chunk::trailing_crc(framing, &raw, &payload);
         if stored != computed {
-            return Err(FormatError::Checksum { place: format!("chunk {index} payload"), stored, computed });
+            let place = match framing {
+                Framing::Indexed => format!("chunk {index} payload"),
+                Framing::Compact => format!("chunk {index}"),
+            };
+            return Err(FormatError::Checksum { place, stored, computed });
         }
-        Ok(Chunk { kind, original_len, tokens: tokens as u64, original_crc32, payload })
+        Ok(Chunk {
+            kind,
+            original_len,
+            tokens: tokens as u64,
+            original_crc32,
+            payload,
+            header_len: raw.len(),
+        })
     }
 
     /// Checks decoded bytes against the chunk's original length and CRC-32.
@@ -134,10 +183,9 @@ impl Chunk {
     }
 }
 
-/// A chunk header's fields, checked (CRC first, then every length against its limit): what the tools
-/// that copy chunks without decoding them (split, join, the chunk table) need to know of a chunk.
+/// A chunk header's fields, their lengths checked against their limits, before its payload is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ChunkHead {
+struct ChunkHead {
     pub kind: ChunkKind,
     pub original_len: u32,
     pub tokens: u32,
@@ -146,31 +194,53 @@ pub(crate) struct ChunkHead {
 }
 
 impl ChunkHead {
-    /// Reads and checks the rest of chunk `index`'s header after its kind byte; the payload is not read.
-    pub(crate) fn read_after_kind(
+    /// Reads chunk `index`'s header after its kind byte, and returns it with its bytes as read. The
+    /// payload is not read. Indexed framing: the header's own CRC is checked first, then the kind and
+    /// every length against its limit. Compact: the kind, then every length against its limit; the
+    /// header is verified with its payload, by the CRC after it.
+    fn read_after_kind(
         r: &mut impl Read,
         kind_byte: u8,
         index: u64,
-    ) -> Result<ChunkHead, FormatError> {
-        let mut head = [0u8; CHUNK_HEADER_LEN];
-        head[0] = kind_byte;
-        read_exact_or(r, &mut head[1..], || format!("inside chunk {index}'s header"))?;
-        let stored = u32::from_le_bytes(head[17..21].try_into().expect("4 bytes"));
-        let computed = crc32fast::hash(&head[..17]);
-        if stored != computed {
-            return Err(FormatError::Checksum { place: format!("chunk {index} header"), stored, computed });
-        }
+        framing: Framing,
+    ) -> Result<(ChunkHead, Vec<u8>), FormatError> {
+        let place = || format!("inside chunk {index}'s header");
+        let (fields, raw) = match framing {
+            Framing::Indexed => {
+                let mut head = [0u8; CHUNK_HEADER_LEN];
+                head[0] = kind_byte;
+                read_exact_or(r, &mut head[1..], place)?;
+                let stored = u32::from_le_bytes(head[17..21].try_into().expect("4 bytes"));
+                let computed = crc32fast::hash(&head[..17]);
+                if stored != computed {
+                    return Err(FormatError::Checksum {
+                        place: format!("chunk {index} header"),
+                        stored,
+                        computed,
+                    });
+                }
+                let mut f = Fields::new(&head[1..17]);
+                ([f.u32(), f.u32(), f.u32(), f.u32()], head.to_vec())
+            }
+            Framing::Compact => {
+                if ChunkKind::from_byte(kind_byte).is_none() {
+                    return Err(FormatError::chunk(index, format!("unknown chunk kind {kind_byte}")));
+                }
+                let mut rec = Recorder::new(r, &[kind_byte]);
+                let bad = |what: String| FormatError::chunk(index, what);
+                let max = u64::from(u32::MAX);
+                let original_len = rec.varint("its original length", max, &place, &bad)? as u32;
+                let tokens = rec.varint("its token count", max, &place, &bad)? as u32;
+                let payload_len = rec.varint("its payload length", max, &place, &bad)? as u32;
+                let crc = u32::from_le_bytes(rec.take(4, &place)?.try_into().expect("4 bytes"));
+                ([original_len, tokens, payload_len, crc], rec.bytes)
+            }
+        };
         let kind = ChunkKind::from_byte(kind_byte)
             .ok_or_else(|| FormatError::chunk(index, format!("unknown chunk kind {kind_byte}")))?;
-        let mut f = Fields::new(&head[1..17]);
-        let (original_len, tokens, payload_len, original_crc32) = (f.u32(), f.u32(), f.u32(), f.u32());
+        let [original_len, tokens, payload_len, original_crc32] = fields;
         validate(kind, original_len, tokens, payload_len).map_err(|what| FormatError::chunk(index, what))?;
-        Ok(ChunkHead { kind, original_len, tokens, payload_len, original_crc32 })
-    }
-
-    /// Bytes the whole chunk occupies in the archive: header, payload and payload CRC.
-    pub(crate) fn encoded_len(&self) -> u64 {
-        CHUNK_HEADER_LEN as u64 + self.payload_len as u64 + 4
+        Ok((ChunkHead { kind, original_len, tokens, payload_len, original_crc32 }, raw))
     }
 }
 

@@ -14,7 +14,11 @@ pub enum FormatError {
     NotArchive,
     #[error("truncated archive: it ends {place}; the file is incomplete")]
     Truncated { place: String },
-    #[error("archive format version {0} is not supported (this llmzip reads version 1); use a newer llmzip")]
+    #[error(
+        "archive format version {0} is not supported (this llmzip reads versions 1 to {newest}); use a newer \
+         llmzip",
+        newest = super::header::FORMAT_VERSION
+    )]
     Version(u16),
     #[error(
         "archive format version {0} is not supported and the header checksum does not match; the archive is \
@@ -40,6 +44,8 @@ pub enum FormatError {
     Index(String),
     #[error("footer: {0}; the archive is corrupt or incomplete")]
     Footer(String),
+    #[error("trailer: {0}; the archive is corrupt or incomplete")]
+    Trailer(String),
     #[error(
         "the data after the archive's end (at byte {offset}) is not another llmzip archive; the file has \
          trailing garbage or was damaged"

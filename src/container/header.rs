@@ -3,7 +3,7 @@
 //! ```text
 //! offset      size  field
 //! 0           8     magic 89 4C 4C 4D 5A 0D 0A 1A  ("\x89LLMZ\r\n\x1a": binary, not lzip's "LZIP")
-//! 8           2     format version (u16 LE): 1 or 2
+//! 8           2     format version (u16 LE): 1, 2 or 3
 //! 10          2     flags (u16 LE), must be 0
 //! 12          1     n = model id length, 1..=64
 //! 13          n     model id, printable ASCII
@@ -23,21 +23,31 @@
 //! 107+n       1     m = mixer configuration length, 0..=32 (0: no mixer)
 //! 108+n       m     mixer configuration (opaque here; the pipeline's mixer decodes and checks it)
 //! 108+n+m     4     CRC-32 of bytes 0..108+n+m
+//!
+//! version 3 (compact framing), from 13+n:
+//! 13+n        32    sha256 of the model file
+//! 45+n        8     tokenizer check: the first 8 bytes of the tokenizer fingerprint
+//! 53+n        8     canary
+//! 61+n        var   engine version, precision (1 byte), context, overlap, start token, slide
+//!                   (varints but the precision), sink (1 byte), m (1 byte), m mixer bytes
+//! end - 4     4     CRC-32 of every byte before it
 //! ```
 //!
-//! The writer uses the lowest version that expresses the header: version 1 when there is no slide and
-//! no mixer, so archives made with version-1 settings stay byte-identical to what older llmzip wrote.
+//! A header of the indexed framing uses the lowest of versions 1 and 2 that expresses it: version 1
+//! when there is no slide and no mixer, so archives made with version-1 settings stay byte-identical
+//! to what older llmzip wrote. The compact framing is always version 3.
 
 use std::io::{Read, Write};
 
 use super::error::identify;
-use super::{Fields, FormatError, read_exact_or};
+use super::{Fields, FormatError, Recorder, put_varint, read_exact_or};
 
 /// Identifies an llmzip archive. The first byte is non-ASCII and the CR LF / SUB bytes catch text-mode
 /// transfers, as PNG's signature does.
 pub const MAGIC: [u8; 8] = [0x89, b'L', b'L', b'M', b'Z', b'\r', b'\n', 0x1a];
-/// The newest format version this llmzip reads and writes (it also reads and writes version 1).
-pub const FORMAT_VERSION: u16 = 2;
+/// The newest format version this llmzip reads and writes (it also reads versions 1 and 2, and writes
+/// them when it splits or joins such archives).
+pub const FORMAT_VERSION: u16 = 3;
 /// Longest mixer configuration a header may carry, in bytes.
 pub const MAX_MIXER_BYTES: usize = 32;
 /// Header bytes after the model id up to the end of the canary (the version-1 fields).
@@ -53,13 +63,40 @@ pub const MAX_CONTEXT: u32 = 8192;
 /// Smallest window: the start token and one coded token.
 pub const MIN_CONTEXT: u32 = 2;
 
+/// How an archive frames its chunks and its end; the header's format version says which.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// Versions 1 and 2: fixed-width chunk headers with a CRC of their own, a payload CRC, an index of
+    /// every chunk and a 32-byte footer (38 bytes a chunk and 45 more for the end).
+    Indexed,
+    /// Version 3: varint chunk fields and one CRC over each chunk, a trailer of about ten bytes, and a
+    /// shorter header.
+    #[default]
+    Compact,
+}
+
+impl Framing {
+    /// Bytes of the tokenizer fingerprint a header of this framing stores. Version 3 keeps 8: the model
+    /// file (named by its sha256) fixes the tokenizer, so the fingerprint only has to catch an llmzip
+    /// that reads the same file's tokenizer differently, which 64 bits do.
+    pub fn tokenizer_bytes(self) -> usize {
+        match self {
+            Framing::Indexed => 32,
+            Framing::Compact => 8,
+        }
+    }
+}
+
 /// Everything a decoder must agree with before decoding a single chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Versions 1-2 or version 3: how the chunks and the end are framed.
+    pub framing: Framing,
     /// Registry id (or file name of a local model). Invariant: 1..=64 printable ASCII bytes.
     pub model_id: String,
     pub model_sha256: [u8; 32],
-    pub tokenizer_fingerprint: [u8; 32],
+    /// The tokenizer's fingerprint, or its first bytes. Invariant: [`Framing::tokenizer_bytes`] long.
+    pub tokenizer_fingerprint: Vec<u8>,
     pub engine_version: u32,
     pub precision_bits: u8,
     pub context: u32,
@@ -82,9 +119,14 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Header {
-    /// The format version that expresses this header: 1 without slide and mixer, else 2.
+    /// The format version that expresses this header: 3 for the compact framing; for the indexed one,
+    /// 1 without slide and mixer, else 2.
     pub fn version(&self) -> u16 {
-        if self.slide == 0 && self.sink == 0 && self.mixer.is_empty() { 1 } else { 2 }
+        match self.framing {
+            Framing::Compact => 3,
+            Framing::Indexed if self.slide == 0 && self.sink == 0 && self.mixer.is_empty() => 1,
+            Framing::Indexed => 2,
+        }
     }
 
     /// The limits on the fields that size a decoder's memory and work: `MIN_CONTEXT..=MAX_CONTEXT`
@@ -135,6 +177,13 @@ impl Header {
             return Err(FormatError::ModelId(self.model_id.clone()));
         }
         self.check_limits().map_err(FormatError::Header)?;
+        if self.tokenizer_fingerprint.len() != self.framing.tokenizer_bytes() {
+            return Err(FormatError::Header(format!(
+                "a tokenizer fingerprint of {} bytes in a version-{} header",
+                self.tokenizer_fingerprint.len(),
+                self.version()
+            )));
+        }
         let version = self.version();
         let mut b =
             Vec::with_capacity(13 + self.model_id.len() + V1_FIELDS + V2_FIELDS + self.mixer.len() + 4);
@@ -145,17 +194,29 @@ impl Header {
         b.extend_from_slice(self.model_id.as_bytes());
         b.extend_from_slice(&self.model_sha256);
         b.extend_from_slice(&self.tokenizer_fingerprint);
-        b.extend_from_slice(&self.engine_version.to_le_bytes());
-        b.push(self.precision_bits);
-        b.extend_from_slice(&self.context.to_le_bytes());
-        b.extend_from_slice(&self.overlap.to_le_bytes());
-        b.extend_from_slice(&self.start_token.to_le_bytes());
-        b.extend_from_slice(&self.canary);
-        if version >= 2 {
-            b.extend_from_slice(&self.slide.to_le_bytes());
+        if self.framing == Framing::Compact {
+            b.extend_from_slice(&self.canary);
+            put_varint(&mut b, self.engine_version.into());
+            b.push(self.precision_bits);
+            for v in [self.context, self.overlap, self.start_token, self.slide] {
+                put_varint(&mut b, v.into());
+            }
             b.push(self.sink);
             b.push(self.mixer.len() as u8);
             b.extend_from_slice(&self.mixer);
+        } else {
+            b.extend_from_slice(&self.engine_version.to_le_bytes());
+            b.push(self.precision_bits);
+            b.extend_from_slice(&self.context.to_le_bytes());
+            b.extend_from_slice(&self.overlap.to_le_bytes());
+            b.extend_from_slice(&self.start_token.to_le_bytes());
+            b.extend_from_slice(&self.canary);
+            if version >= 2 {
+                b.extend_from_slice(&self.slide.to_le_bytes());
+                b.push(self.sink);
+                b.push(self.mixer.len() as u8);
+                b.extend_from_slice(&self.mixer);
+            }
         }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
@@ -206,6 +267,9 @@ impl Header {
                 FormatError::ModelId(format!("<{id_len} bytes>"))
             });
         }
+        if version == 3 {
+            return Self::read_compact(r, &start, flags, id_len);
+        }
         // The version-1 fields, then (for version 2) slide, sink and the mixer length, which says how
         // many more bytes the header has. A version this llmzip does not know is read with version 1's
         // layout, so that its checksum tells corruption from a newer format.
@@ -250,9 +314,10 @@ impl Header {
             return Err(FormatError::ModelId(model_id));
         }
         let mut header = Header {
+            framing: Framing::Indexed,
             model_id,
             model_sha256: f.array(),
-            tokenizer_fingerprint: f.array(),
+            tokenizer_fingerprint: f.take(32).to_vec(),
             engine_version: f.u32(),
             precision_bits: f.u8(),
             context: f.u32(),
@@ -276,5 +341,66 @@ impl Header {
         }
         header.check_limits().map_err(FormatError::Header)?;
         Ok((header, all.len()))
+    }
+
+    /// The rest of a version-3 header after its first 13 bytes (`start`): fields in order, each length
+    /// checked against its limit before it is read, then the checksum, then flags, id and limits.
+    fn read_compact(
+        r: &mut impl Read,
+        start: &[u8; 13],
+        flags: u16,
+        id_len: usize,
+    ) -> Result<(Header, usize), FormatError> {
+        let place = || "inside the header".to_string();
+        let bad = |what: String| FormatError::Header(what);
+        let mut rec = Recorder::new(r, start);
+        let model_id = String::from_utf8_lossy(rec.take(id_len, &place)?).into_owned();
+        let model_sha256: [u8; 32] = rec.take(32, &place)?.try_into().expect("32 bytes");
+        let tokenizer_fingerprint = rec.take(Framing::Compact.tokenizer_bytes(), &place)?.to_vec();
+        let canary: [u8; 8] = rec.take(8, &place)?.try_into().expect("8 bytes");
+        let u32_max = u64::from(u32::MAX);
+        let engine_version = rec.varint("the engine version", u32_max, &place, &bad)? as u32;
+        let precision_bits = rec.u8(&place)?;
+        let context = rec.varint("the context", u32_max, &place, &bad)? as u32;
+        let overlap = rec.varint("the overlap", u32_max, &place, &bad)? as u32;
+        let start_token = rec.varint("the start token", u32_max, &place, &bad)? as u32;
+        let slide = rec.varint("the slide", u32_max, &place, &bad)? as u32;
+        let sink = rec.u8(&place)?;
+        let mixer_len = rec.u8(&place)? as usize;
+        if mixer_len > MAX_MIXER_BYTES {
+            return Err(FormatError::Header(format!(
+                "mixer configuration of {mixer_len} bytes (at most {MAX_MIXER_BYTES})"
+            )));
+        }
+        let mixer = rec.take(mixer_len, &place)?.to_vec();
+        let computed = crc32fast::hash(&rec.bytes);
+        let body_len = rec.bytes.len();
+        let stored = u32::from_le_bytes(rec.take(4, &place)?.try_into().expect("4 bytes"));
+        if stored != computed {
+            return Err(FormatError::Checksum { place: "header".into(), stored, computed });
+        }
+        if flags != 0 {
+            return Err(FormatError::Flags(flags));
+        }
+        if !valid_id(&model_id) {
+            return Err(FormatError::ModelId(model_id));
+        }
+        let header = Header {
+            framing: Framing::Compact,
+            model_id,
+            model_sha256,
+            tokenizer_fingerprint,
+            engine_version,
+            precision_bits,
+            context,
+            overlap,
+            start_token,
+            canary,
+            slide,
+            sink,
+            mixer,
+        };
+        header.check_limits().map_err(FormatError::Header)?;
+        Ok((header, body_len + 4))
     }
 }

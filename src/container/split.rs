@@ -16,10 +16,10 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 
-use super::chunk::{CHUNK_HEADER_LEN, ChunkHead};
-use super::header::Header;
+use super::chunk::Chunk;
+use super::header::{Framing, Header};
 use super::stream::ArchiveWriter;
-use super::trailer::{END_MARKER, FOOTER_LEN, Footer, IndexEntry, decode_index, index_len};
+use super::trailer::{END_MARKER, FOOTER_LEN, Footer, IndexEntry, Trailer, decode_index, index_len};
 use super::{FormatError, read_exact_or};
 
 /// Where one chunk lies in a scanned file, and what its header says.
@@ -29,7 +29,7 @@ pub struct ChunkPlace {
     pub archive: usize,
     /// Offset of its first byte (the kind byte) in the file.
     pub offset: u64,
-    /// Bytes it occupies: header, payload and payload CRC.
+    /// Bytes it occupies: header, payload and the CRC after it.
     pub encoded_len: u64,
     /// Offset of its decoded bytes in the file's decoded content (all archives of the file in order).
     pub original_offset: u64,
@@ -50,8 +50,8 @@ pub struct ArchivePlace {
     pub total_original: u64,
 }
 
-/// The map of a file of one or more archives: every chunk with its offsets, read from the chunk headers,
-/// indexes and footers alone.
+/// The map of a file of one or more archives: every chunk with its offsets, read from the chunks (whose
+/// checksums are verified) and the archives' ends, nothing decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     pub archives: Vec<ArchivePlace>,
@@ -88,15 +88,17 @@ pub enum SplitError {
     Changed { offset: u64 },
 }
 
-/// Maps the archives of `r` (a whole file, from offset 0), checking all but the payloads' contents.
+/// Maps the archives of `r` (a whole file, from offset 0), walking every chunk from the front and
+/// checking every checksum, length and total the archives hold; nothing is decoded.
 pub fn scan<R: Read + Seek>(r: &mut R) -> Result<Layout, FormatError> {
     let size = r.seek(SeekFrom::End(0))?;
+    r.seek(SeekFrom::Start(0))?;
+    let mut r = std::io::BufReader::new(r);
     let mut layout = Layout { file_bytes: size, ..Layout::default() };
     let mut pos = 0u64;
     let mut original_offset = 0u64;
     loop {
-        r.seek(SeekFrom::Start(pos))?;
-        let (header, header_len) = match Header::read_from(r) {
+        let (header, header_len) = match Header::read_from(&mut r) {
             Ok(h) => h,
             // After a complete archive, bytes that are no archive at all are trailing garbage.
             Err(FormatError::NotArchive | FormatError::OtherFormat { .. }) if pos > 0 => {
@@ -112,71 +114,58 @@ pub fn scan<R: Read + Seek>(r: &mut R) -> Result<Layout, FormatError> {
         loop {
             let i = entries.len() as u64;
             let mut kind = [0u8; 1];
-            read_exact_or(r, &mut kind, || format!("where chunk {i} or the index should start"))?;
+            read_exact_or(&mut r, &mut kind, || format!("where chunk {i} or the end should start"))?;
             if kind[0] == END_MARKER {
                 break;
             }
-            let head = ChunkHead::read_after_kind(r, kind[0], i)?;
-            if at + head.encoded_len() > size {
-                return Err(FormatError::Truncated { place: format!("inside chunk {i}'s payload") });
-            }
+            let chunk = Chunk::read_after_kind(&mut r, kind[0], i, header.framing)?;
             let entry = IndexEntry {
-                kind: head.kind,
-                original_len: head.original_len,
-                payload_len: head.payload_len,
-                tokens: head.tokens,
+                kind: chunk.kind,
+                original_len: chunk.original_len,
+                payload_len: chunk.payload.len() as u32,
+                tokens: chunk.tokens as u32,
             };
             entries.push(entry);
             content.combine(&crc32fast::Hasher::new_with_initial_len(
-                head.original_crc32,
-                head.original_len as u64,
+                chunk.original_crc32,
+                chunk.original_len as u64,
             ));
+            let encoded_len = chunk.encoded_len() as u64;
             layout.chunks.push(ChunkPlace {
                 archive,
                 offset: at,
-                encoded_len: head.encoded_len(),
+                encoded_len,
                 original_offset,
                 entry,
-                original_crc32: head.original_crc32,
+                original_crc32: chunk.original_crc32,
             });
-            original_offset += head.original_len as u64;
-            at += head.encoded_len();
-            r.seek(SeekFrom::Start(at))?;
+            original_offset += chunk.original_len as u64;
+            at += encoded_len;
         }
         let count = entries.len() as u64;
-        let index_bytes = index_len(count);
-        if at + index_bytes + FOOTER_LEN as u64 > size {
-            return Err(FormatError::Truncated { place: "inside the index or footer".into() });
-        }
-        let mut index = vec![0u8; index_bytes as usize];
-        index[0] = END_MARKER;
-        read_exact_or(r, &mut index[1..], || "inside the index".into())?;
-        let claimed = u64::from_le_bytes(index[1..9].try_into().expect("8 bytes"));
-        if claimed != count {
-            return Err(FormatError::Index(format!("it lists {claimed} chunks but {count} were read")));
-        }
-        if decode_index(&index)? != entries {
-            return Err(FormatError::Index("its entries differ from the chunks read".into()));
-        }
-        let mut f = [0u8; FOOTER_LEN];
-        read_exact_or(r, &mut f, || "inside the footer".into())?;
-        let footer = Footer::from_bytes(&f)?;
-        let total: u64 = entries.iter().map(|e| e.original_len as u64).sum();
-        if footer.chunk_count != count
-            || footer.total_original != total
-            || footer.index_len as u64 != index_bytes
-        {
-            return Err(FormatError::Footer("its totals differ from the chunks read".into()));
-        }
+        let (end_len, content_crc32) = match header.framing {
+            Framing::Compact => {
+                let (trailer, len) = Trailer::read_after_marker(&mut r)?;
+                if trailer.chunk_count != count {
+                    return Err(FormatError::Trailer(format!(
+                        "it counts {} chunks but {count} were read",
+                        trailer.chunk_count
+                    )));
+                }
+                (len as u64, trailer.content_crc32)
+            }
+            Framing::Indexed => read_index_and_footer(&mut r, &entries)?,
+        };
         let computed = content.finalize();
-        if computed != footer.content_crc32 {
+        if computed != content_crc32 {
             return Err(FormatError::Checksum {
                 place: "whole-content (combined from the chunks' checksums)".into(),
-                stored: footer.content_crc32,
+                stored: content_crc32,
                 computed,
             });
         }
-        let end = at + index_bytes + FOOTER_LEN as u64;
+        let end = at + end_len;
+        let total = entries.iter().map(|e| e.original_len as u64).sum();
         layout.archives.push(ArchivePlace {
             header,
             offset: pos,
@@ -189,6 +178,68 @@ pub fn scan<R: Read + Seek>(r: &mut R) -> Result<Layout, FormatError> {
             return Ok(layout);
         }
     }
+}
+
+/// The index and footer of a version-1 or -2 archive after its marker, checked against the chunks read
+/// (`entries`); returns their length and the footer's whole-content CRC-32.
+fn read_index_and_footer(r: &mut impl Read, entries: &[IndexEntry]) -> Result<(u64, u32), FormatError> {
+    let count = entries.len() as u64;
+    let index_bytes = index_len(count);
+    let mut index = vec![0u8; index_bytes as usize];
+    index[0] = END_MARKER;
+    read_exact_or(r, &mut index[1..], || "inside the index".into())?;
+    let claimed = u64::from_le_bytes(index[1..9].try_into().expect("8 bytes"));
+    if claimed != count {
+        return Err(FormatError::Index(format!("it lists {claimed} chunks but {count} were read")));
+    }
+    if decode_index(&index)? != entries {
+        return Err(FormatError::Index("its entries differ from the chunks read".into()));
+    }
+    let mut f = [0u8; FOOTER_LEN];
+    read_exact_or(r, &mut f, || "inside the footer".into())?;
+    let footer = Footer::from_bytes(&f)?;
+    let total: u64 = entries.iter().map(|e| e.original_len as u64).sum();
+    if footer.chunk_count != count || footer.total_original != total || footer.index_len as u64 != index_bytes
+    {
+        return Err(FormatError::Footer("its totals differ from the chunks read".into()));
+    }
+    Ok((index_bytes + FOOTER_LEN as u64, footer.content_crc32))
+}
+
+/// What `list` shows of one archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    pub header: Header,
+    pub chunks: Vec<IndexEntry>,
+    pub total_original: u64,
+    pub archive_bytes: u64,
+}
+
+/// Reads a single archive (as [`read_archives`] does); a file that holds several archives back to
+/// back is refused here.
+pub fn read_tail<R: Read + Seek>(r: &mut R) -> Result<ArchiveInfo, FormatError> {
+    let mut all = read_archives(r)?;
+    if all.len() != 1 {
+        return Err(FormatError::Trailer(format!("the file holds {} archives back to back", all.len())));
+    }
+    Ok(all.pop().expect("one archive"))
+}
+
+/// Every archive of a file (several may follow each other, FORMAT.md), in file order, from a
+/// [`scan`]: every header, chunk and end checked, nothing decoded, and anything after the last archive
+/// an error.
+pub fn read_archives<R: Read + Seek>(r: &mut R) -> Result<Vec<ArchiveInfo>, FormatError> {
+    let layout = scan(r)?;
+    Ok(layout
+        .archives
+        .into_iter()
+        .map(|a| ArchiveInfo {
+            chunks: layout.chunks[a.chunks].iter().map(|c| c.entry).collect(),
+            header: a.header,
+            total_original: a.total_original,
+            archive_bytes: a.len,
+        })
+        .collect())
 }
 
 /// Chunks `start..end` of `count`, or the error that says which chunks exist.
@@ -245,17 +296,9 @@ impl<W: Write> Joiner<W> {
             return Err(SplitError::Changed { offset: place.offset });
         }
         let index = (chunk - layout.archives[place.archive].chunks.start) as u64;
-        let head = ChunkHead::read_after_kind(&mut &self.buf[1..], self.buf[0], index)?;
-        if head.encoded_len() != place.encoded_len || head.original_crc32 != place.original_crc32 {
+        let copied = Chunk::read_after_kind(&mut &self.buf[1..], self.buf[0], index, from.framing)?;
+        if copied.encoded_len() as u64 != place.encoded_len || copied.original_crc32 != place.original_crc32 {
             return Err(SplitError::Changed { offset: place.offset });
-        }
-        let payload = &self.buf[CHUNK_HEADER_LEN..self.buf.len() - 4];
-        let stored = u32::from_le_bytes(self.buf[self.buf.len() - 4..].try_into().expect("4 bytes"));
-        let computed = crc32fast::hash(payload);
-        if stored != computed {
-            return Err(
-                FormatError::Checksum { place: format!("chunk {index} payload"), stored, computed }.into()
-            );
         }
         self.writer.copy_chunk(place.entry, place.original_crc32, &self.buf)?;
         Ok(())

@@ -1,5 +1,17 @@
-//! The end of an archive: an index of the chunks and a fixed-size footer, so `list` can read an archive's
-//! tail without decoding (or even reading) its chunks, and the whole content has a checksum.
+//! The end of an archive, after its last chunk: a marker no chunk kind uses, the chunk count and the
+//! whole content's CRC-32, so a reader knows no chunk was lost, added or moved.
+//!
+//! Version 3 (compact): the [`Trailer`].
+//! ```text
+//! size  field
+//! 1     0xFF (end of chunks)
+//! var   chunk count (varint)
+//! 4     CRC-32 of the whole original content
+//! 4     CRC-32 of the bytes above, marker included
+//! ```
+//! Versions 1 and 2 (indexed) repeat every chunk's fields in an index and end in a fixed-size footer,
+//! which let a lister read the tail alone; a lister now walks the chunk headers instead, which costs
+//! one small read a chunk and saves 13 bytes a chunk and 32 an archive.
 //!
 //! Index:
 //! ```text
@@ -20,8 +32,10 @@
 //! 28      4     "LMZE"
 //! ```
 
+use std::io::Read;
+
 use super::chunk::{ChunkKind, validate};
-use super::{Fields, FormatError};
+use super::{Fields, FormatError, Recorder, put_varint};
 
 pub const FOOTER_LEN: usize = 32;
 pub const FOOTER_MAGIC: [u8; 4] = *b"LMZE";
@@ -137,5 +151,38 @@ impl Footer {
             )));
         }
         Ok(footer)
+    }
+}
+
+/// The end of a version-3 archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    pub chunk_count: u64,
+    pub content_crc32: u32,
+}
+
+impl Trailer {
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        let mut b = vec![END_MARKER];
+        put_varint(&mut b, self.chunk_count);
+        b.extend_from_slice(&self.content_crc32.to_le_bytes());
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Reads a trailer after its marker (already read): its fields, then its CRC. Returns it and its
+    /// length, marker included.
+    pub(crate) fn read_after_marker(r: &mut impl Read) -> Result<(Trailer, usize), FormatError> {
+        let place = || "inside the trailer".to_string();
+        let mut rec = Recorder::new(r, &[END_MARKER]);
+        let chunk_count = rec.varint("its chunk count", u64::MAX, &place, &|w| FormatError::Trailer(w))?;
+        let content_crc32 = u32::from_le_bytes(rec.take(4, &place)?.try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(&rec.bytes);
+        let stored = u32::from_le_bytes(rec.take(4, &place)?.try_into().expect("4 bytes"));
+        if stored != computed {
+            return Err(FormatError::Checksum { place: "trailer".into(), stored, computed });
+        }
+        Ok((Trailer { chunk_count, content_crc32 }, rec.bytes.len()))
     }
 }

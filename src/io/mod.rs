@@ -15,8 +15,7 @@ pub mod stdio;
 pub use atomic::AtomicFile;
 pub use progress::{NoProgress, Progress, StderrProgress};
 
-/// A readable, seekable source: what `list` needs to read an archive's header and trailing index
-/// without reading everything in between.
+/// A readable, seekable source: what `list` needs to map an archive's chunks and their offsets.
 pub trait ReadSeek: std::io::Read + std::io::Seek {}
 
 impl<T: std::io::Read + std::io::Seek + ?Sized> ReadSeek for T {}

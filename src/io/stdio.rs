@@ -110,8 +110,8 @@ impl BufRead for Stdin {
     }
 }
 
-/// stdin as a seekable file, for reading an archive's trailing index: works when stdin is redirected
-/// from a file, fails with the OS's error (`ESPIPE`) for a pipe.
+/// stdin as a seekable file, for listing an archive (which needs its size and chunk offsets): works
+/// when stdin is redirected from a file, fails with the OS's error (`ESPIPE`) for a pipe.
 #[cfg(unix)]
 pub fn seekable_stdin() -> io::Result<std::fs::File> {
     use std::io::Seek;

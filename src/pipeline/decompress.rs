@@ -65,7 +65,7 @@ pub fn decompress_with(
             Err(e) => return Err(e),
         };
         first = false;
-        // Anything after the footer must be another archive.
+        // Anything after an archive's end must be another archive.
         let mut probe = [0u8; 1];
         let mut rest = rest;
         let more = loop {
@@ -115,7 +115,7 @@ fn check_header_against_model(session: &Session, header: &Header) -> Result<(), 
 /// chunks wait for it, and this bounds how many (the memory of waiting output).
 const CHUNKS_IN_FLIGHT_PER_LANE: usize = 2;
 
-/// Decodes one archive; returns the reader positioned after its footer.
+/// Decodes one archive; returns the reader positioned after its end.
 ///
 /// Lanes are refilled continuously: as soon as a chunk is decoded its lane starts the next chunk of the
 /// archive, and every chunk is written as soon as it and all chunks before it are verified (so `d -c |
@@ -198,16 +198,17 @@ pub struct Listing {
     pub chunks: u64,
     pub original_bytes: u64,
     pub archive_bytes: u64,
-    /// [`LIST_CHECK_OK`] when every header, index and footer checksum verified and the archives tile the
-    /// file exactly; `l` reads no chunk, so chunk payloads are verified by `llmzip t` only.
+    /// [`LIST_CHECK_OK`] when every checksum of the container (headers, chunks, ends) verified and the
+    /// archives tile the file exactly; `l` decodes nothing, so what a chunk decodes to is checked by
+    /// `llmzip t` only.
     pub check: String,
 }
 
-/// What `l`'s check column says when its checks pass: "ok" for the header, index and footer checksums
-/// and the layout they describe (the chunks themselves are `llmzip t`'s job).
+/// What `l`'s check column says when its checks pass: "ok" for every container checksum and the layout
+/// they describe (decoding the chunks is `llmzip t`'s job).
 pub const LIST_CHECK_OK: &str = "ok";
 
-/// Every archive's header, index and footer, read from their tails without decoding anything.
+/// Every archive's header, chunks and end, walked from the front and checked without decoding anything.
 pub fn list(input: &mut dyn ReadSeek, _opts: &CodecOptions) -> Result<Listing, PipelineError> {
     let all = crate::container::read_archives(&mut SeekAdapter(input))?;
     let mut models: Vec<&str> = Vec::new();

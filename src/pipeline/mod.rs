@@ -31,6 +31,7 @@ pub use params::CodingParams;
 pub use segment::{DEFAULT_CHUNK_BYTES, chunk_spans};
 pub use session::{CANARY_TEXT, Session, Sessions};
 
+use crate::container::Framing;
 use crate::engine::KernelPath;
 use crate::mix::MixConfig;
 
@@ -71,6 +72,10 @@ pub struct CodecOptions {
     /// whole input cuts them: one piece of the archive the whole input gives (`llmzip c --chunks A..B`,
     /// `--part K/N`). An end of `u64::MAX` runs to the last chunk; `None`: every chunk.
     pub chunk_range: Option<std::ops::Range<u64>>,
+    /// The archive framing to write: compact (version 3, the default) or the indexed framing of
+    /// versions 1 and 2, which llmzip still writes so that archives made before version 3 can be
+    /// re-made byte for byte (the golden files' test). Decoding reads the header's.
+    pub framing: Framing,
 }
 
 impl CodecOptions {
@@ -114,6 +119,7 @@ impl Default for CodecOptions {
             speculate: true,
             force_model: false,
             chunk_range: None,
+            framing: Framing::Compact,
         }
     }
 }

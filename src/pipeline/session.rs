@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::params::{self, CodingParams};
 use super::predict::{prefill, slice_rows};
 use super::{CodecOptions, PipelineError};
-use crate::container::Header;
+use crate::container::{Framing, Header};
 use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
 use crate::hex;
 use crate::mix::MixPlan;
@@ -88,8 +88,9 @@ impl Session {
         if u32::from(header.precision_bits) != ours {
             return Err(PipelineError::Precision { archive: header.precision_bits, ours: ours as u8, vocab });
         }
+        // A version-3 header keeps the fingerprint's first bytes only (`Framing::tokenizer_bytes`).
         let ours = self.tokenizer.fingerprint();
-        if ours != header.tokenizer_fingerprint {
+        if !ours.starts_with(&header.tokenizer_fingerprint) {
             return Err(PipelineError::TokenizerMismatch {
                 archive: hex::encode(&header.tokenizer_fingerprint),
                 ours: hex::encode(&ours),
@@ -166,12 +167,13 @@ impl Session {
         Ok(params)
     }
 
-    /// The archive header of a compression run with `params`.
-    pub fn header(&self, params: &CodingParams) -> Header {
+    /// The archive header of a compression run with `params`, in `framing`.
+    pub fn header(&self, params: &CodingParams, framing: Framing) -> Header {
         let mut header = Header {
+            framing,
             model_id: self.model.id.clone(),
             model_sha256: self.model.sha256,
-            tokenizer_fingerprint: self.tokenizer.fingerprint(),
+            tokenizer_fingerprint: self.tokenizer.fingerprint()[..framing.tokenizer_bytes()].to_vec(),
             engine_version: ENGINE_VERSION,
             precision_bits: 0,
             context: 0,

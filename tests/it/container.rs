@@ -2,15 +2,17 @@
 
 use std::io::Cursor;
 
-use llmzip::container::{ArchiveReader, ArchiveWriter, ChunkKind, FormatError, Header, read_tail};
+use llmzip::container::{ArchiveReader, ArchiveWriter, ChunkKind, FormatError, Framing, Header, read_tail};
 
 use crate::common;
 
+/// A version-1 header (the indexed framing, no slide, no mixer).
 fn header() -> Header {
     Header {
+        framing: Framing::Indexed,
         model_id: "test-model".into(),
         model_sha256: [0xab; 32],
-        tokenizer_fingerprint: [0xcd; 32],
+        tokenizer_fingerprint: vec![0xcd; 32],
         engine_version: 1,
         precision_bits: 24,
         context: 2048,
@@ -23,9 +25,24 @@ fn header() -> Header {
     }
 }
 
+/// A version-3 header (the compact framing) with the same settings.
+fn header_v3() -> Header {
+    Header { framing: Framing::Compact, tokenizer_fingerprint: vec![0xcd; 8], ..header() }
+}
+
+/// Headers of every version, for the tests that hold for every framing.
+fn every_header() -> [Header; 4] {
+    let sliding = |h: Header| Header { overlap: 0, slide: 512, sink: 1, mixer: vec![1; 8], ..h };
+    [header(), sliding(header()), header_v3(), sliding(header_v3())]
+}
+
 /// A small archive: one stored chunk, one "coded" chunk (the container does not interpret payloads).
 fn tiny_archive() -> Vec<u8> {
-    let mut w = ArchiveWriter::new(Vec::new(), &header()).unwrap();
+    tiny_archive_with(&header())
+}
+
+fn tiny_archive_with(header: &Header) -> Vec<u8> {
+    let mut w = ArchiveWriter::new(Vec::new(), header).unwrap();
     w.write_chunk(ChunkKind::Stored, b"hello", 0, b"hello").unwrap();
     w.write_chunk(ChunkKind::Coded, b"world!", 3, &[9, 8, 7, 6]).unwrap();
     w.finish().unwrap()
@@ -53,15 +70,69 @@ fn read_all(bytes: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
 }
 
 #[test]
-fn round_trip_and_tail_listing() {
-    let bytes = tiny_archive();
-    let chunks = read_all(&bytes).unwrap();
-    assert_eq!(chunks, vec![b"hello".to_vec(), vec![9, 8, 7, 6]]);
-    let info = read_tail(&mut Cursor::new(&bytes)).unwrap();
-    assert_eq!(info.header, header());
-    assert_eq!(info.total_original, 11);
-    assert_eq!(info.chunks.len(), 2);
-    assert_eq!(info.archive_bytes, bytes.len() as u64);
+fn round_trip_and_listing() {
+    for h in every_header() {
+        let bytes = tiny_archive_with(&h);
+        let chunks = read_all(&bytes).unwrap();
+        assert_eq!(chunks, vec![b"hello".to_vec(), vec![9, 8, 7, 6]]);
+        let info = read_tail(&mut Cursor::new(&bytes)).unwrap();
+        assert_eq!(info.header, h);
+        assert_eq!(info.total_original, 11);
+        assert_eq!(info.chunks.len(), 2);
+        assert_eq!(info.archive_bytes, bytes.len() as u64);
+    }
+}
+
+/// Version 3 is pinned like version 1 (below); the CRCs were computed independently (Python's
+/// zlib.crc32) from FORMAT.md when this was written. 128 bytes where version 1 takes 238.
+#[test]
+fn golden_bytes_v3() {
+    let hex: String = tiny_archive_with(&header_v3()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        concat!(
+            // header: magic, version 3, flags 0, id "test-model", sha256, tokenizer check, canary
+            "894c4c4d5a0d0a1a",
+            "0300",
+            "0000",
+            "0a",
+            "746573742d6d6f64656c",
+            "abababababababababababababababababababababababababababababababab",
+            "cdcdcdcdcdcdcdcd",
+            "0102030405060708",
+            // engine 1, precision 24, context 2048, overlap 256, start 0, slide 0, sink 0, no mixer
+            "01",
+            "18",
+            "8010",
+            "8002",
+            "00",
+            "00",
+            "00",
+            "00",
+            "78a28531",
+            // chunk 0: stored, 5 bytes, 0 tokens, 5-byte payload, original CRC, payload, chunk CRC
+            "00",
+            "05",
+            "00",
+            "05",
+            "86a61036",
+            "68656c6c6f",
+            "fd445c4d",
+            // chunk 1: coded, 6 bytes, 3 tokens, 4-byte payload
+            "01",
+            "06",
+            "03",
+            "04",
+            "e8988471",
+            "09080706",
+            "b21ea6a6",
+            // trailer: marker, 2 chunks, content CRC, trailer CRC
+            "ff",
+            "02",
+            "a6cbf536",
+            "16e64d7c",
+        )
+    );
 }
 
 /// The format is pinned: a change to these bytes is a format change and needs a new version. The CRCs
@@ -130,7 +201,12 @@ fn golden_bytes() {
 
 #[test]
 fn every_truncation_fails_cleanly() {
-    let bytes = tiny_archive();
+    for h in every_header() {
+        truncations_fail_cleanly(&tiny_archive_with(&h));
+    }
+}
+
+fn truncations_fail_cleanly(bytes: &[u8]) {
     for len in 0..bytes.len() {
         let err = read_all(&bytes[..len]).expect_err("a truncated archive must not read");
         let msg = err.to_string();
@@ -144,11 +220,14 @@ fn every_truncation_fails_cleanly() {
 
 #[test]
 fn every_single_bit_flip_is_detected() {
-    let bytes = tiny_archive();
-    for bit in 0..bytes.len() * 8 {
-        let mut damaged = bytes.clone();
-        damaged[bit / 8] ^= 1 << (bit % 8);
-        assert!(read_all(&damaged).is_err(), "flipping bit {bit} went unnoticed");
+    for h in every_header() {
+        let bytes = tiny_archive_with(&h);
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(read_all(&damaged).is_err(), "v{}: flipping bit {bit} went unnoticed", h.version());
+            assert!(read_tail(&mut Cursor::new(&damaged)).is_err(), "v{}: bit {bit} listed", h.version());
+        }
     }
 }
 
@@ -173,6 +252,36 @@ fn huge_lengths_are_rejected_before_allocating() {
     let crc = crc32fast::hash(&archive[n - 32..n - 8]);
     archive[n - 8..n - 4].copy_from_slice(&crc.to_le_bytes());
     assert!(read_tail(&mut Cursor::new(&archive)).is_err());
+
+    // Version 3: lengths of 2^32 - 1 (5-byte varints), refused by their limits before the payload (and
+    // the chunk CRC after it) is read.
+    let mut bytes = header_v3().to_bytes().unwrap();
+    bytes.push(1);
+    for _ in 0..3 {
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    }
+    bytes.extend_from_slice(&[0; 4]);
+    let err = read_all(&bytes).unwrap_err();
+    assert!(matches!(err, FormatError::Chunk { chunk: 0, .. }), "{err}");
+    // A varint that never ends, and one not in its shortest form, are refused too.
+    for bad in [vec![0x80; 12], vec![0x85, 0x00]] {
+        let mut bytes = header_v3().to_bytes().unwrap();
+        bytes.push(1);
+        bytes.extend_from_slice(&bad);
+        let err = read_all(&bytes).unwrap_err();
+        assert!(matches!(err, FormatError::Chunk { chunk: 0, .. }), "{err}");
+    }
+    // A trailer claiming 2^60 chunks, with a valid CRC: refused by the count of chunks read.
+    let mut archive = tiny_archive_with(&header_v3());
+    archive.truncate(archive.len() - 10);
+    let mut trailer = vec![0xff, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10];
+    trailer.extend_from_slice(&crc32(b"helloworld!").to_le_bytes());
+    let crc = crc32(&trailer);
+    trailer.extend_from_slice(&crc.to_le_bytes());
+    archive.extend_from_slice(&trailer);
+    let err = read_all(&archive).unwrap_err();
+    assert!(matches!(err, FormatError::Trailer(_)), "{err}");
+    assert!(read_tail(&mut Cursor::new(&archive)).is_err());
 }
 
 #[test]
@@ -194,11 +303,16 @@ fn other_formats_are_named() {
 
 #[test]
 fn random_mutations_never_panic() {
-    let bytes = tiny_archive();
+    for h in every_header() {
+        mutations_never_panic(&tiny_archive_with(&h));
+    }
+}
+
+fn mutations_never_panic(bytes: &[u8]) {
     let noise = common::random_bytes(4 * 3000, 99);
     for case in 0..3000 {
         let r = &noise[case * 4..case * 4 + 4];
-        let mut damaged = bytes.clone();
+        let mut damaged = bytes.to_vec();
         match r[0] % 3 {
             0 => damaged[r[1] as usize % bytes.len()] = r[2],
             1 => damaged.truncate(r[1] as usize % bytes.len()),
@@ -219,6 +333,40 @@ fn random_mutations_never_panic() {
 /// A header of format version 2: a sliding cache and a mixer configuration.
 fn header_v2() -> Header {
     Header { overlap: 0, slide: 512, sink: 1, mixer: vec![2, 7, 1, 9], ..header() }
+}
+
+#[test]
+fn version_3_headers_round_trip_at_every_setting() {
+    for h in every_header().into_iter().skip(2) {
+        let bytes = h.to_bytes().unwrap();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+        let (back, len) = Header::read_from(&mut Cursor::new(&bytes)).unwrap();
+        assert_eq!((back, len), (h.clone(), bytes.len()));
+        for len in 0..bytes.len() {
+            assert!(Header::read_from(&mut Cursor::new(&bytes[..len])).is_err(), "cut at {len}");
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(Header::read_from(&mut Cursor::new(&damaged)).is_err(), "flipping bit {bit}");
+        }
+    }
+    // The fingerprint's length is the framing's: a header with another is refused, not cut.
+    let err = Header { tokenizer_fingerprint: vec![0; 32], ..header_v3() }.to_bytes().unwrap_err();
+    assert!(err.to_string().contains("tokenizer fingerprint of 32 bytes"), "{err}");
+    // The default header, 146 bytes in version 2, is 37 bytes shorter in version 3.
+    let default = |h: Header| Header {
+        model_id: "smollm2-135m-instruct-q4_1".into(),
+        context: 2048,
+        overlap: 0,
+        slide: 512,
+        sink: 1,
+        start_token: 1,
+        mixer: vec![1, 3, 63, 15, 5, 6, 5, 4],
+        ..h
+    };
+    assert_eq!(default(header()).to_bytes().unwrap().len(), 146);
+    assert_eq!(default(header_v3()).to_bytes().unwrap().len(), 109);
 }
 
 #[test]
@@ -281,11 +429,17 @@ fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Regression: `llmzip l` of a version-2 archive said "no valid header ends where its chunks begin":
-/// the tail reader looked for the header only at version-1 lengths.
+/// the tail reader looked for the header only at version-1 lengths. (The lister now walks from the
+/// front; the headers of every mixer length must still list.)
 #[test]
-fn the_tail_finds_version_2_headers_of_every_mixer_length() {
-    for mixer_len in [0usize, 1, 8, 32] {
+fn the_lister_finds_headers_of_every_mixer_length() {
+    for (mixer_len, v3) in [0usize, 1, 8, 32].into_iter().flat_map(|m| [(m, false), (m, true)]) {
         let h = Header { mixer: vec![5; mixer_len], ..header_v2() };
+        let h = if v3 {
+            Header { framing: Framing::Compact, tokenizer_fingerprint: vec![0xcd; 8], ..h }
+        } else {
+            h
+        };
         for chunks in [0, 2] {
             let mut w = ArchiveWriter::new(Vec::new(), &h).unwrap();
             for _ in 0..chunks {

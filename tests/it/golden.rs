@@ -1,13 +1,16 @@
 //! Golden archives: files committed under tests/golden that must keep decoding byte for byte. They pin
 //! the format, the tokenizer, the quantizer, the coder and the engine's arithmetic at once; a change that
 //! breaks them is a format or ENGINE_VERSION change, and needs new golden files made deliberately with
-//! `cargo test --release --test it golden::regenerate -- --ignored`. The `*.v2.*` files are format
-//! version 2 (a sliding cache and the mixer; `*.gemma3.lz` with Gemma 3 270M); the others version 1,
-//! which llmzip still writes for the window schedule without a mixer.
+//! `cargo test --release --test it golden::regenerate -- --ignored`. The `*.v3.*` files are format
+//! version 3 (the compact framing llmzip writes, with the default sliding cache and mixer; `*.gemma3.lz`
+//! with Gemma 3 270M); `*.v2.*` version 2 (the indexed framing, a sliding cache and the mixer); the
+//! others version 1 (the indexed framing, the window schedule, no mixer). llmzip still writes the
+//! indexed framing when asked (`CodecOptions::framing`), so all of them are re-made byte for byte.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use llmzip::container::Framing;
 use llmzip::io::NoProgress;
 use llmzip::mix::MixConfig;
 use llmzip::pipeline::{CodecOptions, compress, decompress};
@@ -22,14 +25,16 @@ fn golden(name: &str) -> PathBuf {
 fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
     let synthetic = common::synthetic_model();
     let real = common::default_model();
-    // Version 2: the default schedule (a sliding cache of 64 positions) and the default mixer.
-    let v2 = |model: &Path| CodecOptions {
+    // Version 3: the default schedule (a sliding cache of 64 positions) and the default mixer.
+    let v3 = |model: &Path| CodecOptions {
         model: Some(model.to_string_lossy().into_owned()),
         context: 64,
         chunk_bytes: 1024,
         force_model: true,
         ..CodecOptions::default()
     };
+    // Version 2: the same in the indexed framing.
+    let v2 = |model: &Path| CodecOptions { framing: Framing::Indexed, ..v3(model) };
     let with = |model: &Path, force_model: bool| CodecOptions {
         model: Some(model.to_string_lossy().into_owned()),
         context: 64,
@@ -37,6 +42,7 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
         // Version-1 archives: the window schedule, no mixer.
         slide: Some(0),
         mix: MixConfig::OFF,
+        framing: Framing::Indexed,
         chunk_bytes: 1024,
         force_model,
         ..CodecOptions::default()
@@ -55,6 +61,13 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
             "multilingual-2500.txt",
             "multilingual-2500.v2.gemma3.lz",
             CodecOptions { context: 640, chunk_bytes: 1 << 20, ..v2(&common::gemma_model()) },
+        ),
+        ("alice-1500.txt", "alice-1500.v3.synthetic.lz", v3(&synthetic)),
+        ("alice-1500.txt", "alice-1500.v3.smollm2.lz", v3(&real)),
+        (
+            "multilingual-2500.txt",
+            "multilingual-2500.v3.gemma3.lz",
+            CodecOptions { context: 640, chunk_bytes: 1 << 20, ..v3(&common::gemma_model()) },
         ),
     ]
 }

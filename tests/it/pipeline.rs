@@ -2,6 +2,7 @@
 
 use std::io::Cursor;
 
+use llmzip::container::Framing;
 use llmzip::io::NoProgress;
 use llmzip::mix::MixConfig;
 use llmzip::pipeline::{CodecOptions, PipelineError, compress, decompress};
@@ -246,9 +247,17 @@ fn schedule_and_mixer_come_from_the_archive_not_the_options() {
         assert!(!archives.contains(&archive), "two settings gave the same archive");
         archives.push(archive);
     }
-    // Version 1 for the window schedule without a mixer, version 2 otherwise.
-    let versions: Vec<u16> = archives.iter().map(|a| u16::from_le_bytes([a[8], a[9]])).collect();
-    assert_eq!(versions, [2, 2, 2, 1, 2]);
+    // Version 3 (the compact framing) for every setting; in the indexed framing, version 1 for the
+    // window schedule without a mixer and version 2 otherwise.
+    let version = |opts: &CodecOptions| {
+        let mut archive = Vec::new();
+        compress(&mut Cursor::new(&text[..500]), &mut archive, opts, &NoProgress).unwrap();
+        u16::from_le_bytes([archive[8], archive[9]])
+    };
+    let versions: Vec<u16> = variants.iter().map(version).collect();
+    assert_eq!(versions, [3, 3, 3, 3, 3]);
+    let indexed = |o: &CodecOptions| version(&CodecOptions { framing: Framing::Indexed, ..o.clone() });
+    assert_eq!(variants.iter().map(indexed).collect::<Vec<_>>(), [2, 2, 2, 1, 2]);
 }
 
 /// The mixer's tables and the slides are the same bits on every kernel path and thread count: the

@@ -12,7 +12,12 @@ use crate::common;
 
 /// Version-1 archives (window schedule, no mixer), whose header ends at 102 + n with its CRC.
 fn v1_opts() -> CodecOptions {
-    CodecOptions { slide: Some(0), mix: llmzip::mix::MixConfig::OFF, ..common::synthetic_opts() }
+    CodecOptions {
+        slide: Some(0),
+        mix: llmzip::mix::MixConfig::OFF,
+        framing: llmzip::container::Framing::Indexed,
+        ..common::synthetic_opts()
+    }
 }
 
 /// The archive with its header's precision byte (81 + n) set to `bits`, the header CRC recomputed.

@@ -210,11 +210,15 @@ fn a_chunk_range_beyond_the_input_is_an_error_not_a_short_archive() {
 fn damaged_archives_are_refused_by_split_and_join() {
     let archive = compress_with(&common::sample_text(5000), &synthetic(true));
     let layout = scan(&mut Cursor::new(&archive)).unwrap();
-    // A flipped bit in a payload passes the scan (payloads are not read) but not the copy.
+    // A flipped bit in a payload is refused by the scan, which verifies every chunk, and by the copy
+    // when the file changed after it was scanned.
     let mut bad = archive.clone();
     bad[layout.chunks[1].offset as usize + 30] ^= 4;
     assert!(join(&[&archive]).is_ok());
-    let e = join(&[&bad]).unwrap_err();
+    let e = scan(&mut Cursor::new(&bad)).unwrap_err().to_string();
+    assert!(e.contains("chunk 1 checksum mismatch"), "{e}");
+    let mut joiner = Joiner::new(Vec::new(), &layout.archives[0].header).unwrap();
+    let e = joiner.copy(&mut Cursor::new(&bad), &layout, 1).unwrap_err();
     assert!(matches!(e, SplitError::Format(_)), "{e}");
     // Every truncation is refused by the scan.
     for cut in [1, 20, archive.len() / 2, archive.len() - 1] {
@@ -351,8 +355,8 @@ fn cli_bad_ranges_and_misplaced_flags_fail_in_one_line_and_write_nothing() {
     bad[layout.chunks[2].offset as usize + 25] ^= 1;
     std::fs::write(d.join("bad.lz"), &bad).unwrap();
     let before_bad = names(d);
-    refused(&llmzip(d, &["split", "bad.lz", "--parts", "3"]), "chunk 2 payload checksum mismatch");
-    refused(&llmzip(d, &["join", "t.txt.lz", "bad.lz", "-o", "j.lz"]), "bad.lz: chunk 2 payload");
+    refused(&llmzip(d, &["split", "bad.lz", "--parts", "3"]), "chunk 2 checksum mismatch");
+    refused(&llmzip(d, &["join", "t.txt.lz", "bad.lz", "-o", "j.lz"]), "bad.lz: chunk 2 checksum");
     assert_eq!(names(d), before_bad);
     assert!(before.iter().all(|n| before_bad.contains(n)));
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Parser;
 use llmzip::cli::args::Cli;
 use llmzip::cli::plan::{self, Env};
-use llmzip::container::{ArchiveReader, FormatError, MAX_CONTEXT, read_archives, read_tail};
+use llmzip::container::{ArchiveReader, FormatError, Framing, MAX_CONTEXT, read_archives, read_tail};
 use llmzip::io::fs::SystemPaths;
 use llmzip::io::{NoProgress, Progress};
 use llmzip::pipeline::{CodecOptions, PipelineError, compress, decompress, list};
@@ -87,10 +87,15 @@ fn build(header: &[u8], chunks: &[(u8, u32, u32, Vec<u8>, u32)]) -> Vec<u8> {
     out
 }
 
-/// Format-version-1 archives (the window schedule, no mixer): these tests edit header fields at
-/// version 1's offsets.
+/// Format-version-1 archives (the indexed framing, the window schedule, no mixer): these tests edit
+/// header fields at version 1's offsets. Version 1 is still read, so its defences must hold.
 fn v1_opts() -> CodecOptions {
-    CodecOptions { slide: Some(0), mix: llmzip::mix::MixConfig::OFF, ..common::synthetic_opts() }
+    CodecOptions {
+        slide: Some(0),
+        mix: llmzip::mix::MixConfig::OFF,
+        framing: Framing::Indexed,
+        ..common::synthetic_opts()
+    }
 }
 
 #[test]
@@ -119,6 +124,72 @@ fn decoder_abort_on_a_large_header_context() {
     assert!(msg.starts_with("archive header: overlap 64 is not below the context 64"), "{msg}");
     // The CLI's range stays inside the container's.
     assert!(*llmzip::cli::args::CONTEXT_RANGE.end() <= i64::from(MAX_CONTEXT));
+}
+
+/// `archive` (version 3) with its header's context varint replaced by `context`, the CRC recomputed.
+fn v3_with_context(archive: &[u8], context: u32) -> Vec<u8> {
+    assert_eq!(archive[8], 3, "a version-3 archive");
+    let (_, len) = llmzip::container::Header::read_from(&mut Cursor::new(archive)).unwrap();
+    // Engine version (one varint byte while it is below 128) and precision, then the context.
+    let at = 61 + archive[12] as usize + 2;
+    let end = at + archive[at..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let mut out = archive[..at].to_vec();
+    let mut v = context;
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out.extend_from_slice(&archive[end..len - 4]);
+    let c = crc(&out);
+    out.extend_from_slice(&c);
+    out.extend_from_slice(&archive[len..]);
+    out
+}
+
+/// The version-3 twin of `decoder_abort_on_a_large_header_context`: the compact header's context is a
+/// varint, checked against the same limits before anything is sized by it.
+#[test]
+fn a_version_3_header_context_is_checked_before_anything_is_sized_by_it() {
+    let archive = archive_of(b"a short text for the header", &common::synthetic_opts());
+    assert_eq!(decode(&v3_with_context(&archive, 64)).unwrap(), decode(&archive).unwrap());
+    for context in [16_777_216, u32::MAX, 9000] {
+        let bad = v3_with_context(&archive, context);
+        let err = decode(&bad).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, PipelineError::Format(FormatError::Header(_))), "{context}: {msg}");
+        assert!(msg.contains("corrupt or was made by something other than llmzip"), "{msg}");
+        assert!(read_tail(&mut Cursor::new(&bad)).is_err());
+    }
+    let msg = decode(&v3_with_context(&archive, 5000)).unwrap_err().to_string();
+    assert!(msg.contains("exceeds model") && msg.contains("4096"), "{msg}");
+}
+
+/// A version-3 trailer whose count disagrees with the chunks (CRC recomputed) is refused by the decoder
+/// and the lister alike, however large the count.
+#[test]
+fn a_version_3_trailer_count_that_disagrees_is_refused() {
+    let archive = archive_of(&common::sample_text(3000), &common::synthetic_opts());
+    let chunks = read_tail(&mut Cursor::new(&archive)).unwrap().chunks.len() as u64;
+    let body = archive.len() - 10; // marker, a one-byte count, content CRC, trailer CRC
+    assert_eq!((archive[body], archive[body + 1] as u64), (0xFF, chunks));
+    for count in [chunks + 1, chunks - 1, 1 << 63, u64::MAX] {
+        let mut bad = archive[..body + 1].to_vec();
+        let mut v = count;
+        while v >= 0x80 {
+            bad.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        bad.push(v as u8);
+        bad.extend_from_slice(&archive[body + 2..archive.len() - 4]);
+        let c = crc(&bad[body..]);
+        bad.extend_from_slice(&c);
+        let err = read_tail(&mut Cursor::new(&bad)).unwrap_err();
+        assert!(matches!(err, FormatError::Trailer(_)), "count {count}: {err}");
+        assert!(list(&mut Cursor::new(bad.clone()), &common::synthetic_opts()).is_err());
+        let msg = decode(&bad).unwrap_err().to_string();
+        assert!(msg.contains(&format!("{chunks} were read")), "{msg}");
+    }
 }
 
 #[test]
@@ -314,7 +385,7 @@ fn messages_name_the_real_problem() {
         let msg = decode(&bad).unwrap_err().to_string();
         assert!(msg.contains("corrupt") && !msg.contains("use a newer llmzip"), "byte {at}: {msg}");
     }
-    // ... unless the CRC was recomputed: version 0 is no llmzip's, version 3 and flags a newer one's.
+    // ... unless the CRC was recomputed: version 0 is no llmzip's, version 4 and flags a newer one's.
     let recrc = |mut b: Vec<u8>| {
         let end = 102 + b[12] as usize;
         let c = crc(&b[..end]);
@@ -325,9 +396,9 @@ fn messages_name_the_real_problem() {
     v0[8] = 0;
     let msg = decode(&recrc(v0)).unwrap_err().to_string();
     assert!(msg.contains("version 0") && msg.contains("something other than llmzip"), "{msg}");
-    let mut v3 = archive.clone();
-    v3[8] = 3;
-    assert!(decode(&recrc(v3)).unwrap_err().to_string().contains("use a newer llmzip"));
+    let mut v4 = archive.clone();
+    v4[8] = 4;
+    assert!(decode(&recrc(v4)).unwrap_err().to_string().contains("use a newer llmzip"));
     // An edited canary (CRC recomputed) does not only blame the CPU.
     let mut canary = archive.clone();
     let at = 94 + canary[12] as usize;

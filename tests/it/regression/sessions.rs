@@ -129,7 +129,7 @@ fn encoder_and_decoder_took_their_settings_from_different_places() {
     let session = Session::open(&opts, &hidden()).unwrap();
     let with = CodecOptions { context: 100, overlap: 30, slide: Some(0), ..opts.clone() };
     let params = session.coding_params(&with).unwrap();
-    let header = session.header(&params);
+    let header = session.header(&params, llmzip::container::Framing::Compact);
     assert_eq!(CodingParams::of_header(&header).unwrap(), params);
     assert_eq!(params.start_token, session.tokenizer.start_token());
     assert_eq!(header.canary, session.canary());
