@@ -4,8 +4,8 @@
 //! (prefill), the operands carrying the AMX tile layouts as in the engine; activation quantization
 //! (elements are activations) of a 256-row prefill slice; and attention (criterion's
 //! "elements" are query-key pairs, 2 * head_dim multiply-adds each) for one SmolLM2 key/value head at
-//! position 1024: a lone query (decoding one sequence), a GQA group of 3 (lock-step decoding) and
-//! 4 positions x 3 heads (a prefill tile).
+//! position 1024: a lone query (decoding one sequence), a GQA group of 3 (lock-step decoding),
+//! 4 positions x 3 heads (a prefill tile) and 32 positions x 3 heads (a prefill run).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
@@ -93,9 +93,11 @@ fn attention(c: &mut Criterion) {
         bytes(n * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
     };
     // Keys in whole key tiles (their layout does not change the work), values one row per position.
-    let (keys, values) = (f16s((npos + 4).next_multiple_of(KEY_TILE), 6), f16s(npos + 4, 7));
+    let (keys, values) = (f16s((npos + 32).next_multiple_of(KEY_TILE), 6), f16s(npos + 32, 7));
     let mut group = c.benchmark_group("attention_hd64_pos1024");
-    for (name, positions, heads) in [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3)] {
+    for (name, positions, heads) in
+        [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3), ("run", 32, 3)]
+    {
         let n = positions * heads;
         let qs: Vec<f32> = bytes(n * hd, 8).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
         let mut outs = vec![0f32; n * hd];

@@ -45,8 +45,9 @@
 //! quantization and the extra operand layouts it wants, plus [`crate::arch`]'s vector math.
 //! [`Kernels::for_path`] checks once that the CPU runs the path and hands out its table; the calls
 //! through it then need no check and no dispatch. Per-ISA code lives in one folder per architecture
-//! (`x86_64/`, whose AVX2 and AVX-512 files share `common.rs` and never import each other; later
-//! `aarch64/`). Adding a path is its [`KernelPath`] variant and CPU check in [`crate::arch`], its folder
+//! (`x86_64/`, whose AVX2 and AVX-512 files never import each other and share two drivers written
+//! once: the product over the one integer step they do differently, the attention over a register of
+//! lanes; later `aarch64/`, whose drivers would follow the same order on its own registers). Adding a path is its [`KernelPath`] variant and CPU check in [`crate::arch`], its folder
 //! here with its table, and one line in the list of tables (`ALL`, below); the bitwise tests here and in
 //! the engine's tests iterate over [`Kernels::available`] and hold the new path to the scalar bits.
 
@@ -712,8 +713,6 @@ pub struct Query<'a> {
 pub struct AttnScratch {
     /// `queries x padded npos` scores, then softmax numerators.
     pub(crate) scores: Vec<f32>,
-    /// Keys or values converted to f32, shared by all queries of a task (AVX2 path).
-    pub(crate) kv: Vec<f32>,
     /// Per query: the sum of its softmax numerators.
     pub(crate) sums: Vec<f32>,
 }

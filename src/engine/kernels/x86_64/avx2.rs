@@ -10,9 +10,10 @@
 //!
 //! For 8 consecutive blocks this yields one vector holding one exact block sum per lane (see [`group_full_maddubs`]);
 //! lane `l` then goes through the float steps of block `8g + l`, which is the "lane = block mod 8"
-//! structure of the scalar code. Attention uses F16C conversions and the same 8-lane trees, taken
-//! vertically over 8 keys of a key tile; `exp` is [`crate::arch`]'s 8-lane transcription of
-//! [`crate::arch::math::exp`]. What this path shares with the AVX-512 path (the float steps of a block,
+//! structure of the scalar code. Attention is the shared driver ([`super::attend`]) on one 8-lane
+//! register ([`F32x8`]: F16C conversions, 8 keys of a key tile per score block, `exp` as
+//! [`crate::arch`]'s 8-lane transcription of [`crate::arch::math::exp`]). What this path shares with
+//! the AVX-512 path (the float steps of a block,
 //! the tail kernel, the product driver) is in [`super::common`]. All functions require AVX2 and F16C.
 
 // Loops over rows and lanes index several arrays by the same number, as the math reads.
@@ -23,13 +24,9 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::super::scales::Scale;
-use super::super::{
-    AttnScratch, BLOCK, GROUP, KEY_TILE, LANES, QActs, QMatrix, Query, StridedOut, i8_offset, key_index,
-};
-use super::common::{
-    ActRows, FullGroup, group_finish, grow, lanes_below, matmul_kind, prefetch_key_tile, tree8_ps,
-    with_weights,
-};
+use super::super::{AttnScratch, BLOCK, GROUP, LANES, QActs, QMatrix, Query, StridedOut, i8_offset};
+use super::attend::Lanes;
+use super::common::{ActRows, FullGroup, group_finish, lanes_below, matmul_kind, with_weights};
 use crate::arch::math;
 use crate::arch::x86_64::avx2::exp8;
 
@@ -127,243 +124,88 @@ pub unsafe fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &St
     unsafe { with_weights!(w, Q4, S, rows => matmul_kind::<Maddubs, Q4, S>(w, rows, n0, n1, x, out, col0)) }
 }
 
-/// Positions ahead of the current block whose keys or values are prefetched: the cache of a long context
-/// lives in memory, not in cache, and one task streams one head's positions in order.
-const PREFETCH_AHEAD: usize = 32;
-
-/// Prefetches the f16 value rows `from..from+8` (those below `end`) of a head, `hd` elements each.
-///
-/// # Safety
-/// AVX2. (Prefetching never faults; addresses are computed only for rows inside the slice.)
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn prefetch_rows(base: *const u16, hd: usize, from: usize, end: usize) {
-    if from >= end {
-        return;
-    }
-    let rows = (end - from).min(LANES);
-    // The rows are contiguous (the KV cache layout); prefetch by cache line.
-    let start = base.wrapping_add(from * hd) as *const i8;
-    let bytes = rows * hd * 2;
-    let mut off = 0;
-    while off < bytes {
-        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off));
-        off += 64;
-    }
-}
-
-/// Converts `count` (<= 8) consecutive rows of `hd` f16 values starting at `src` into `dst`.
-///
-/// # Safety
-/// AVX2 and F16C; the rows are readable, `dst` holds `8 * hd` floats.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn convert_rows(src: *const u16, count: usize, hd: usize, dst: *mut f32) {
-    for j in 0..count {
-        for c in (0..hd).step_by(LANES) {
-            // SAFETY: the caller's bounds.
-            unsafe {
-                let v = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * hd + c) as *const __m128i));
-                _mm256_storeu_ps(dst.add(j * hd + c), v);
-            }
-        }
-    }
-}
-
-/// Where [`wsum`] reads values: f16 rows in the cache or rows already converted to f32.
+/// One AVX2 register as the attention driver's lanes ([`super::attend`]): 8 keys per score block, 4
+/// accumulator classes per query in each of two score passes (3 queries, their 12 accumulators, the key
+/// and a broadcast take 14 of the 16 registers), 2 queries per weighted-sum pass (8 sums, 4 values and a
+/// weight: 13).
 #[derive(Clone, Copy)]
-enum Src {
-    F16(*const u16),
-    F32(*const f32),
-}
+pub(super) struct F32x8(__m256);
 
-/// `out[c0 .. c0 + 8*NC] += sum_{j < used} p[j] * v_j[..]`, positions in increasing order, with the NC
-/// output vectors in registers (each element's additions stay in order; the vectors are independent).
-///
-/// # Safety
-/// AVX2 and F16C; `p` has `used` floats, rows `0..used` of the source hold `c0 + 8*NC` values at
-/// `stride` apart, `out` has `c0 + 8*NC` floats.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn wsum<const NC: usize>(
-    (p, used, src, stride, out, c0): (*const f32, usize, Src, usize, *mut f32, usize),
-) {
-    // SAFETY: the caller's bounds.
-    unsafe {
-        let mut o: [__m256; NC] = std::array::from_fn(|k| _mm256_loadu_ps(out.add(c0 + k * LANES)));
-        for j in 0..used {
-            let pj = _mm256_set1_ps(*p.add(j));
-            for (k, ok) in o.iter_mut().enumerate() {
-                let at = j * stride + c0 + k * LANES;
-                let v = match src {
-                    Src::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(v.add(at) as *const __m128i)),
-                    Src::F32(v) => _mm256_loadu_ps(v.add(at)),
-                };
-                *ok = _mm256_add_ps(*ok, _mm256_mul_ps(pj, v));
-            }
-        }
-        for (k, ok) in o.iter().enumerate() {
-            _mm256_storeu_ps(out.add(c0 + k * LANES), *ok);
-        }
+impl Lanes for F32x8 {
+    const WIDTH: usize = 8;
+    const SCORE_QUERIES: usize = 3;
+    const SCORE_CLASSES: usize = 4;
+    const SUM_QUERIES: usize = 2;
+
+    // SAFETY (every method): AVX2 and F16C, the trait's contract for this type; pointers as documented
+    // on the trait.
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { Self(_mm256_setzero_ps()) }
     }
-}
-
-/// Queries whose scores one pass over 8 keys computes: the pass holds 4 of each query's 8 lane
-/// accumulators at a time, so 3 queries, the key and a broadcast take 14 of the 16 registers.
-const SCORE_GROUP: usize = 3;
-
-/// The scores of `G` queries against 8 consecutive keys `jb..jb+8` of a key tile ([`crate::engine::kernels::key_index`]):
-/// dimension `d` of the 8 keys is at `k16 + d * KEY_TILE` (f16, the cache itself), or at `k32 + d * 8`
-/// when `F32` (converted once for all queries of a task). Lane `l` of accumulator `m` sums dimensions
-/// `8c + m` of key `jb + l` in increasing `c`; accumulators 0-3 and 4-7 are taken in two passes (each
-/// key load serving all `G` queries) and reduced as `((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))`, so lane
-/// `l` is `tree8(lanes of q . k_{jb+l}) * scale`: the documented order with no horizontal step.
-///
-/// # Safety
-/// AVX2 and F16C; each `qs[g]` holds `hd` floats, the key source `hd` rows, each output 8 writable
-/// floats.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn scores8<const G: usize, const F32: bool>(
-    qs: [*const f32; G],
-    (k16, k32): (*const u16, *const f32),
-    hd: usize,
-    scale: __m256,
-    outs: [*mut f32; G],
-) {
-    // SAFETY: the caller's bounds.
-    unsafe {
-        let mut halves = [[_mm256_setzero_ps(); G]; 2];
-        for (h, half) in halves.iter_mut().enumerate() {
-            let mut acc = [[_mm256_setzero_ps(); 4]; G];
-            for c in (0..hd).step_by(LANES) {
-                for m in 0..4 {
-                    let d = c + 4 * h + m;
-                    let k = if F32 {
-                        _mm256_loadu_ps(k32.add(d * LANES))
-                    } else {
-                        _mm256_cvtph_ps(_mm_loadu_si128(k16.add(d * KEY_TILE) as *const __m128i))
-                    };
-                    for g in 0..G {
-                        acc[g][m] = _mm256_add_ps(acc[g][m], _mm256_mul_ps(_mm256_set1_ps(*qs[g].add(d)), k));
-                    }
-                }
-            }
-            for g in 0..G {
-                let a = &acc[g];
-                half[g] = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-            }
-        }
-        for g in 0..G {
-            _mm256_storeu_ps(outs[g], _mm256_mul_ps(_mm256_add_ps(halves[0][g], halves[1][g]), scale));
-        }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        unsafe { Self(_mm256_set1_ps(x)) }
     }
-}
-
-/// Turns one score row into softmax numerators in place and returns their sum, as [`crate::engine::kernels::Kernels::attend`]
-/// specifies: positions `0..n` only (the maximum over them, `exp(s - max)`, lanes `j mod 8` summed in
-/// increasing `j` and reduced by [`crate::arch::tree8`]); the rest of the last 8 becomes zero.
-///
-/// # Safety
-/// AVX2 and F16C; `row` holds `n.div_ceil(8) * 8` floats, `n > 0`.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn softmax_row(row: *mut f32, n: usize) -> f32 {
-    let valid = |jb: usize| lanes_below(n - jb);
-    // SAFETY: the caller's bounds; every load and store is one of the row's blocks of 8.
-    unsafe {
-        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
-        let mut jb = 0;
-        while jb < n {
-            let s = _mm256_loadu_ps(row.add(jb));
-            let s = if n - jb >= LANES { s } else { _mm256_blendv_ps(m, s, _mm256_castsi256_ps(valid(jb))) };
-            m = _mm256_max_ps(s, m);
-            jb += LANES;
-        }
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
-        let mut max = f32::NEG_INFINITY;
-        for v in lanes {
-            if v > max {
-                max = v;
-            }
-        }
-        let maxv = _mm256_set1_ps(max);
-        let mut acc = _mm256_setzero_ps();
-        let mut jb = 0;
-        while jb < n {
-            let mut e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row.add(jb)), maxv));
-            if n - jb < LANES {
-                e = _mm256_and_ps(e, _mm256_castsi256_ps(valid(jb)));
-            }
-            _mm256_storeu_ps(row.add(jb), e);
-            acc = _mm256_add_ps(acc, e);
-            jb += LANES;
-        }
-        tree8_ps(acc)
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { Self(_mm256_loadu_ps(p)) }
     }
-}
-
-/// `out_a += sum_j pa[j] * v_j` and likewise for `b`, over the 8 converted values in `kv`, positions in
-/// increasing order: [`wsum`] for two queries, 32 dimensions at a time so that each value load serves
-/// both and the 8 sums stay in registers.
-///
-/// # Safety
-/// AVX2; `p.0`, `p.1` hold 8 floats, `kv` 8 rows of `hd`, each output `hd` floats.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn wsum_pair(p: (*const f32, *const f32), kv: *const f32, hd: usize, out: (*mut f32, *mut f32)) {
-    let mut c0 = 0;
-    while c0 < hd {
-        let nc = ((hd - c0) / LANES).min(4);
-        // SAFETY: the caller's bounds; `c0 + 8 * nc <= hd`.
+    #[inline(always)]
+    unsafe fn load_half(p: *const u16) -> Self {
+        unsafe { Self(_mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        unsafe { Self(_mm256_add_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        unsafe { Self(_mm256_sub_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        unsafe { Self(_mm256_mul_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        unsafe { Self(_mm256_div_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn max_below(self, m: Self, valid: usize) -> Self {
         unsafe {
-            match nc {
-                4 => wsum_pair_cols::<4>(p, kv, hd, out, c0),
-                3 => wsum_pair_cols::<3>(p, kv, hd, out, c0),
-                2 => wsum_pair_cols::<2>(p, kv, hd, out, c0),
-                _ => wsum_pair_cols::<1>(p, kv, hd, out, c0),
-            }
+            let s = if valid >= 8 {
+                self.0
+            } else {
+                _mm256_blendv_ps(m.0, self.0, _mm256_castsi256_ps(lanes_below(valid)))
+            };
+            Self(_mm256_max_ps(s, m.0))
         }
-        c0 += nc * LANES;
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(self) -> f32 {
+        let mut lanes = [0f32; 8];
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), self.0) };
+        lanes.into_iter().fold(f32::NEG_INFINITY, |max, v| if v > max { v } else { max })
+    }
+    #[inline(always)]
+    unsafe fn exp_below(self, valid: usize) -> Self {
+        unsafe {
+            let e = exp8(self.0);
+            Self(if valid >= 8 { e } else { _mm256_and_ps(e, _mm256_castsi256_ps(lanes_below(valid))) })
+        }
+    }
+    #[inline(always)]
+    unsafe fn fold8(self, acc: __m256) -> __m256 {
+        unsafe { _mm256_add_ps(acc, self.0) }
     }
 }
 
-/// [`wsum_pair`] for dimensions `c0..c0 + 8 * NC`, the `2 * NC` sums in registers.
-///
-/// # Safety
-/// As [`wsum_pair`], and `c0 + 8 * NC <= hd`.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn wsum_pair_cols<const NC: usize>(
-    p: (*const f32, *const f32),
-    kv: *const f32,
-    hd: usize,
-    out: (*mut f32, *mut f32),
-    c0: usize,
-) {
-    // SAFETY: the caller's bounds.
-    unsafe {
-        let mut oa: [__m256; NC] = std::array::from_fn(|k| _mm256_loadu_ps(out.0.add(c0 + k * LANES)));
-        let mut ob: [__m256; NC] = std::array::from_fn(|k| _mm256_loadu_ps(out.1.add(c0 + k * LANES)));
-        for j in 0..LANES {
-            let (pa, pb) = (_mm256_set1_ps(*p.0.add(j)), _mm256_set1_ps(*p.1.add(j)));
-            for k in 0..NC {
-                let v = _mm256_loadu_ps(kv.add(j * hd + c0 + k * LANES));
-                oa[k] = _mm256_add_ps(oa[k], _mm256_mul_ps(pa, v));
-                ob[k] = _mm256_add_ps(ob[k], _mm256_mul_ps(pb, v));
-            }
-        }
-        for k in 0..NC {
-            _mm256_storeu_ps(out.0.add(c0 + k * LANES), oa[k]);
-            _mm256_storeu_ps(out.1.add(c0 + k * LANES), ob[k]);
-        }
-    }
-}
-
-/// See [`crate::engine::kernels::Kernels::attend`]. Scores take 8 keys (half a key tile) at a time, converted to f32 once for all
-/// queries of the task ([`scores8`]); values are converted 8 positions at a time, and pairs of queries
-/// share each value load ([`wsum_pair`]).
+/// See [`crate::engine::kernels::Kernels::attend`]: the shared driver ([`super::attend`]) on 8 lanes.
 ///
 /// # Safety
 /// AVX2 and F16C available; bounds as asserted by [`crate::engine::kernels::Kernels::attend`].
@@ -375,141 +217,8 @@ pub unsafe fn attend(
     scale: f32,
     scratch: &mut AttnScratch,
 ) {
-    let hd = queries[0].q.len();
-    let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
-    let padded = maxn.div_ceil(KEY_TILE) * KEY_TILE;
-    // Buffers only grow: shrinking and regrowing would zero the regrown part at every call. Leftovers
-    // of earlier calls are finite and, like the padding lanes, never reach a result.
-    grow(&mut scratch.scores, queries.len() * padded);
-    grow(&mut scratch.kv, LANES * hd);
-    grow(&mut scratch.sums, queries.len());
-    let kp = keys.as_ptr() as *const u16;
-    let vp = values.as_ptr() as *const u16;
-    let kv = scratch.kv.as_mut_ptr();
-    let scores = scratch.scores.as_mut_ptr();
-    let scalev = _mm256_set1_ps(scale);
-    // SAFETY (whole body): the key tiles holding positions < maxn are inside keys, values < maxn inside
-    // values (caller); score rows are `padded` long; kv holds 8 rows of hd floats; dims step by 8 up to
-    // hd (a multiple of 8).
-    unsafe {
-        // Scores. A lone query reads the keys from the cache; a group converts 8 keys once into `kv`
-        // (dimension d at d * 8). Keys past maxn in the last tile give scores that are never used.
-        let single = queries.len() == 1;
-        let mut jb = 0;
-        while jb < maxn {
-            if jb.is_multiple_of(KEY_TILE) {
-                prefetch_key_tile(kp, hd, jb / KEY_TILE + 2, maxn);
-            }
-            let src = kp.add(key_index(hd, jb, 0));
-            if !single {
-                for d in 0..hd {
-                    let k = _mm256_cvtph_ps(_mm_loadu_si128(src.add(d * KEY_TILE) as *const __m128i));
-                    _mm256_storeu_ps(kv.add(d * LANES), k);
-                }
-            }
-            if single {
-                let (q, out) = (queries[0].q.as_ptr(), scores.add(jb));
-                scores8::<1, false>([q], (src, kv), hd, scalev, [out]);
-            }
-            // Groups of queries share each converted key; a query past its last position in this
-            // block still gets (unused) scores, which keeps the groups whole.
-            let mut i = 0;
-            while !single && i < queries.len() {
-                let g = (queries.len() - i).min(SCORE_GROUP);
-                let q = |k: usize| queries[i + k.min(g - 1)].q.as_ptr();
-                let out = |k: usize| scores.add((i + k.min(g - 1)) * padded + jb);
-                match g {
-                    3 => scores8::<3, true>(
-                        [q(0), q(1), q(2)],
-                        (src, kv),
-                        hd,
-                        scalev,
-                        [out(0), out(1), out(2)],
-                    ),
-                    2 => scores8::<2, true>([q(0), q(1)], (src, kv), hd, scalev, [out(0), out(1)]),
-                    _ => scores8::<1, true>([q(0)], (src, kv), hd, scalev, [out(0)]),
-                }
-                i += g;
-            }
-            jb += LANES;
-        }
-
-        // Softmax numerators and their sums; positions before a query's window weigh exactly 0.
-        for (i, query) in queries.iter().enumerate() {
-            let row = scores.add(i * padded);
-            std::slice::from_raw_parts_mut(row, query.start).fill(f32::NEG_INFINITY);
-            scratch.sums[i] = softmax_row(row, query.npos);
-        }
-
-        // Weighted sums of the values, positions in increasing order.
-        for query in queries.iter_mut() {
-            query.out.fill(0.0);
-        }
-        let mut jb = 0;
-        while jb < maxn {
-            let count = (maxn - jb).min(LANES);
-            prefetch_rows(vp, hd, jb + PREFETCH_AHEAD, maxn);
-            if !single {
-                convert_rows(vp.add(jb * hd), count, hd, kv);
-            }
-            // Two queries at a time share each value load when both use all 8 positions.
-            let mut first = 0;
-            if !single {
-                while first + 1 < queries.len()
-                    && queries[first].npos >= jb + LANES
-                    && queries[first + 1].npos >= jb + LANES
-                    && queries[first].start <= jb
-                    && queries[first + 1].start <= jb
-                {
-                    let (a, b) = queries.split_at_mut(first + 1);
-                    let (qa, qb) = (&mut a[first], &mut b[0]);
-                    let rows = (
-                        scores.add(first * padded + jb) as *const f32,
-                        scores.add((first + 1) * padded + jb) as *const f32,
-                    );
-                    wsum_pair(rows, kv, hd, (qa.out.as_mut_ptr(), qb.out.as_mut_ptr()));
-                    first += 2;
-                }
-            }
-            for (i, query) in queries.iter_mut().enumerate().skip(first) {
-                if query.npos <= jb || query.start >= jb + LANES {
-                    continue;
-                }
-                // Positions of this block before the query's window stay out of its sum.
-                let skip = query.start.saturating_sub(jb);
-                let used = (query.npos - jb).min(LANES) - skip;
-                let row = scores.add(i * padded + jb + skip);
-                let out = query.out.as_mut_ptr();
-                let src =
-                    if single { Src::F16(vp.add((jb + skip) * hd)) } else { Src::F32(kv.add(skip * hd)) };
-                // Up to 64 dimensions at a time stay in registers while the positions stream past.
-                let mut c0 = 0;
-                while c0 < hd {
-                    let nc = ((hd - c0) / LANES).min(8);
-                    let args = (row as *const f32, used, src, hd, out, c0);
-                    match nc {
-                        8 => wsum::<8>(args),
-                        7 => wsum::<7>(args),
-                        6 => wsum::<6>(args),
-                        5 => wsum::<5>(args),
-                        4 => wsum::<4>(args),
-                        3 => wsum::<3>(args),
-                        2 => wsum::<2>(args),
-                        _ => wsum::<1>(args),
-                    }
-                    c0 += nc * LANES;
-                }
-            }
-            jb += LANES;
-        }
-        for (i, query) in queries.iter_mut().enumerate() {
-            let sum = _mm256_set1_ps(scratch.sums[i]);
-            let out = query.out.as_mut_ptr();
-            for c in (0..hd).step_by(LANES) {
-                _mm256_storeu_ps(out.add(c), _mm256_div_ps(_mm256_loadu_ps(out.add(c)), sum));
-            }
-        }
-    }
+    // SAFETY: forwarded from the caller; the head dimension is a multiple of 8 (asserted there).
+    unsafe { super::attend::attend::<F32x8>(queries, keys, values, scale, scratch) }
 }
 
 /// [`crate::engine::kernels::quantize_row`] 8 lanes at a time, with the same bits: the maximum of `|x|` skips NaN as

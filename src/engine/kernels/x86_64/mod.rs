@@ -1,9 +1,11 @@
 //! The x86-64 kernels: one file per instruction set (AVX2, AVX-512, AMX), what the first two share in
-//! `common.rs`, and here the tables that make them paths. A path's table may take a function from a
+//! `common.rs` (the product driver) and `attend.rs` (the attention driver, over a register of lanes
+//! each of them implements), and here the tables that make them paths. A path's table may take a function from a
 //! narrower instruction set where the wider one gains nothing (SwiGLU and activation quantization are
 //! AVX2 code on every path), so the ISA files never import each other.
 
 pub mod amx;
+mod attend;
 pub mod avx2;
 pub mod avx512;
 mod common;
