@@ -14,13 +14,36 @@
 //!
 //! Each layer has its own [`KvLayout`] (heads, head size, attention window), because architectures
 //! differ per layer: Gemma 3 interleaves local layers that look back a fixed window with global layers
-//! that see the whole context. Today every layer keeps all `capacity` positions; a windowed layer will
-//! be able to keep only its window, which only its own slot in the cache has to know.
+//! that see the whole context.
+//!
+//! # Rolling slots
+//! A windowed layer whose window (plus [`WINDOW_ROOM`]) is shorter than the capacity keeps only the
+//! positions its attention can still read: a *rolling* slot. Gemma 3 270M at 8192 positions keeps 15 of
+//! its 18 layers' caches at about 670 positions instead of 8192, so a lane's cache is 35 MB instead of
+//! 151 MB. A rolling slot holds
+//! - positions `first..len` from its second key tile on (position `p` at `p - first + KEY_TILE`), `first`
+//!   a multiple of [`KEY_TILE`] no later than the window start of the next position, so keys keep their
+//!   place in a tile (and the attention kernels their accumulator lane, `j mod 8`);
+//! - in its first tile, positions `0..KEY_TILE` as first written (`sink_valid` of them still current):
+//!   the start token a slide keeps, which a window may reach again after a slide shortens the cache;
+//! - or, while `first == 0`, positions `0..len` in order, like a full slot.
+//!
+//! Before each engine call [`KvCache::make_room`] moves the positions still in view down to the second
+//! tile when the call's rows would not fit (one copy of about a window per [`WINDOW_ROOM`] positions);
+//! a call may add at most [`WINDOW_ROOM`] positions to a rolling cache ([`KvCache::max_run`]; the
+//! runtime cuts longer runs). Which positions a slot holds is storage only: attention reads the same
+//! f16 numbers for every position in its window as from a full slot, so logits do not change (tests
+//! compare both bit for bit).
 
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 use super::kernels::{KEY_TILE, key_index};
+
+/// Positions one engine call may add to a cache with a rolling slot (see the module docs): the room a
+/// rolling slot keeps beyond its window. The encoder's prefill slices (at most 128 rows) and the
+/// decoder's steps (a token and its draft) fit; the runtime cuts longer runs into calls of this size.
+pub const WINDOW_ROOM: usize = 128;
 
 /// What one layer keeps per position: `kv_heads` key and value heads of `head_dim` dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,10 +65,37 @@ impl KvLayout {
 #[derive(Clone, Debug)]
 struct LayerSlot {
     layout: KvLayout,
-    /// Positions allotted to each head: the capacity rounded up to a multiple of [`KEY_TILE`].
+    /// Positions allotted to each head, a multiple of [`KEY_TILE`]: the capacity rounded up, or for a
+    /// rolling slot the window, [`WINDOW_ROOM`], a tile of slack and the sink tile.
     stride: usize,
     /// Offset of the layer's first head in `k` and `v`; head `h` starts `h * stride * head_dim` later.
     at: usize,
+    /// Whether the slot keeps only the positions its window can still read (see the module docs).
+    rolling: bool,
+    /// First position held past the sink tile: 0 while the slot holds `0..len` in order (always, for a
+    /// slot that does not roll), else a multiple of [`KEY_TILE`], at least one tile.
+    first: usize,
+    /// While `first > 0`: the positions `0..sink_valid` of the sink tile that are still current (a
+    /// slide moves the others away).
+    sink_valid: usize,
+}
+
+impl LayerSlot {
+    /// Where position `p` sits among the slot's `stride` positions.
+    fn place(&self, p: usize) -> usize {
+        if self.first == 0 || p < self.first { p } else { p - self.first + KEY_TILE }
+    }
+
+    /// Whether the slot still holds position `p` of a cache of `len` positions.
+    fn holds(&self, p: usize, len: usize) -> bool {
+        p < len && (self.first == 0 || p >= self.first || p < self.sink_valid)
+    }
+
+    /// The first position the window of position `pos` reads, rounded down to its key tile (what the
+    /// attention schedule reads from); 0 for a layer without a window.
+    fn tile_start(&self, pos: usize) -> usize {
+        self.layout.window.map_or(0, |w| (pos + 1).saturating_sub(w) / KEY_TILE * KEY_TILE)
+    }
 }
 
 /// Buffers of [`KvCache::slide_layer`], kept across layers so that a slide allocates once.
@@ -68,6 +118,8 @@ pub struct KvCache {
     capacity: usize,
     /// Positions filled, `len <= capacity`; positions `0..len` hold valid keys and values in every layer.
     len: usize,
+    /// Positions one call may add, when a slot rolls.
+    max_run: Option<usize>,
     /// Every layer's keys, as f16 bit patterns (u16 so that the zeroed allocation is lazy). One buffer
     /// for all layers: one large zeroed allocation, whose pages cost memory only once written.
     k: Vec<u16>,
@@ -76,17 +128,59 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache, one slot per layout. The memory is requested zeroed (`vec![0u16; n]` becomes a
-    /// zeroed allocation), so pages not yet written cost no resident memory.
+    /// An empty cache, one slot per layout; windowed layers roll when that saves memory. The memory is
+    /// requested zeroed (`vec![0u16; n]` becomes a zeroed allocation), so pages not yet written cost no
+    /// resident memory.
     pub(crate) fn new(layouts: &[KvLayout], capacity: usize) -> Self {
+        Self::with_room(layouts, capacity, WINDOW_ROOM)
+    }
+
+    /// [`KvCache::new`] with `room` instead of [`WINDOW_ROOM`] positions per call: small rooms make
+    /// short tests roll often. `usize::MAX` gives a cache that never rolls.
+    pub(crate) fn with_room(layouts: &[KvLayout], capacity: usize, room: usize) -> Self {
+        let full = capacity.next_multiple_of(KEY_TILE);
         let mut slots = Vec::with_capacity(layouts.len());
         let mut at = 0;
+        let mut rolls = false;
         for &layout in layouts {
-            let stride = capacity.next_multiple_of(KEY_TILE);
-            slots.push(LayerSlot { layout, stride, at });
+            // A window start rounds down by at most KEY_TILE - 1 positions, so a call of `room` rows
+            // needs `window - 1 + KEY_TILE - 1 + room` positions, plus the sink tile.
+            let rolling_stride = layout
+                .window
+                .and_then(|w| w.checked_add(room)?.checked_add(2 * KEY_TILE - 2))
+                .map(|n| n.next_multiple_of(KEY_TILE))
+                .filter(|&n| n < full);
+            let stride = rolling_stride.unwrap_or(full);
+            rolls |= rolling_stride.is_some();
+            slots.push(LayerSlot {
+                layout,
+                stride,
+                at,
+                rolling: rolling_stride.is_some(),
+                first: 0,
+                sink_valid: 0,
+            });
             at += layout.kv_heads * stride * layout.head_dim;
         }
-        KvCache { layouts: layouts.to_vec(), slots, capacity, len: 0, k: vec![0u16; at], v: vec![0u16; at] }
+        KvCache {
+            layouts: layouts.to_vec(),
+            slots,
+            capacity,
+            max_run: rolls.then_some(room),
+            len: 0,
+            k: vec![0u16; at],
+            v: vec![0u16; at],
+        }
+    }
+
+    /// The most positions one call may add ([`WINDOW_ROOM`]) when a slot rolls; `None` when none does.
+    pub fn max_run(&self) -> Option<usize> {
+        self.max_run
+    }
+
+    /// Bytes of keys and values allotted (touched or not).
+    pub fn bytes(&self) -> usize {
+        2 * (self.k.len() + self.v.len())
     }
 
     /// Positions already processed.
@@ -111,6 +205,9 @@ impl KvCache {
     /// Forgets every position (the memory is kept for the next window).
     pub fn clear(&mut self) {
         self.len = 0;
+        for slot in &mut self.slots {
+            slot.first = 0;
+        }
     }
 
     /// Forgets the positions from `len` on (no effect if the cache is shorter).
@@ -128,11 +225,72 @@ impl KvCache {
         self.len = len;
     }
 
+    /// `Err((layer, first))` when a rolling slot no longer holds the window of the next position (the
+    /// cache was truncated below positions it had already let go of): `first` is where it now begins.
+    pub(crate) fn check_window(&self) -> Result<(), (usize, usize)> {
+        for (layer, slot) in self.slots.iter().enumerate() {
+            if slot.first > 0 && slot.tile_start(self.len) < slot.first {
+                return Err((layer, slot.first));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Err((layer, first))` when `slide(keep, drop)` would need a position a rolling slot no longer
+    /// holds: a slide that leaves fewer positions than the window reads the sink tile, and only the
+    /// positions every earlier slide kept (`keep` of them) are still current there. A coder slides
+    /// with one `keep` throughout, so this happens only to a caller that changes it.
+    pub(crate) fn check_slide(&self, keep: usize, drop: usize) -> Result<(), (usize, usize)> {
+        let len = self.len;
+        for (layer, slot) in self.slots.iter().enumerate().filter(|(_, s)| s.rolling) {
+            let window = slot.layout.window.unwrap_or(usize::MAX);
+            let needed = (len - drop + 1).saturating_sub(window);
+            let lost = (needed..len - drop).any(|t| !slot.holds(if t < keep { t } else { t + drop }, len));
+            if lost {
+                return Err((layer, slot.first));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every rolling slot ready for `adding` more positions (at most [`KvCache::max_run`]): where
+    /// they would not fit, the positions from the window start of the next position on move down to the
+    /// slot's second tile. Keys move by whole tiles, values by whole positions, as bits.
+    pub(crate) fn make_room(&mut self, adding: usize) {
+        let len = self.len;
+        for slot in self.slots.iter_mut().filter(|s| s.rolling) {
+            let end = len + adding;
+            if slot.place(end.saturating_sub(1)) < slot.stride {
+                continue;
+            }
+            let first = slot.tile_start(len);
+            assert!(first >= KEY_TILE && first >= slot.first, "rolling slot cannot make room");
+            assert!(end - first + KEY_TILE <= slot.stride, "{adding} positions exceed the room of a call");
+            let hd = slot.layout.head_dim;
+            let (from, to) = (slot.place(first), KEY_TILE);
+            let tiles_end = slot.place(len - 1) / KEY_TILE * KEY_TILE + KEY_TILE;
+            for h in 0..slot.layout.kv_heads {
+                let head = slot.at + h * slot.stride * hd;
+                self.k.copy_within(head + from * hd..head + tiles_end * hd, head + to * hd);
+                let values = head + from * hd..head + slot.place(len - 1) * hd + hd;
+                self.v.copy_within(values, head + to * hd);
+            }
+            if slot.first == 0 {
+                slot.sink_valid = KEY_TILE;
+            }
+            slot.first = first;
+        }
+    }
+
     /// Stores the keys and values of `pos` in `layer` (all heads, `[kv_head][head_dim]`), rounding to f16.
     pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let LayerSlot { layout, stride, at } = self.slots[layer];
+        let slot = &self.slots[layer];
+        let (layout, stride, at) = (slot.layout, slot.stride, slot.at);
         let hd = layout.head_dim;
         assert!(pos < self.capacity && k.len() == layout.kv_dim() && v.len() == layout.kv_dim());
+        assert!(pos >= slot.first, "position {pos} is before the rolling slot's first {}", slot.first);
+        let pos = slot.place(pos);
+        assert!(pos < stride, "position past the rolling slot: make_room was not called");
         for h in 0..layout.kv_heads {
             let head = at + h * stride * hd;
             let keys = &mut self.k[head..head + stride * hd];
@@ -166,7 +324,10 @@ impl KvCache {
         mut rotate: impl FnMut(usize, &mut [f32], &mut [f32]),
         scratch: &mut SlideScratch,
     ) {
-        let LayerSlot { layout, stride, at } = self.slots[layer];
+        if self.slots[layer].rolling {
+            return self.slide_rolling(layer, keep, drop, pairs, rotate, scratch);
+        }
+        let LayerSlot { layout, stride, at, .. } = self.slots[layer];
         let hd = layout.head_dim;
         assert!(keep + drop <= self.len);
         // Which dimensions the pairs cover (each at most once): the others move as bits.
@@ -234,6 +395,96 @@ impl KvCache {
         }
     }
 
+    /// [`KvCache::slide_layer`] for a rolling slot: the same arithmetic on every position the slot
+    /// holds after the slide, from the window start of the next position (rounded down to its tile) on.
+    /// The slot is copied out first and rebuilt from the copy, so no move can overwrite a source; a
+    /// position in the first rounded-down tile before the window start whose source the slot no longer
+    /// holds becomes zeros (attention gives it no weight and never reads it).
+    fn slide_rolling(
+        &mut self,
+        layer: usize,
+        keep: usize,
+        drop: usize,
+        pairs: &[(usize, usize)],
+        mut rotate: impl FnMut(usize, &mut [f32], &mut [f32]),
+        scratch: &mut SlideScratch,
+    ) {
+        let old = self.slots[layer].clone();
+        let (len, hd) = (self.len, old.layout.head_dim);
+        assert!(keep + drop <= len);
+        if drop == 0 || keep + drop == len {
+            return;
+        }
+        let new_len = len - drop;
+        let window = old.layout.window.expect("a rolling slot has a window");
+        let needed = (new_len + 1).saturating_sub(window);
+        let mut new = old.clone();
+        new.first = old.tile_start(new_len);
+        if new.first < KEY_TILE {
+            new.first = 0;
+        } else {
+            new.sink_valid = if old.first == 0 { KEY_TILE } else { old.sink_valid }.min(keep);
+        }
+        let source = |t: usize| if t < keep { t } else { t + drop };
+        let targets = new.first..new_len;
+        for t in targets.clone().filter(|&t| t >= needed) {
+            assert!(old.holds(source(t), len), "rolling slot lost position {} of its window", source(t));
+        }
+        let SlideScratch { bits, a, b } = scratch;
+        let n = targets.len();
+        let mut out = vec![0u16; n];
+        for h in 0..old.layout.kv_heads {
+            let head = old.at + h * old.stride * hd;
+            let keys: Vec<u16> = self.k[head..head + old.stride * hd].to_vec();
+            let values: Vec<u16> = self.v[head..head + old.stride * hd].to_vec();
+            let key =
+                |s: usize, d: usize| if old.holds(s, len) { keys[key_index(hd, old.place(s), d)] } else { 0 };
+            let dst = &mut self.k[head..head + old.stride * hd];
+            let mut store = |d: usize, column: &[u16]| {
+                for (t, &x) in targets.clone().zip(column) {
+                    dst[key_index(hd, new.place(t), d)] = x;
+                }
+            };
+            let mut rotated = vec![false; hd];
+            for (i, &(d0, d1)) in pairs.iter().enumerate() {
+                rotated[d0] = true;
+                rotated[d1] = true;
+                bits.clear();
+                bits.extend(targets.clone().map(|t| key(source(t), d0)));
+                a.resize(n, 0.0);
+                bits.reinterpret_cast::<f16>().convert_to_f32_slice(a);
+                bits.clear();
+                bits.extend(targets.clone().map(|t| key(source(t), d1)));
+                b.resize(n, 0.0);
+                bits.reinterpret_cast::<f16>().convert_to_f32_slice(b);
+                // Only moved positions turn; a kept one (t < keep) keeps its bits.
+                let moved = targets.clone().position(|t| t >= keep).unwrap_or(n);
+                rotate(i, &mut a[moved..], &mut b[moved..]);
+                out.reinterpret_cast_mut::<f16>().convert_from_f32_slice(a);
+                store(d0, &out);
+                out.reinterpret_cast_mut::<f16>().convert_from_f32_slice(b);
+                store(d1, &out);
+            }
+            for d in (0..hd).filter(|&d| !rotated[d]) {
+                bits.clear();
+                bits.extend(targets.clone().map(|t| key(source(t), d)));
+                store(d, bits);
+            }
+            let dst = &mut self.v[head..head + old.stride * hd];
+            for t in targets.clone() {
+                let s = source(t);
+                let at = new.place(t) * hd;
+                if old.holds(s, len) {
+                    let from = old.place(s) * hd;
+                    dst[at..at + hd].copy_from_slice(&values[from..from + hd]);
+                } else {
+                    dst[at..at + hd].fill(0);
+                }
+            }
+        }
+        self.slots[layer] = new;
+    }
+
     /// Keys and values of one head of `layer` for positions `0..positions`: the key tiles that hold
     /// them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]` values,
     /// as [`super::kernels::attend`] takes them.
@@ -252,11 +503,19 @@ impl KvCache {
         from: usize,
         positions: usize,
     ) -> (&[f16], &[f16]) {
-        let LayerSlot { layout, stride, at } = self.slots[layer];
+        let slot = &self.slots[layer];
+        let LayerSlot { layout, stride, at, .. } = *slot;
         assert!(positions <= self.capacity && head < layout.kv_heads);
         assert!(from.is_multiple_of(KEY_TILE) && from <= positions);
+        assert!(from >= slot.first, "positions from {from} on asked of a slot that holds {} on", slot.first);
         let hd = layout.head_dim;
         let at = at + head * stride * hd;
+        // Positions `from..positions` are contiguous: all of them past `first`, or all in order.
+        let (from, positions) = match positions.checked_sub(1) {
+            Some(last) if positions > from => (slot.place(from), slot.place(last) + 1),
+            _ => (0, 0),
+        };
+        assert!(positions <= stride);
         let (k0, nk) = (from * hd, positions.div_ceil(KEY_TILE) * KEY_TILE * hd);
         let (v0, nv) = (from * hd, positions * hd);
         (self.k[at + k0..at + nk].reinterpret_cast(), self.v[at + v0..at + nv].reinterpret_cast())
@@ -342,6 +601,130 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A synthetic Gemma 3 (two local layers with a window of 24, two global ones) on the scalar path.
+    fn gemma() -> crate::engine::Model {
+        use candle_core::quantized::gguf_file::Content;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gemma3.gguf");
+        crate::engine::synthetic::write_synthetic_gemma3(&path, 7, 2, |b| b as char).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
+        let opts =
+            crate::engine::EngineOptions { threads: 2, kernel: Some(crate::engine::KernelPath::Scalar) };
+        crate::engine::Model::load(&content, &bytes, &opts).unwrap()
+    }
+
+    /// Rolling slots give the logits of full slots bit for bit through everything a coder does to a
+    /// cache: prefill in slices and in runs longer than a call's room, steps, drafts truncated back,
+    /// slides that keep the window past the sink tile and one that leaves the cache shorter than the
+    /// window, and a clear. Rooms of 5 and 40 positions make the slots roll every few calls.
+    #[test]
+    fn rolling_slots_give_the_logits_of_full_ones() {
+        let model = gemma();
+        let vocab = model.vocab_size();
+        let layouts = model.new_cache(1).layout().to_vec();
+        let window = layouts.iter().find_map(|l| l.window).unwrap();
+        let tokens: Vec<u32> = (0..400u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
+        let capacity = 260;
+        for room in [5, 40] {
+            let mut rolling = KvCache::with_room(&layouts, capacity, room);
+            let mut full = KvCache::with_room(&layouts, capacity, usize::MAX);
+            assert_eq!(rolling.max_run(), Some(room));
+            assert_eq!(full.max_run(), None);
+            assert!(rolling.bytes() < full.bytes());
+            let mut at = 0;
+            // (what, tokens) pairs: a prefill of n, a step of one, a draft of n truncated to keep
+            // m, a slide (keep, drop), a clear.
+            enum Op {
+                Prefill(usize),
+                Steps(usize),
+                Draft(usize, usize),
+                Slide(usize, usize),
+                Clear,
+            }
+            let ops = [
+                Op::Prefill(3),
+                Op::Prefill(70),
+                Op::Steps(9),
+                Op::Draft(4, 1),
+                Op::Prefill(room),
+                Op::Draft(5, 5),
+                Op::Prefill(100),
+                Op::Slide(1, 37),
+                Op::Prefill(17),
+                Op::Steps(3),
+                Op::Slide(1, 50),
+                Op::Draft(3, 0),
+                Op::Prefill(capacity / 2),
+                // Leaves fewer positions than the window: the sink tile is read again.
+                Op::Slide(1, 0),
+                Op::Prefill(20),
+                Op::Clear,
+                Op::Prefill(capacity - 1),
+            ];
+            for (i, op) in ops.iter().enumerate() {
+                let mut lr = vec![0f32; 0];
+                let mut lf = vec![0f32; 0];
+                match *op {
+                    Op::Prefill(n) | Op::Draft(n, _) => {
+                        let n = n.min(capacity - rolling.len());
+                        let run = &tokens[at % 300..at % 300 + n];
+                        lr.resize(n * vocab, 0.0);
+                        lf.resize(n * vocab, 0.0);
+                        model.prefill(&mut rolling, run, &mut lr).unwrap();
+                        model.prefill(&mut full, run, &mut lf).unwrap();
+                        if let Op::Draft(_, keep) = *op {
+                            rolling.truncate(rolling.len() - n + keep);
+                            full.truncate(full.len() - n + keep);
+                            at += keep;
+                        } else {
+                            at += n;
+                        }
+                    }
+                    Op::Steps(n) => {
+                        for t in 0..n {
+                            let mut a = vec![0f32; vocab];
+                            let mut b = vec![0f32; vocab];
+                            let tok = [tokens[(at + t) % 300]];
+                            model.step(&mut [&mut rolling], &tok, &mut a).unwrap();
+                            model.step(&mut [&mut full], &tok, &mut b).unwrap();
+                            lr.extend(a);
+                            lf.extend(b);
+                        }
+                        at += n;
+                    }
+                    Op::Slide(keep, drop) => {
+                        // drop 0 stands for "all but `window / 2` positions".
+                        let drop = if drop == 0 { rolling.len() - keep - window / 2 } else { drop };
+                        model.slide(&mut rolling, keep, drop).unwrap();
+                        model.slide(&mut full, keep, drop).unwrap();
+                    }
+                    Op::Clear => {
+                        rolling.clear();
+                        full.clear();
+                    }
+                }
+                assert_eq!(rolling.len(), full.len(), "op {i}");
+                let bits = |l: &[f32]| l.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&lr) == bits(&lf), "room {room}, op {i}: logits differ");
+            }
+            // A slide with another keep that reaches back into the sink tile: an error, never
+            // other logits.
+            let mut other = rolling.clone();
+            model.slide(&mut other, 0, 30).unwrap();
+            let drop = other.len() - 1 - window / 2;
+            let err = model.slide(&mut other, 1, drop).unwrap_err();
+            assert!(matches!(err, crate::engine::EngineError::WindowDropped { .. }), "{err}");
+            // Truncated past what the rolling slots hold: an error, never other logits.
+            let mut logits = vec![0f32; vocab];
+            rolling.clear();
+            model.prefill(&mut rolling, &tokens[..200], &mut vec![0f32; 200 * vocab]).unwrap();
+            rolling.truncate(200 - room - 2 * window - KEY_TILE);
+            let err = model.step(&mut [&mut rolling], &tokens[..1], &mut logits).unwrap_err();
+            assert!(matches!(err, crate::engine::EngineError::WindowDropped { .. }), "{err}");
         }
     }
 }

@@ -116,6 +116,13 @@ pub enum EngineError {
         "cannot slide the KV cache: keeping {keep} and dropping {drop} positions needs keep + drop <= {len}, the positions it holds; drop fewer"
     )]
     SlideOutOfRange { keep: usize, drop: usize, len: usize },
+    /// A windowed layer's rolling cache let go of positions the next one's window reads: it was
+    /// truncated further back than the last call began, or slid back into its sink tile with a
+    /// larger `keep` than before.
+    #[error(
+        "KV cache layer {layer} no longer holds what the window of position {len} reads: it keeps positions from {first} on; truncate no further back than the last call began, slide with the same keep throughout, or clear the cache"
+    )]
+    WindowDropped { layer: usize, len: usize, first: usize },
     /// The kernel path asked for is unknown or not available on this CPU.
     #[error(transparent)]
     Arch(#[from] crate::arch::ArchError),

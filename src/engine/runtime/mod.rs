@@ -170,6 +170,26 @@ impl Runtime {
             check_cache(arch, cache, run.len())?;
             check_tokens(arch, run)?;
         }
+        // A cache with a rolling slot takes at most `max_run` positions per call: longer runs go
+        // through one at a time, in pieces (the same logits for any cut, by the contract).
+        let too_long = caches.iter().zip(runs).any(|(c, r)| c.max_run().is_some_and(|m| r.len() > m));
+        if too_long {
+            let vocab = arch.vocab();
+            let mut out = &mut logits[..];
+            for (i, run) in runs.iter().enumerate() {
+                let piece = caches[i].max_run().unwrap_or(run.len()).max(1);
+                for part in run.chunks(piece) {
+                    let (here, rest) = std::mem::take(&mut out).split_at_mut(part.len() * vocab);
+                    out = rest;
+                    let start = caches[i].len();
+                    let rows: Vec<Row> = (part.iter().enumerate())
+                        .map(|(t, &token)| Row { cache: i, pos: start + t, token })
+                        .collect();
+                    self.forward(arch, caches, &rows, here);
+                }
+            }
+            return Ok(());
+        }
         let mut rows = Vec::with_capacity(total);
         for (i, run) in runs.iter().enumerate() {
             let start = caches[i].len();
@@ -191,10 +211,16 @@ impl Runtime {
         if rows.is_empty() {
             return;
         }
+        let added: Vec<usize> =
+            (0..caches.len()).map(|i| rows.iter().filter(|r| r.cache == i).count()).collect();
+        for (cache, &n) in caches.iter_mut().zip(&added) {
+            if n > 0 {
+                cache.make_room(n);
+            }
+        }
         self.pool.install(|| arch.forward(self, caches, rows, logits));
-        for (i, cache) in caches.iter_mut().enumerate() {
-            let added = rows.iter().filter(|r| r.cache == i).count();
-            let len = cache.len() + added;
+        for (cache, &n) in caches.iter_mut().zip(&added) {
+            let len = cache.len() + n;
             cache.set_len(len);
         }
     }
@@ -223,6 +249,9 @@ fn check_cache(arch: &dyn Architecture, cache: &KvCache, adding: usize) -> Resul
             layers: ours.len(),
             kv_dim: dims(ours),
         });
+    }
+    if let Err((layer, first)) = cache.check_window() {
+        return Err(EngineError::WindowDropped { layer, len: cache.len(), first });
     }
     if adding > cache.remaining() {
         return Err(EngineError::CapacityExceeded { len: cache.len(), capacity: cache.capacity(), adding });

@@ -58,6 +58,9 @@ pub(crate) fn slide(
     if drop == 0 {
         return Ok(());
     }
+    if let Err((layer, first)) = cache.check_slide(keep, drop) {
+        return Err(EngineError::WindowDropped { layer, len: len - drop, first });
+    }
     let mut cs = Vec::new();
     let mut scratch = SlideScratch::default();
     let moves = keep + drop < len;
