@@ -49,7 +49,7 @@ pub fn preset(level: u8) -> Option<Preset> {
         6 => (2048, 512, MixConfig::recommended()),
         7 => (4096, 512, MixConfig::recommended()),
         8 => (1024, 256, MixConfig::recommended()),
-        9 => (2048, 512, MixConfig::recommended()),
+        9 => (8192, 1024, MixConfig::recommended()),
         _ => return None,
     };
     let model = (level >= GEMMA_FROM).then_some(GEMMA_MODEL);
