@@ -8,7 +8,7 @@ use super::{ArchError, KernelPath};
 /// The vector functions of one kernel path.
 ///
 /// Invariant: a `&VectorMath` is obtained only through [`VectorMath::for_path`] (after the CPU check)
-/// or [`VectorMath::scalar`]; the per-ISA statics are crate-private and reached only by tables that are
+/// or [`VectorMath::SCALAR`]; the per-ISA statics are crate-private and reached only by tables that are
 /// themselves handed out after the same check. So the CPU runs every function pointer held here.
 pub struct VectorMath {
     pub(super) path: KernelPath,
@@ -20,12 +20,26 @@ pub struct VectorMath {
 static ALL: &[&VectorMath] = &[
     &SCALAR,
     #[cfg(target_arch = "x86_64")]
-    &super::x86_64::AVX2,
+    &AVX2,
     #[cfg(target_arch = "x86_64")]
-    &super::x86_64::AVX512,
+    &AVX512,
     #[cfg(target_arch = "x86_64")]
-    &super::x86_64::AMX,
+    &AMX,
 ];
+
+// The per-ISA entries: the ISA folders (`x86_64/`) hold only the functions, and this registry pairs
+// each with its path. Crate-private: reached only through tables handed out after the CPU check (see
+// [`VectorMath`]), such as the engine's kernel tables.
+#[cfg(target_arch = "x86_64")]
+pub(crate) static AVX2: VectorMath =
+    VectorMath { path: KernelPath::Avx2, exp_shifted: super::x86_64::avx2::exp_shifted };
+#[cfg(target_arch = "x86_64")]
+pub(crate) static AVX512: VectorMath =
+    VectorMath { path: KernelPath::Avx512, exp_shifted: super::x86_64::avx512::exp_shifted };
+/// The AMX path's float steps are the AVX-512 path's.
+#[cfg(target_arch = "x86_64")]
+pub(crate) static AMX: VectorMath =
+    VectorMath { path: KernelPath::Amx, exp_shifted: super::x86_64::avx512::exp_shifted };
 
 static SCALAR: VectorMath = VectorMath { path: KernelPath::Scalar, exp_shifted: exp_shifted_scalar };
 

@@ -14,12 +14,13 @@ pub enum FormatError {
     NotArchive,
     #[error("truncated archive: it ends {place}; the file is incomplete")]
     Truncated { place: String },
+    /// A version above the newest this llmzip reads, under a valid checksum. Carries both versions so
+    /// that this file, the bottom of the container's files, names nothing of the header's.
     #[error(
-        "archive format version {0} is not supported (this llmzip reads versions 1 to {newest}); use a newer \
-         llmzip",
-        newest = super::header::FORMAT_VERSION
+        "archive format version {found} is not supported (this llmzip reads versions 1 to {newest}); use a \
+         newer llmzip"
     )]
-    Version(u16),
+    Version { found: u16, newest: u16 },
     #[error(
         "archive format version {0} is not supported and the header checksum does not match; the archive is \
          corrupt (or was made by a newer llmzip)"

@@ -302,7 +302,9 @@ impl Header {
         }
         match version {
             1 | 2 => {}
-            v if v > FORMAT_VERSION => return Err(FormatError::Version(v)),
+            v if v > FORMAT_VERSION => {
+                return Err(FormatError::Version { found: v, newest: FORMAT_VERSION });
+            }
             v => return Err(FormatError::Header(format!("format version {v} is not one llmzip writes"))),
         }
         if flags != 0 {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::compress::CountingWriter;
 use super::draft::Drafter;
 use super::params::CodingParams;
-use super::predict::{prefill, slice_rows};
+use super::prefill::{prefill, slice_rows};
 use super::session::{Session, Sessions};
 use super::window::{Schedule, Sliding, Window};
 use super::{CodecOptions, PipelineError, Stats};
@@ -568,7 +568,7 @@ impl<'s> LaneSet<'s> {
             cache.clear();
             let context = schedule.window_context(tokens, &start);
             let _always_continues: ControlFlow<()> =
-                prefill(session, cache, context, prefill_logits, |_, rows| {
+                prefill(&session.engine, cache, context, prefill_logits, |_, rows| {
                     row.clear();
                     row.extend_from_slice(&rows[rows.len() - vocab..]);
                     Ok(ControlFlow::Continue(()))

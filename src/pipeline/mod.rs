@@ -3,7 +3,7 @@
 //!
 //! `compress.rs` and `decompress.rs` are mirror images; everything both sides must agree on lives in a
 //! module they share: the coding parameters ([`params`]), the window schedule ([`window`]), the prefill
-//! loop (`predict.rs`) and the session setup, header and canary (`session.rs`).
+//! loop (`prefill.rs`) and the session setup, header and canary (`session.rs`).
 //!
 //! A [`Session`] (model resolved, hashed, loaded and self-checked) is the expensive part of a run; the
 //! `*_with` functions take an open one so that a command over many files sets its model up once.
@@ -20,6 +20,7 @@ pub mod eval;
 pub mod level;
 pub mod params;
 mod predict;
+mod prefill;
 mod segment;
 mod session;
 pub mod window;

@@ -1,64 +1,18 @@
 //! The model's table for every position of a token sequence, window by window: what the compressor
-//! codes with and what `llmzip eval` measures, so the two cannot drift apart. Also the one prefill loop
-//! that every forward pass over known tokens goes through (the encoder's windows, the decoder's window
-//! starts, the canary).
+//! codes with and what `llmzip eval` measures, so the two cannot drift apart. Its forward passes go
+//! through the one prefill loop (`prefill.rs`).
 
 use std::ops::ControlFlow;
 
 use super::PipelineError;
 use super::params::CodingParams;
+use super::prefill::{PREFILL_SLICE, prefill, slice_rows};
 use super::session::Session;
 use super::window::Sliding;
 use crate::arch::math;
 use crate::engine::KvCache;
 use crate::mix::{MixConfig, MixPlan, Mixer};
 use crate::quant::{FreqTable, Probabilities};
-
-/// The most positions per engine prefill call (and so per batch of rows turned into tables).
-pub(super) const PREFILL_SLICE: usize = 128;
-
-/// The byte budget of one batch of rows: its logits (f32), the mixer's probabilities (f32) and the
-/// frequency tables (a u32 frequency and a u32 cumulative count per symbol), 16 bytes per symbol per
-/// row. 96 MiB is exactly [`PREFILL_SLICE`] rows of SmolLM2's 49,152 symbols, so its batches stay as
-/// they were; Gemma 3's 262,144 symbols get 24 rows (96 MiB) instead of 128 (512 MiB).
-pub(super) const ROW_BATCH_BYTES: usize = 96 << 20;
-
-/// Bytes a batch keeps per row and symbol (see [`ROW_BATCH_BYTES`]).
-const BYTES_PER_ROW_SYMBOL: usize = 4 + 4 + 4 + 4;
-
-/// Rows per batch for a `vocab`-symbol model: as many as [`ROW_BATCH_BYTES`] holds, at least 1 and at
-/// most [`PREFILL_SLICE`]. Batching is not part of the format (the engine's logits are the same for any
-/// cut of the input into calls, and each table is a pure function of its row), so this changes memory
-/// and speed, never an archive.
-pub(super) fn slice_rows(vocab: usize) -> usize {
-    (ROW_BATCH_BYTES / (BYTES_PER_ROW_SYMBOL * vocab.max(1))).clamp(1, PREFILL_SLICE)
-}
-
-/// Feeds `tokens` to the engine after what `cache` already holds, [`slice_rows`] positions per call, and
-/// hands each slice's logits to `rows` with the index of the slice's first token. `logits` is the
-/// scratch buffer, at least `min(tokens.len(), slice_rows(vocab))` rows long. `rows` may stop the pass
-/// early; the returned flow says whether it did.
-///
-/// The determinism contract makes the slicing invisible: the logits are the same for any cut of the
-/// input into calls, so encoder, decoder and canary may each pass whatever they have.
-pub(super) fn prefill(
-    session: &Session,
-    cache: &mut KvCache,
-    tokens: &[u32],
-    logits: &mut [f32],
-    mut rows: impl FnMut(usize, &[f32]) -> Result<ControlFlow<()>, PipelineError>,
-) -> Result<ControlFlow<()>, PipelineError> {
-    let vocab = session.engine.vocab_size();
-    let per_call = slice_rows(vocab);
-    for (slice_no, slice) in tokens.chunks(per_call).enumerate() {
-        let logits = &mut logits[..slice.len() * vocab];
-        session.engine.prefill(cache, slice, logits)?;
-        if rows(slice_no * per_call, logits)?.is_break() {
-            return Ok(ControlFlow::Break(()));
-        }
-    }
-    Ok(ControlFlow::Continue(()))
-}
 
 /// One coded position as [`Predictor::run`] hands it out.
 pub(super) struct Prediction<'a> {
@@ -84,8 +38,9 @@ pub(super) struct Predictor<'s> {
 
 /// Logits rows -> tables, for up to [`slice_rows`] consecutive positions of one chunk: one table per
 /// row, built in parallel, then handed out in order; with a mixer, the chunk's mixer and its per-row
-/// buffers. Its tables, probabilities and the predictor's logits are the batch [`ROW_BATCH_BYTES`]
-/// bounds: the only tables the compressor keeps alive.
+/// buffers. Its tables, probabilities and the predictor's logits are the batch that
+/// [`ROW_BATCH_BYTES`](super::prefill::ROW_BATCH_BYTES) bounds: the only tables the compressor keeps
+/// alive.
 pub(super) struct RowStage {
     tables: Vec<FreqTable>,
     blend: Option<Blend>,
@@ -202,7 +157,7 @@ impl<'s> Predictor<'s> {
             input.extend_from_slice(window.context_tokens(tokens, &start));
             let first_row = input.len() - 1;
             input.extend_from_slice(&tokens[window.coded.start..window.coded.end - 1]);
-            let flow = prefill(session, cache, input, logits, |first, slice_logits| {
+            let flow = prefill(&session.engine, cache, input, logits, |first, slice_logits| {
                 // Rows before `first_row` predict context tokens, which are not coded.
                 let n_rows = slice_logits.len() / vocab;
                 let skip = first_row.saturating_sub(first).min(n_rows);
@@ -252,26 +207,5 @@ impl<'s> Predictor<'s> {
             fed += n;
         }
         Ok(1 + slides)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Batches are sized in bytes: SmolLM2's 49,152 symbols keep the 128 rows they always had (so its
-    /// prefill calls are unchanged), a 262,144-symbol vocabulary gets 24, and every batch stays within
-    /// the budget whatever the vocabulary.
-    #[test]
-    fn batches_of_rows_are_sized_in_bytes() {
-        assert_eq!(slice_rows(49_152), PREFILL_SLICE);
-        assert_eq!(slice_rows(300), PREFILL_SLICE);
-        assert_eq!(slice_rows(262_144), 24);
-        assert_eq!(slice_rows(crate::quant::MAX_SYMBOLS), 6);
-        for vocab in [1usize, 49_152, 65_537, 262_144, crate::quant::MAX_SYMBOLS] {
-            let rows = slice_rows(vocab);
-            assert!((1..=PREFILL_SLICE).contains(&rows));
-            assert!(rows * vocab * BYTES_PER_ROW_SYMBOL <= ROW_BATCH_BYTES, "{vocab}");
-        }
     }
 }

@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use super::params::{self, CodingParams};
-use super::predict::{prefill, slice_rows};
+use super::prefill::{prefill, slice_rows};
 use super::{CodecOptions, PipelineError};
 use crate::container::{Framing, Header};
 use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
@@ -249,7 +249,7 @@ impl Session {
         let mut table = FreqTable::new(vocab);
         let mut hasher = Sha256::new();
         let _always_continues: ControlFlow<()> =
-            prefill(self, &mut cache, &tokens, &mut logits, |_, rows| {
+            prefill(&self.engine, &mut cache, &tokens, &mut logits, |_, rows| {
                 for row in rows.chunks_exact(vocab) {
                     crate::quant::quantize(self.engine.kernels().math(), row, &mut table);
                     for s in 0..vocab as u32 {

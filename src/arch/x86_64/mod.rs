@@ -7,14 +7,6 @@ pub mod avx512;
 use std::sync::OnceLock;
 
 use super::KernelPath;
-use super::vector::VectorMath;
-
-// Crate-private: reached only through tables handed out after the CPU check (see [`VectorMath`]).
-pub(crate) static AVX2: VectorMath = VectorMath { path: KernelPath::Avx2, exp_shifted: avx2::exp_shifted };
-pub(crate) static AVX512: VectorMath =
-    VectorMath { path: KernelPath::Avx512, exp_shifted: avx512::exp_shifted };
-/// The AMX path's float steps are the AVX-512 path's.
-pub(crate) static AMX: VectorMath = VectorMath { path: KernelPath::Amx, exp_shifted: avx512::exp_shifted };
 
 /// The first feature `path` needs that this machine lacks, or `None` if it runs the path.
 pub(super) fn missing(path: KernelPath) -> Option<&'static str> {

@@ -15,7 +15,7 @@ use half::f16;
 use super::{
     AttnScratch, KernelPath, Kernels, QActs, QMatrix, Query, StridedOut, block_layout_only, row_layout_only,
 };
-use crate::arch::x86_64 as vector;
+use crate::arch::vector;
 
 pub(super) static AVX2: Kernels = Kernels {
     path: KernelPath::Avx2,
