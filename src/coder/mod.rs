@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use constriction::Semantics;
 use constriction::backends::ReadWords;
 use constriction::stream::model::{DecoderModel, EncoderModel, EntropyModel};
-use constriction::stream::queue::{DefaultRangeEncoder, RangeDecoder};
+use constriction::stream::queue::{DecoderFrontendError, DefaultRangeEncoder, RangeDecoder};
 use constriction::stream::{Decode, Encode};
 
 use crate::quant::{FreqTable, MAX_PRECISION_BITS, MIN_PRECISION_BITS};
@@ -34,13 +34,31 @@ pub enum CoderError {
         "range coder payload of {0} bytes is not a whole number of 4-byte words; it is truncated or corrupt"
     )]
     Ragged(usize),
-    #[error("range coder payload is invalid: {0}")]
-    Invalid(String),
+    /// The range decoder refused the payload at the `index`-th symbol (0-based) read with a
+    /// `precision_bits`-bit table, for the reason `fault` names.
+    #[error(
+        "range coder payload is invalid at symbol {index} (a {precision_bits}-bit table): {fault}; the payload \
+         is corrupt"
+    )]
+    Invalid { index: u64, precision_bits: u32, fault: DecodeFault },
     #[error(
         "the range decoder ran past the end of its {0}-byte payload; the payload is truncated or its token \
          count is wrong"
     )]
     PastEnd(usize),
+}
+
+/// Why the range decoder refused a payload: constriction's decoder errors, as a type of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeFault {
+    /// The coder's point lies outside the range the table's precision covers. constriction's decoder
+    /// reaches this only when the tables' precision changes within one payload (every table of a
+    /// payload has its model's precision, so only a corrupt payload read with other tables gets here).
+    #[error("the coder's point lies outside the range of the table's precision")]
+    PointOutsideRange,
+    /// A kind of error this llmzip does not know, from a newer constriction.
+    #[error("the range decoder reported an error this llmzip does not know")]
+    Unrecognised,
 }
 
 /// The most symbols a payload of `payload_len` bytes can hold when every table has `vocab` symbols and
@@ -203,6 +221,8 @@ pub struct Decoder {
     inner: RangeDecoder<u32, u64, Words>,
     past_end: Arc<AtomicU32>,
     payload_len: usize,
+    /// Symbols decoded so far, to say where a payload went wrong.
+    decoded: u64,
 }
 
 impl Decoder {
@@ -214,15 +234,25 @@ impl Decoder {
             payload.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let past_end = Arc::new(AtomicU32::new(0));
         let backend = Words { words, at: 0, past_end: Arc::clone(&past_end) };
-        let inner = RangeDecoder::with_backend(backend).map_err(|e| CoderError::Invalid(format!("{e:?}")))?;
-        Ok(Self { inner, past_end, payload_len: payload.len() })
+        // Reading the first words cannot fail: `Words` reads past its end as `None` and counts it.
+        let inner = RangeDecoder::with_backend(backend).unwrap_or_else(|never| match never {});
+        Ok(Self { inner, past_end, payload_len: payload.len(), decoded: 0 })
     }
 
     /// The next symbol under `table`. On a corrupt payload this returns some symbol or an error, never
     /// panics; the chunk checksum tells which.
     pub fn decode(&mut self, table: &FreqTable) -> Result<u32, CoderError> {
-        let symbol = dispatch!(table, |model| self.inner.decode_symbol(model))
-            .map_err(|e| CoderError::Invalid(format!("{e:?}")))?;
+        let symbol = dispatch!(table, |model| self.inner.decode_symbol(model)).map_err(|e| {
+            let fault = match e {
+                constriction::CoderError::Frontend(DecoderFrontendError::InvalidData) => {
+                    DecodeFault::PointOutsideRange
+                }
+                constriction::CoderError::Frontend(_) => DecodeFault::Unrecognised,
+                constriction::CoderError::Backend(never) => match never {},
+            };
+            CoderError::Invalid { index: self.decoded, precision_bits: table.precision_bits(), fault }
+        })?;
+        self.decoded += 1;
         if self.past_end.load(Ordering::Relaxed) > MAX_PAST_END {
             return Err(CoderError::PastEnd(self.payload_len));
         }
@@ -379,6 +409,30 @@ mod tests {
         let stopped = (0..100_000).position(|i| dec.decode(&tabs[i % 8]).is_err());
         assert!(stopped.is_some_and(|n| n < 100), "decoded {stopped:?} symbols from 16 bytes");
         assert_eq!(dec.decode(&tabs[0]), Err(CoderError::PastEnd(16)));
+    }
+
+    /// constriction's one decoder error, a point outside the range of the table's precision (reachable
+    /// only when the precision changes within a payload), comes back typed, with the symbol it
+    /// happened at and the precision of that symbol's table.
+    #[test]
+    fn a_point_outside_the_range_is_a_typed_error() {
+        let mut seed = 5;
+        let (narrow, wide) = (FreqTable::with_precision(1000, 24), FreqTable::with_precision(1000, 30));
+        let payload: Vec<u8> = (0..4096).map(|_| rng(&mut seed) as u8).collect();
+        let mut dec = Decoder::new(&payload).unwrap();
+        let mut got = None;
+        for i in 0..10_000u64 {
+            let table = if i % 2 == 0 { &narrow } else { &wide };
+            if let Err(e) = dec.decode(table) {
+                got = Some((i, table.precision_bits(), e));
+                break;
+            }
+        }
+        let (i, bits, err) = got.expect("alternating precisions end a random payload in an error");
+        let want =
+            CoderError::Invalid { index: i, precision_bits: bits, fault: DecodeFault::PointOutsideRange };
+        assert_eq!(err, want);
+        assert!(err.to_string().contains("outside the range"), "{err}");
     }
 
     /// Regression (time bomb): the token bound holds for the cheapest possible symbols, and is tight
