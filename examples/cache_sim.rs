@@ -11,11 +11,11 @@
 #[path = "shared/dump.rs"]
 mod dump;
 
-use dump::{Row, VOCAB, confidence_bucket, read};
+use dump::{CodedToken, VOCAB, confidence_bucket, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
 
 /// Bits of `rows` with the cache of window `w` (0: the mixer alone; `u32::MAX`: no decay).
-fn simulate(rows: &[Row], w: u32, rate: f64) -> f64 {
+fn simulate(rows: &[CodedToken], w: u32, rate: f64) -> f64 {
     let mut mixer = Mixer::new(MixConfig::recommended(), VOCAB);
     let mut plan = MixPlan::new();
     let delta = if w == u32::MAX { 1.0 } else { 1.0 - 1.0 / w as f64 };

@@ -19,13 +19,13 @@
 #[path = "shared/dump.rs"]
 mod dump;
 
-use dump::{ALPHAS, Row, VOCAB, confidence_bucket, read};
+use dump::{ALPHAS, CodedToken, VOCAB, confidence_bucket, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
 use llmzip::quant::precision_for;
 
 /// Bits of `rows` with the exponent learning at `lr` (0: the linear mixer), per confidence bucket or
 /// one for all; also the final exponents.
-fn simulate(rows: &[Row], lr: f64, per_bucket: bool) -> (f64, [f64; 4]) {
+fn simulate(rows: &[CodedToken], lr: f64, per_bucket: bool) -> (f64, [f64; 4]) {
     let mut mixer = Mixer::new(MixConfig::recommended(), VOCAB);
     let mut plan = MixPlan::new();
     let avail = ((1u32 << precision_for(VOCAB)) - VOCAB as u32) as f64;
@@ -78,14 +78,15 @@ fn simulate(rows: &[Row], lr: f64, per_bucket: bool) -> (f64, [f64; 4]) {
 
 /// Bits of `rows` with the LLM's probabilities at exponent `alpha` (`None`: chosen online per bucket,
 /// among 1 and [`ALPHAS`]) before the linear mixer.
-fn tempered(rows: &[Row], alpha: Option<usize>) -> f64 {
+fn tempered(rows: &[CodedToken], alpha: Option<usize>) -> f64 {
     let mut mixer = Mixer::new(MixConfig::recommended(), VOCAB);
     let mut plan = MixPlan::new();
     // Running code length per bucket for each candidate exponent: index 0 is α = 1, i + 1 is ALPHAS[i].
     let mut running = [[0.0f64; 1 + ALPHAS.len()]; 4];
     let (mut chunk, mut bits) = (u32::MAX, 0.0);
-    let p_at =
-        |r: &Row, k: usize| if k == 0 { r.p_y } else { r.p_y.powf(ALPHAS[k - 1]) / r.power_sums[k - 1] };
+    let p_at = |r: &CodedToken, k: usize| {
+        if k == 0 { r.p_y } else { r.p_y.powf(ALPHAS[k - 1]) / r.power_sums[k - 1] }
+    };
     for r in rows {
         assert_eq!(r.power_sums.len(), ALPHAS.len(), "not a dump with power sums");
         if r.chunk != chunk {

@@ -17,13 +17,13 @@ use std::time::Instant;
 #[path = "shared/dump.rs"]
 mod dump;
 
-use dump::{Row, VOCAB, read};
+use dump::{CodedToken, VOCAB, read};
 use llmzip::mix::config::{CTX_CONFIDENCE, CTX_COUNT, CTX_MATCH, CTX_ORDER};
 use llmzip::mix::{MixConfig, MixPlan, Mixer, mixed_table};
 use llmzip::quant::{FreqTable, Probabilities};
 
 /// Total bits of `rows` under `config`, and the seconds plan + update took.
-fn simulate(rows: &[Row], config: MixConfig) -> (f64, f64) {
+fn simulate(rows: &[CodedToken], config: MixConfig) -> (f64, f64) {
     let mut mixer = Mixer::new(config, VOCAB);
     let mut plan = MixPlan::new();
     let mut chunk = u32::MAX;

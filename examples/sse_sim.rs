@@ -13,7 +13,7 @@
 #[path = "shared/dump.rs"]
 mod dump;
 
-use dump::{Row, VOCAB, read};
+use dump::{CodedToken, VOCAB, read};
 use llmzip::mix::{MixConfig, MixPlan, Mixer};
 
 #[derive(Clone, Copy)]
@@ -37,7 +37,7 @@ fn squash(x: f64) -> f64 {
 }
 
 /// Total bits of `rows` with the recommended mixer, then `apm` when given.
-fn simulate(rows: &[Row], apm: Option<Apm>) -> f64 {
+fn simulate(rows: &[CodedToken], apm: Option<Apm>) -> f64 {
     let mut mixer = Mixer::new(MixConfig::recommended(), VOCAB);
     let mut plan = MixPlan::new();
     let mut chunk = u32::MAX;

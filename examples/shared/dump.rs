@@ -13,7 +13,7 @@ pub const ALPHAS: [f64; 6] = [0.85, 0.9, 0.95, 1.05, 1.1, 1.15];
 /// The SmolLM2 vocabulary the dumps were made with.
 pub const VOCAB: usize = 49_152;
 
-pub struct Row {
+pub struct CodedToken {
     pub chunk: u32,
     pub token: u32,
     pub p_y: f64,
@@ -32,7 +32,7 @@ pub fn confidence_bucket(p_top: f64) -> usize {
 }
 
 /// Every row of the dump at `path`; panics with the path and the line on anything else.
-pub fn read(path: &str) -> Vec<Row> {
+pub fn read(path: &str) -> Vec<CodedToken> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -40,7 +40,7 @@ pub fn read(path: &str) -> Vec<Row> {
             let f: Vec<&str> = l.split_whitespace().collect();
             assert!(f.len() >= 5, "{path}: line {l:?} is not `chunk token p_y top_id p_top`");
             let bad = |what: &str| -> ! { panic!("{path}: line {l:?}: bad {what}") };
-            Row {
+            CodedToken {
                 chunk: f[0].parse().unwrap_or_else(|_| bad("chunk")),
                 token: f[1].parse().unwrap_or_else(|_| bad("token")),
                 p_y: f[2].parse().unwrap_or_else(|_| bad("p_y")),

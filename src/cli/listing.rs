@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 /// One archive's line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
+pub struct ArchiveLine {
     pub name: String,
     pub model: String,
     pub chunks: u64,
@@ -33,7 +33,7 @@ pub const CHECK_NOTE: &str =
 
 /// The human table: a header, one line per archive, a total line when there are several, and
 /// [`CHECK_NOTE`].
-pub fn human(rows: &[Row]) -> String {
+pub fn human(rows: &[ArchiveLine]) -> String {
     let mut lines: Vec<[String; 8]> = vec![[
         "compressed".into(),
         "uncompressed".into(),
@@ -61,7 +61,7 @@ pub fn human(rows: &[Row]) -> String {
         lines.push(cells(&r.name, &r.model, r.chunks, r.archive_bytes, r.original_bytes, &r.check));
     }
     if rows.len() > 1 {
-        let sum = |f: fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&ArchiveLine) -> u64| rows.iter().map(f).sum::<u64>();
         let all_ok = rows.iter().all(|r| r.check == "ok");
         lines.push(cells(
             &format!("(total of {})", rows.len()),
@@ -81,13 +81,13 @@ pub fn human(rows: &[Row]) -> String {
 
 /// `l -v`: under the table, each archive's model and the settings it was coded with (what a level
 /// chose; `d` reads them from the archive).
-pub fn settings(rows: &[Row]) -> String {
+pub fn settings(rows: &[ArchiveLine]) -> String {
     rows.iter().map(|r| format!("{}: model {}, {}\n", r.name, r.model, r.settings)).collect()
 }
 
 /// Tab-separated: a header line, then one line per archive; names escaped so a tab or newline in a
 /// file name cannot break a column.
-pub fn robot(rows: &[Row]) -> String {
+pub fn robot(rows: &[ArchiveLine]) -> String {
     let header = ["name", "model", "chunks", "compressed", "uncompressed", "ratio", "bits_per_byte", "check"];
     let lines = rows.iter().map(|r| {
         let ratio = ratio(r.archive_bytes, r.original_bytes);
@@ -161,8 +161,8 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn row(name: &str, archive: u64, original: u64) -> Row {
-        Row {
+    fn row(name: &str, archive: u64, original: u64) -> ArchiveLine {
+        ArchiveLine {
             name: name.into(),
             model: "m1".into(),
             chunks: 2,

@@ -7,7 +7,7 @@
 //! only once every one of them has been written).
 
 use std::fs::File;
-use std::io::{self, BufReader, Cursor, IsTerminal, Read, Seek, Write};
+use std::io::{self, BufReader, Cursor, IsTerminal, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -20,9 +20,9 @@ use super::report::{Reporter, is_broken_pipe};
 use super::run;
 use super::selection::{ChunkRange, Part};
 use crate::container::{ChunkKind, FormatError, Joiner, Layout, SplitError, check_range, scan};
-use crate::io::AtomicFile;
 use crate::io::fs::{SystemPaths, regular_file_size};
 use crate::io::stdio::{self, StdoutSink};
+use crate::io::{AtomicFile, ReadSeek};
 use crate::pipeline::chunk_spans;
 
 /// Why a piece command did nothing (or, for a failed write, left nothing behind).
@@ -250,16 +250,13 @@ fn check_sinks(sinks: &[&Sink], inputs: &[Input], force: bool) -> Result<(), Pie
 
 /// A scanned input, readable at any offset. Stdin is read into memory (archives are small next to
 /// their inputs, and a pipe cannot seek).
-struct Source {
+struct ScannedInput {
     name: String,
     reader: Box<dyn ReadSeek>,
     layout: Layout,
 }
 
-trait ReadSeek: Read + Seek {}
-impl<T: Read + Seek> ReadSeek for T {}
-
-fn open_scanned(input: &Input) -> Result<Source, PieceError> {
+fn open_scanned(input: &Input) -> Result<ScannedInput, PieceError> {
     let mut reader: Box<dyn ReadSeek> = match input {
         Input::Path(p) => Box::new(BufReader::new(File::open(p).map_err(PieceError::Open)?)),
         Input::Stdin => {
@@ -269,7 +266,7 @@ fn open_scanned(input: &Input) -> Result<Source, PieceError> {
         }
     };
     let layout = scan(&mut reader)?;
-    Ok(Source { name: input.display(), reader, layout })
+    Ok(ScannedInput { name: input.display(), reader, layout })
 }
 
 /// The header a piece starting at chunk `start` is written under: that chunk's archive's, or, for a
@@ -361,7 +358,7 @@ fn split_inner(args: &SplitArgs, input: &Input) -> Result<(), PieceError> {
     let mut files = Vec::new();
     for ((_, sink), range) in pieces.iter().zip(ranges) {
         let written = write_sink(sink, |w| {
-            let Source { reader, layout, .. } = &mut source;
+            let ScannedInput { reader, layout, .. } = &mut source;
             let mut joiner = Joiner::new(w, header_at(layout, range.start))?;
             for chunk in range {
                 joiner.copy(reader, layout, chunk as usize)?;

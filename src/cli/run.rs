@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::listing::{self, Row};
+use super::listing::{self, ArchiveLine};
 use super::plan::{Env, Input, Job, Operation, Output, PathProbe, Plan, Verbosity};
 use super::report::{Reporter, is_broken_pipe, one_line};
 use crate::io::fs::{copy_metadata, regular_file_size};
@@ -172,22 +172,22 @@ pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
 
 /// An opened input: the reader, the metadata of a file (for copying to the output), and the size
 /// when known (for the progress bar).
-struct Source {
+struct OpenedInput {
     reader: Box<dyn Read>,
     metadata: Option<Metadata>,
     size: Option<u64>,
 }
 
-fn open(input: &Input) -> Result<Source, JobError> {
+fn open(input: &Input) -> Result<OpenedInput, JobError> {
     match input {
-        Input::Stdin => Ok(Source { reader: Box::new(stdio::stdin()), metadata: None, size: None }),
+        Input::Stdin => Ok(OpenedInput { reader: Box::new(stdio::stdin()), metadata: None, size: None }),
         Input::Path(path) => {
             let file = File::open(path).map_err(JobError::Open)?;
             // Metadata from the open handle, not the name: it describes exactly what is being read.
             let metadata = file.metadata().map_err(JobError::Open)?;
             let size = regular_file_size(&metadata);
             let reader = Box::new(BufReader::with_capacity(INPUT_BUFFER, file));
-            Ok(Source { reader, metadata: Some(metadata), size })
+            Ok(OpenedInput { reader, metadata: Some(metadata), size })
         }
     }
 }
@@ -265,13 +265,13 @@ fn remove_input(input: &Path, output: &Path) -> Result<(), JobError> {
     std::fs::remove_file(input).map_err(|source| JobError::RemoveInput { path: output.to_owned(), source })
 }
 
-fn list_job(job: &Job, opts: &CodecOptions) -> Result<Row, JobError> {
+fn list_job(job: &Job, opts: &CodecOptions) -> Result<ArchiveLine, JobError> {
     let mut file = match &job.input {
         Input::Stdin => stdio::seekable_stdin().map_err(JobError::NotSeekable)?,
         Input::Path(p) => File::open(p).map_err(JobError::Open)?,
     };
     let info = pipeline::list(&mut file, opts)?;
-    Ok(Row {
+    Ok(ArchiveLine {
         name: job.input.display(),
         model: info.model,
         chunks: info.chunks,

@@ -348,9 +348,10 @@ impl Lane {
     }
 }
 
-/// Per-lane buffers of the row stage (logits row -> table) and the one function both the batch and a
+/// The decoder's row stage (logits row -> table), one row per lane (the encoder's, `predict::RowStage`,
+/// takes consecutive rows of one chunk): per-lane buffers and the one function both the batch and a
 /// confirmed draft's next row go through, so the two cannot compute a table differently.
-struct RowStage {
+struct LaneTables {
     /// One table per lane: u32 frequency and cumulative count per symbol.
     tables: Vec<FreqTable>,
     /// With a mixer (else empty): each lane's LLM probabilities and its mixer plan.
@@ -359,9 +360,9 @@ struct RowStage {
     mixing: bool,
 }
 
-impl RowStage {
+impl LaneTables {
     fn new(lanes: usize, vocab: usize, mixing: bool) -> Self {
-        let mut stage = RowStage { tables: Vec::new(), probs: Vec::new(), plans: Vec::new(), mixing };
+        let mut stage = LaneTables { tables: Vec::new(), probs: Vec::new(), plans: Vec::new(), mixing };
         stage.grow(lanes, vocab);
         stage
     }
@@ -409,7 +410,7 @@ struct LaneSet<'s> {
     params: CodingParams,
     speculate: bool,
     lanes: Vec<Lane>,
-    stage: RowStage,
+    stage: LaneTables,
     /// Logits of a window start's prefill (allocated with the first coded chunk) and of the batch.
     prefill_logits: Vec<f32>,
     step_logits: Vec<f32>,
@@ -426,7 +427,7 @@ impl<'s> LaneSet<'s> {
             params,
             speculate,
             lanes: Vec::new(),
-            stage: RowStage::new(0, vocab, !params.mix.is_off()),
+            stage: LaneTables::new(0, vocab, !params.mix.is_off()),
             prefill_logits: Vec::new(),
             step_logits: Vec::new(),
             run_tokens: Vec::new(),
