@@ -214,7 +214,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if crate::engine::kernels::KernelPath::Avx512.check_available().is_ok() {
             // SAFETY: the AVX-512 features it needs are available (checked above).
-            all.push(("avx512", |s, d| unsafe { super::super::x86_64::amx::widen_half(s, d) }));
+            all.push(("avx512", |s, d| unsafe { super::super::x86_64::amx::widen_half_avx512(s, d) }));
         }
         all
     }

@@ -364,14 +364,16 @@ pub unsafe fn matmul_rows(
     })
 }
 
-/// `dst[i] = src[i]` as f32 (exact), 16 at a time: called once per weight tile, inside the product,
-/// where a call per 8 values would cost a few percent of it.
+/// `dst[i] = src[i]` as f32 (exact), 16 at a time: the AVX-512 version of the portable
+/// [`scales::widen_half`](super::super::scales::widen_half), bit for bit the same (its test compares
+/// both with the definition on every f16). Called once per weight tile, inside the product, where
+/// the portable one's call per 8 values would cost a few percent of it.
 ///
 /// # Safety
 /// AVX-512 F, BW and VL.
 #[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq,avx512vl")]
-pub(in crate::engine::kernels) unsafe fn widen_half(src: &[f16], dst: &mut [f32]) {
+pub(in crate::engine::kernels) unsafe fn widen_half_avx512(src: &[f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len());
     let (s, d) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
     let mut i = 0;
@@ -490,7 +492,7 @@ unsafe fn tiles_product<const Q4: bool>(
         };
         let rows = (t * TILE, (t * TILE + TILE).min(w.rows()), blocks);
         // SAFETY: AVX-512 (the caller's contract).
-        w.scales().widen_rows(rows, dw, mw, |s, d| unsafe { widen_half(s, d) });
+        w.scales().widen_rows(rows, dw, mw, |s, d| unsafe { widen_half_avx512(s, d) });
     };
     widen(t0);
     // SAFETY: offsets inside `tile_scales`.
