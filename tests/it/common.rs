@@ -168,5 +168,5 @@ pub fn gemma_model() -> PathBuf {
 pub fn sha256_hex(path: &Path) -> String {
     use sha2::Digest;
     let bytes = std::fs::read(path).unwrap();
-    sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    llmzip::hex::encode(&sha2::Sha256::digest(&bytes))
 }

@@ -87,7 +87,7 @@ fn round_trip_and_listing() {
 /// zlib.crc32) from FORMAT.md when this was written. 128 bytes where version 1 takes 238.
 #[test]
 fn golden_bytes_v3() {
-    let hex: String = tiny_archive_with(&header_v3()).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = llmzip::hex::encode(&tiny_archive_with(&header_v3()));
     assert_eq!(
         hex,
         concat!(
@@ -139,7 +139,7 @@ fn golden_bytes_v3() {
 /// were computed independently (Python's zlib.crc32) when this was written.
 #[test]
 fn golden_bytes() {
-    let hex: String = tiny_archive().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = llmzip::hex::encode(&tiny_archive());
     assert_eq!(
         hex,
         concat!(

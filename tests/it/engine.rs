@@ -92,7 +92,7 @@ fn sha256_of_logits(logits: &[f32]) -> String {
     for x in logits {
         h.update(x.to_bits().to_le_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    llmzip::hex::encode(&h.finalize())
 }
 
 fn log_softmax_at(logits: &[f32], target: usize) -> f64 {
