@@ -33,6 +33,9 @@
 //! end - 4     4     CRC-32 of every byte before it
 //! ```
 //!
+//! Every version starts with the same 13 bytes, magic to model id length (`PREFIX_LEN`), which say how
+//! the rest is laid out, and ends with a 4-byte CRC-32 of every byte before it (`CRC_LEN`).
+//!
 //! A header of the indexed framing uses the lowest of versions 1 and 2 that expresses it: version 1
 //! when there is no slide and no mixer, so archives made with version-1 settings stay byte-identical
 //! to what older llmzip wrote. The compact framing is always version 3.
@@ -50,6 +53,13 @@ pub const MAGIC: [u8; 8] = [0x89, b'L', b'L', b'M', b'Z', b'\r', b'\n', 0x1a];
 pub const FORMAT_VERSION: u16 = 3;
 /// Longest mixer configuration a header may carry, in bytes.
 pub const MAX_MIXER_BYTES: usize = 32;
+/// The bytes every version starts with (offsets 0..13 of the table): magic, format version (u16),
+/// flags (u16) and the model id length (u8). Read first: they say how long the rest is.
+const PREFIX_LEN: usize = MAGIC.len() + 2 + 2 + 1;
+/// The CRC-32 (u32 LE) that ends every version's header, over every byte before it.
+const CRC_LEN: usize = 4;
+// The table's offsets (13 + n for the model id) are these lengths.
+const _: () = assert!(PREFIX_LEN == 13);
 /// Header bytes after the model id up to the end of the canary (the version-1 fields).
 const V1_FIELDS: usize = 32 + 32 + 4 + 1 + 4 + 4 + 4 + 8;
 /// Version-2 fields before the mixer bytes: slide, sink, mixer length.
@@ -185,8 +195,9 @@ impl Header {
             )));
         }
         let version = self.version();
-        let mut b =
-            Vec::with_capacity(13 + self.model_id.len() + V1_FIELDS + V2_FIELDS + self.mixer.len() + 4);
+        let mut b = Vec::with_capacity(
+            PREFIX_LEN + self.model_id.len() + V1_FIELDS + V2_FIELDS + self.mixer.len() + CRC_LEN,
+        );
         b.extend_from_slice(&MAGIC);
         b.extend_from_slice(&version.to_le_bytes());
         b.extend_from_slice(&0u16.to_le_bytes());
@@ -234,7 +245,7 @@ impl Header {
     /// of the fields that size memory and work ([`Header::check_limits`]). Returns the header and its
     /// length.
     pub fn read_from(r: &mut impl Read) -> Result<(Header, usize), FormatError> {
-        let mut start = [0u8; 13];
+        let mut start = [0u8; PREFIX_LEN];
         let mut got = 0;
         while got < start.len() {
             match r.read(&mut start[got..]) {
@@ -244,7 +255,7 @@ impl Header {
                 Err(e) => return Err(e.into()),
             }
         }
-        if got < MAGIC.len() || start[..8] != MAGIC {
+        if got < MAGIC.len() || start[..MAGIC.len()] != MAGIC {
             // A file cut inside the magic is an incomplete archive, not another format.
             if got > 0 && got < MAGIC.len() && start[..got] == MAGIC[..got] {
                 return Err(FormatError::Truncated { place: "inside the magic bytes".into() });
@@ -254,7 +265,7 @@ impl Header {
         if got < start.len() {
             return Err(FormatError::Truncated { place: "inside the header".into() });
         }
-        let mut f = Fields::new(&start[8..]);
+        let mut f = Fields::new(&start[MAGIC.len()..]);
         let version = f.u16();
         let flags = f.u16();
         let id_len = f.u8() as usize;
@@ -274,7 +285,7 @@ impl Header {
         // many more bytes the header has. A version this llmzip does not know is read with version 1's
         // layout, so that its checksum tells corruption from a newer format.
         let v2 = version == 2;
-        let mut rest = vec![0u8; id_len + V1_FIELDS + if v2 { V2_FIELDS } else { 4 }];
+        let mut rest = vec![0u8; id_len + V1_FIELDS + if v2 { V2_FIELDS } else { CRC_LEN }];
         read_exact_or(r, &mut rest, || "inside the header".into())?;
         if v2 {
             let mixer_len = rest[rest.len() - 1] as usize;
@@ -283,13 +294,13 @@ impl Header {
                     "mixer configuration of {mixer_len} bytes (at most {MAX_MIXER_BYTES})"
                 )));
             }
-            let mut tail = vec![0u8; mixer_len + 4];
+            let mut tail = vec![0u8; mixer_len + CRC_LEN];
             read_exact_or(r, &mut tail, || "inside the header".into())?;
             rest.extend_from_slice(&tail);
         }
         let mut all = start.to_vec();
         all.extend_from_slice(&rest);
-        let body_len = all.len() - 4;
+        let body_len = all.len() - CRC_LEN;
         let stored = u32::from_le_bytes(all[body_len..].try_into().expect("4 bytes"));
         let computed = crc32fast::hash(&all[..body_len]);
         let known = version == 1 || v2;
@@ -345,11 +356,11 @@ impl Header {
         Ok((header, all.len()))
     }
 
-    /// The rest of a version-3 header after its first 13 bytes (`start`): fields in order, each length
+    /// The rest of a version-3 header after its first [`PREFIX_LEN`] bytes (`start`): fields in order, each length
     /// checked against its limit before it is read, then the checksum, then flags, id and limits.
     fn read_compact(
         r: &mut impl Read,
-        start: &[u8; 13],
+        start: &[u8; PREFIX_LEN],
         flags: u16,
         id_len: usize,
     ) -> Result<(Header, usize), FormatError> {
@@ -377,7 +388,7 @@ impl Header {
         let mixer = rec.take(mixer_len, &place)?.to_vec();
         let computed = crc32fast::hash(&rec.bytes);
         let body_len = rec.bytes.len();
-        let stored = u32::from_le_bytes(rec.take(4, &place)?.try_into().expect("4 bytes"));
+        let stored = u32::from_le_bytes(rec.take(CRC_LEN, &place)?.try_into().expect("4 bytes"));
         if stored != computed {
             return Err(FormatError::Checksum { place: "header".into(), stored, computed });
         }
@@ -403,6 +414,6 @@ impl Header {
             mixer,
         };
         header.check_limits().map_err(FormatError::Header)?;
-        Ok((header, body_len + 4))
+        Ok((header, body_len + CRC_LEN))
     }
 }
