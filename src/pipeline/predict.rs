@@ -183,7 +183,6 @@ impl<'s> Predictor<'s> {
         mut visit: impl FnMut(Prediction<'_>) -> Result<ControlFlow<()>, PipelineError>,
     ) -> Result<u64, PipelineError> {
         let Self { session, params, cache, logits, rows, input } = self;
-        let vocab = session.engine.vocab_size();
         cache.clear();
         input.clear();
         if tokens.is_empty() {
@@ -197,14 +196,17 @@ impl<'s> Predictor<'s> {
                 session.engine.slide(cache, sliding.sink, sliding.slide)?;
                 slides += 1;
             }
-            let n = sliding.room(cache.len()).min(slice_rows(vocab)).min(input.len() - fed);
-            let slice = &mut logits[..n * vocab];
-            session.engine.prefill(cache, &input[fed..fed + n], slice)?;
-            // Row i predicts input position fed + i + 1, which is token fed + i.
-            if rows.code(session, slice, &tokens[fed..fed + n], &mut visit)?.is_break() {
+            // The run up to where the cache is full (so the slides fall where they always did), fed
+            // by the one prefill loop in calls of at most `slice_rows` positions.
+            let run = &input[fed..fed + sliding.room(cache.len()).min(input.len() - fed)];
+            let flow = prefill(&session.engine, cache, run, logits, |first, slice_logits| {
+                // Row i of the run predicts input position fed + i + 1, which is token fed + i.
+                rows.code(session, slice_logits, &tokens[fed + first..], &mut visit)
+            })?;
+            if flow.is_break() {
                 break;
             }
-            fed += n;
+            fed += run.len();
         }
         Ok(1 + slides)
     }
