@@ -23,7 +23,7 @@ fn main() {
     let data = std::fs::read(&path).unwrap();
     let data = &data[..data.len().min(limit)];
     let opts = CodecOptions::default();
-    let session = Session::open(&opts, &indicatif::ProgressBar::hidden()).unwrap();
+    let session = Session::open(&opts, &llmzip::model::NoModelProgress).unwrap();
     let vocab = session.engine.vocab_size();
     let math = session.engine.kernels().math();
     let out = std::io::stdout();

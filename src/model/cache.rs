@@ -10,10 +10,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use indicatif::ProgressBar;
-
 use super::error::{ModelError, SourceError};
 use super::hash::{self, HashingWriter};
+use super::progress::ModelProgress;
 use super::registry::ModelEntry;
 
 /// Environment variable naming the cache directory (default: the platform cache dir + `llmzip`).
@@ -76,7 +75,11 @@ impl Cache {
     }
 
     /// Checks the cached file against the entry's size and sha256 (hashing its mapped bytes in full).
-    pub(crate) fn check(&self, entry: &ModelEntry, progress: &ProgressBar) -> Result<CacheState, ModelError> {
+    pub(crate) fn check(
+        &self,
+        entry: &ModelEntry,
+        progress: &dyn ModelProgress,
+    ) -> Result<CacheState, ModelError> {
         let path = self.entry_path(entry);
         let len = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
@@ -141,7 +144,7 @@ impl Cache {
     pub(crate) fn install(
         &self,
         entry: &ModelEntry,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
         fill: impl FnOnce(&mut dyn Write) -> Result<(), SourceError>,
     ) -> Result<PathBuf, InstallError> {
         let cache_err = |action, e| InstallError::Cache(ModelError::io(action, &self.dir, e));
@@ -154,8 +157,7 @@ impl Cache {
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
         let temp = builder.tempfile_in(&self.dir).map_err(|e| cache_err("create a temp file in", e))?;
         let file = temp.reopen().map_err(|e| cache_err("open a temp file in", e))?;
-        let mut writer =
-            HashingWriter::new(BufWriter::with_capacity(1 << 20, file), entry.size, progress.clone());
+        let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), entry.size, progress);
         let filled = fill(&mut writer);
         if writer.overflowed() {
             return Err(InstallError::Source(SourceError::TooLong { expected_size: entry.size }));

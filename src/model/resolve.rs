@@ -7,7 +7,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use indicatif::ProgressBar;
 use memmap2::Mmap;
 
 use super::cache::{Cache, CacheState};
@@ -15,6 +14,7 @@ use super::error::{CorruptCache, FileId, ModelError, WrongFile};
 use super::fetch::{self, Source};
 use super::gguf::GgufFile;
 use super::hash;
+use super::progress::{ModelProgress, NoModelProgress};
 use super::registry::{ModelEntry, ModelRow, Registry};
 
 /// What `--model` names: a registry id or a local GGUF file.
@@ -113,7 +113,11 @@ impl Resolver {
     }
 
     /// Resolves `--model ID|PATH`.
-    pub fn resolve(&self, spec: &ModelSpec, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+    pub fn resolve(
+        &self,
+        spec: &ModelSpec,
+        progress: &dyn ModelProgress,
+    ) -> Result<ResolvedModel, ModelError> {
         Ok(self.resolve_mapped(spec, progress)?.0)
     }
 
@@ -122,7 +126,7 @@ impl Resolver {
     pub fn open(
         &self,
         spec: &ModelSpec,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(ResolvedModel, GgufFile), ModelError> {
         let (model, map) = self.resolve_mapped(spec, progress)?;
         let gguf = match map {
@@ -137,7 +141,7 @@ impl Resolver {
     fn resolve_mapped(
         &self,
         spec: &ModelSpec,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(ResolvedModel, Option<Mmap>), ModelError> {
         match spec {
             ModelSpec::Path(path) => {
@@ -148,14 +152,18 @@ impl Resolver {
     }
 
     /// A local file: hashes it and recognises registry models by their sha256.
-    pub fn resolve_path(&self, path: &Path, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+    pub fn resolve_path(
+        &self,
+        path: &Path,
+        progress: &dyn ModelProgress,
+    ) -> Result<ResolvedModel, ModelError> {
         Ok(self.resolve_path_mapped(path, progress)?.0)
     }
 
     fn resolve_path_mapped(
         &self,
         path: &Path,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(ResolvedModel, Mmap), ModelError> {
         let meta = std::fs::metadata(path).map_err(|e| ModelError::io("read model file", path, e))?;
         if !meta.is_file() {
@@ -190,14 +198,14 @@ impl Resolver {
     }
 
     /// A registry id: the verified cache entry, or a fresh one from the entry's sources.
-    pub fn resolve_id(&self, id: &str, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+    pub fn resolve_id(&self, id: &str, progress: &dyn ModelProgress) -> Result<ResolvedModel, ModelError> {
         Ok(self.resolve_id_mapped(id, progress)?.0)
     }
 
     fn resolve_id_mapped(
         &self,
         id: &str,
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(ResolvedModel, Option<Mmap>), ModelError> {
         let entry = self.registry.get(id)?;
         let sources = self.sources(entry);
@@ -211,7 +219,7 @@ impl Resolver {
         &self,
         entry: &ModelEntry,
         sources: &[&dyn Source],
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<ResolvedModel, ModelError> {
         Ok(self.resolve_entry_mapped(entry, sources, progress)?.0)
     }
@@ -220,7 +228,7 @@ impl Resolver {
         &self,
         entry: &ModelEntry,
         sources: &[&dyn Source],
-        progress: &ProgressBar,
+        progress: &dyn ModelProgress,
     ) -> Result<(ResolvedModel, Option<Mmap>), ModelError> {
         let mut notes = Vec::new();
         let path = self.cache.entry_path(entry);
@@ -259,12 +267,12 @@ impl Resolver {
     }
 
     /// `llmzip models fetch ID`: makes sure a verified copy is cached (fetching only if needed).
-    pub fn fetch(&self, id: &str, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+    pub fn fetch(&self, id: &str, progress: &dyn ModelProgress) -> Result<ResolvedModel, ModelError> {
         self.resolve_id(id, progress)
     }
 
     /// `llmzip models path ID`: the cached file, verified; never fetches.
-    pub fn path(&self, id: &str, progress: &ProgressBar) -> Result<PathBuf, ModelError> {
+    pub fn path(&self, id: &str, progress: &dyn ModelProgress) -> Result<PathBuf, ModelError> {
         let entry = self.registry.get(id)?;
         let path = self.cache.entry_path(entry);
         match self.cache.check(entry, progress)? {
@@ -281,7 +289,12 @@ impl Resolver {
 
     /// `llmzip models import ID FILE`: copies a file obtained by hand into the cache, verifying the
     /// copy (not just the original) against the registry before it becomes the entry.
-    pub fn import(&self, id: &str, file: &Path, progress: &ProgressBar) -> Result<ResolvedModel, ModelError> {
+    pub fn import(
+        &self,
+        id: &str,
+        file: &Path,
+        progress: &dyn ModelProgress,
+    ) -> Result<ResolvedModel, ModelError> {
         use super::cache::InstallError;
         use super::error::SourceError;
         let entry = self.registry.get(id)?;
@@ -306,8 +319,8 @@ impl Resolver {
             }
             Err(InstallError::Source(SourceError::TooLong { .. })) => {
                 // Too long: hash the original for a message that names its real size and sha256.
-                let (size, sha256) = hash::hash_file(file, &ProgressBar::hidden())
-                    .map_err(|e| ModelError::io("read", file, e))?;
+                let (size, sha256) =
+                    hash::hash_file(file, &NoModelProgress).map_err(|e| ModelError::io("read", file, e))?;
                 Err(wrong_file(entry, file, FileId { size, sha256 }))
             }
             Err(InstallError::Source(other)) => {

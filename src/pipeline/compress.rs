@@ -26,7 +26,7 @@ pub fn compress(
     opts: &CodecOptions,
     progress: &dyn Progress,
 ) -> Result<Stats, PipelineError> {
-    let session = Session::open(opts, &indicatif::ProgressBar::hidden())?;
+    let session = Session::open(opts, &crate::model::NoModelProgress)?;
     compress_with(&session, input, output, opts, progress)
 }
 

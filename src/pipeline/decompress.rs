@@ -34,7 +34,7 @@ pub fn decompress(
     opts: &CodecOptions,
     progress: &dyn Progress,
 ) -> Result<Stats, PipelineError> {
-    let mut sessions = Sessions::new(opts, indicatif::ProgressBar::hidden());
+    let mut sessions = Sessions::quiet(opts);
     decompress_with(&mut sessions, input, output, opts, progress)
 }
 

@@ -8,7 +8,6 @@
 
 use std::ops::ControlFlow;
 
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use super::params::{self, CodingParams};
@@ -18,7 +17,7 @@ use crate::container::{Framing, Header};
 use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
 use crate::hex;
 use crate::mix::MixPlan;
-use crate::model::{GgufFile, ModelSpec, Registry, ResolvedModel, Resolver};
+use crate::model::{GgufFile, ModelProgress, ModelSpec, NoModelProgress, Registry, ResolvedModel, Resolver};
 use crate::quant::{self, FreqTable, Probabilities};
 use crate::tokenizer::Tokenizer;
 
@@ -41,8 +40,8 @@ pub struct Session {
 
 impl Session {
     /// Loads the model `opts.model` names (`None`: the registry default) for compression, reporting a
-    /// download or the hashing of the file on `model_progress` (hidden for none).
-    pub fn open(opts: &CodecOptions, model_progress: &ProgressBar) -> Result<Self, PipelineError> {
+    /// download or the hashing of the file on `model_progress` ([`NoModelProgress`] for none).
+    pub fn open(opts: &CodecOptions, model_progress: &dyn ModelProgress) -> Result<Self, PipelineError> {
         let spec = match opts.model.as_deref() {
             Some(s) => ModelSpec::parse(s),
             None => ModelSpec::Id(crate::model::default_id()?.to_string()),
@@ -56,7 +55,7 @@ impl Session {
     pub fn open_for(
         header: &Header,
         opts: &CodecOptions,
-        model_progress: &ProgressBar,
+        model_progress: &dyn ModelProgress,
     ) -> Result<Self, PipelineError> {
         Self::check_versions(header)?;
         let spec = match opts.model.as_deref() {
@@ -273,7 +272,7 @@ impl Session {
 /// the model's identity in the format; the id in a header only names it.
 pub struct Sessions {
     opts: CodecOptions,
-    model_progress: ProgressBar,
+    model_progress: Box<dyn ModelProgress>,
     current: Option<Session>,
     /// Sessions opened so far (successfully or not), for `-vv` and for the tests that hold a command
     /// to one model set-up.
@@ -282,14 +281,14 @@ pub struct Sessions {
 
 impl Sessions {
     /// No session yet; `opts` says which model, threads and kernel path to open with, and
-    /// `model_progress` shows the model's download or hashing (hidden for none).
-    pub fn new(opts: &CodecOptions, model_progress: ProgressBar) -> Self {
-        Sessions { opts: opts.clone(), model_progress, current: None, opened: 0 }
+    /// `model_progress` shows the model's download or hashing ([`NoModelProgress`] for none).
+    pub fn new(opts: &CodecOptions, model_progress: impl ModelProgress + 'static) -> Self {
+        Sessions { opts: opts.clone(), model_progress: Box::new(model_progress), current: None, opened: 0 }
     }
 
     /// Sessions that fetch a missing model without drawing anything (library users, fuzz targets).
     pub fn quiet(opts: &CodecOptions) -> Self {
-        Self::new(opts, ProgressBar::hidden())
+        Self::new(opts, NoModelProgress)
     }
 
     /// How many times a model was set up (resolved, hashed, loaded, self-checked) so far.
@@ -307,7 +306,7 @@ impl Sessions {
         if self.current.is_none() {
             self.model_progress.reset();
             self.opened += 1;
-            let session = Session::open(&self.opts, &self.model_progress);
+            let session = Session::open(&self.opts, &*self.model_progress);
             self.model_progress.finish_and_clear();
             self.current = Some(session?);
         }
@@ -323,7 +322,7 @@ impl Sessions {
                 self.current = None;
                 self.model_progress.reset();
                 self.opened += 1;
-                let session = Session::open_for(header, &self.opts, &self.model_progress);
+                let session = Session::open_for(header, &self.opts, &*self.model_progress);
                 self.model_progress.finish_and_clear();
                 self.current = Some(session?);
             }

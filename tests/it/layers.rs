@@ -278,3 +278,18 @@ fn the_scan_resolves_sibling_paths() {
         ]
     );
 }
+
+/// The pipeline never draws on the terminal: it reports through `io::Progress` and passes the model
+/// layer's `ModelProgress` through, and the CLI chooses what draws them. So no file of it names the
+/// drawing crate.
+#[test]
+fn the_pipeline_names_no_terminal_drawing_type() {
+    let mut files = Vec::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/pipeline"), &mut files);
+    let drawing: Vec<String> = files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("indicatif"))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(drawing.is_empty(), "pipeline files that name indicatif: {drawing:?}");
+}

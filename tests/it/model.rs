@@ -246,7 +246,7 @@ impl Source for FakeSource {
         &self,
         out: &mut dyn Write,
         _scratch: &Path,
-        _progress: &ProgressBar,
+        _progress: &dyn llmzip::model::ModelProgress,
     ) -> Result<(), SourceError> {
         match &self.bytes {
             Some(b) => out.write_all(b).map_err(|e| SourceError::io("write", "fake", e)),
