@@ -13,15 +13,9 @@ use llmzip::engine::kernels::{
     AttnScratch, KEY_TILE, Kernels, QActs, QMatrix, Query, StridedOut, WeightKind,
 };
 
-/// Deterministic pseudo-random bytes (an LCG; benches need no statistical quality).
+/// Deterministic pseudo-random bytes: the crate's splitmix64 stream of `seed`.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 56) as u8
-        })
-        .collect()
+    llmzip::testing::SplitMix64::new(seed).bytes(n)
 }
 
 fn matrix(kind: WeightKind, rows: usize, cols: usize) -> QMatrix {

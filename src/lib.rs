@@ -82,4 +82,6 @@ pub mod mix;
 pub mod model;
 pub mod pipeline;
 pub mod quant;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;

@@ -264,25 +264,18 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::quant::quantize;
+    use crate::testing::SplitMix64;
 
-    fn rng(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn tables(n: usize, vocab: usize, rng: &mut SplitMix64) -> Vec<FreqTable> {
+        tables_at(n, vocab, crate::quant::precision_for(vocab), rng)
     }
 
-    fn tables(n: usize, vocab: usize, seed: &mut u64) -> Vec<FreqTable> {
-        tables_at(n, vocab, crate::quant::precision_for(vocab), seed)
-    }
-
-    fn tables_at(n: usize, vocab: usize, bits: u32, seed: &mut u64) -> Vec<FreqTable> {
+    fn tables_at(n: usize, vocab: usize, bits: u32, rng: &mut SplitMix64) -> Vec<FreqTable> {
         (0..n)
             .map(|_| {
-                let temperature = 0.05 + (rng(seed) % 100) as f32 / 50.0;
+                let temperature = 0.05 + rng.below(100) as f32 / 50.0;
                 let logits: Vec<f32> =
-                    (0..vocab).map(|_| (rng(seed) % 1000) as f32 / 100.0 / temperature).collect();
+                    (0..vocab).map(|_| rng.below(1000) as f32 / 100.0 / temperature).collect();
                 let mut t = FreqTable::with_precision(vocab, bits);
                 quantize(crate::arch::VectorMath::SCALAR, &logits, &mut t);
                 t
@@ -292,13 +285,13 @@ mod tests {
 
     /// Codes `n` symbols, each drawn from its table (cycling through `tabs`) so that the ideal length is
     /// what the tables promise; checks the round trip and returns (payload bits, ideal bits).
-    fn round_trip(tabs: &[FreqTable], n: usize, seed: &mut u64) -> (usize, f64) {
+    fn round_trip(tabs: &[FreqTable], n: usize, rng: &mut SplitMix64) -> (usize, f64) {
         let mut symbols = Vec::new();
         let mut ideal_bits = 0.0f64;
         let mut enc = Encoder::new();
         for i in 0..n {
             let t = &tabs[i % tabs.len()];
-            let s = t.symbol_for((rng(seed) % t.total() as u64) as u32);
+            let s = t.symbol_for(rng.below(t.total() as u64) as u32);
             ideal_bits -= (t.freq(s) as f64 / t.total() as f64).log2();
             enc.encode(s, t).unwrap();
             symbols.push(s);
@@ -313,9 +306,9 @@ mod tests {
 
     #[test]
     fn round_trips_and_stays_within_a_few_bytes_of_the_ideal() {
-        let mut seed = 11;
-        let tabs = tables(200, 49_152, &mut seed);
-        let (bits, ideal_bits) = round_trip(&tabs, 200, &mut seed);
+        let mut rng = SplitMix64::new(11);
+        let tabs = tables(200, 49_152, &mut rng);
+        let (bits, ideal_bits) = round_trip(&tabs, 200, &mut rng);
         assert!(bits as f64 <= ideal_bits * 1.001 + 64.0, "{bits} bits for {ideal_bits} ideal bits");
     }
 
@@ -327,10 +320,10 @@ mod tests {
         let vocab = 262_144;
         assert_eq!(crate::quant::precision_for(vocab), 28);
         for bits in MIN_PRECISION_BITS..=MAX_PRECISION_BITS {
-            let mut seed = 17 + bits as u64;
-            let tabs = tables_at(4, vocab, bits, &mut seed);
+            let mut rng = SplitMix64::new(17 + bits as u64);
+            let tabs = tables_at(4, vocab, bits, &mut rng);
             assert!(tabs.iter().all(|t| t.total() == 1 << bits && t.freqs().iter().all(|&f| f >= 1)));
-            let (coded, ideal_bits) = round_trip(&tabs, 3000, &mut seed);
+            let (coded, ideal_bits) = round_trip(&tabs, 3000, &mut rng);
             assert!(coded as f64 <= ideal_bits * 1.002 + 64.0, "{bits} bits: {coded} bits for {ideal_bits}");
         }
     }
@@ -342,10 +335,10 @@ mod tests {
         let t = FreqTable::new(10);
         assert!(matches!(Encoder::new().encode(10, &t), Err(CoderError::SymbolOutOfRange { .. })));
         // Garbage decodes to something or fails, but never panics.
-        let mut seed = 5;
-        let tabs = tables(50, 300, &mut seed);
+        let mut rng = SplitMix64::new(5);
+        let tabs = tables(50, 300, &mut rng);
         for len in [0usize, 4, 8, 64] {
-            let garbage: Vec<u8> = (0..len).map(|_| rng(&mut seed) as u8).collect();
+            let garbage: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if let Ok(mut d) = Decoder::new(&garbage) {
                 for t in &tabs {
                     let _ = d.decode(t);
@@ -372,8 +365,8 @@ mod tests {
     /// decoder's refusal of a second one never rejects a real archive, at any length.
     #[test]
     fn valid_payloads_never_read_past_their_end() {
-        let mut seed = 21;
-        let mixed = tables(64, 500, &mut seed);
+        let mut rng = SplitMix64::new(21);
+        let mixed = tables(64, 500, &mut rng);
         for n in 0..600usize {
             let skewed = n % 3 == 0;
             let peak = peaked(300);
@@ -381,11 +374,8 @@ mod tests {
             let mut symbols = Vec::new();
             for i in 0..n {
                 let t = if skewed { &peak } else { &mixed[i % mixed.len()] };
-                let s = if skewed && i % 7 != 0 {
-                    0
-                } else {
-                    t.symbol_for((rng(&mut seed) % t.total() as u64) as u32)
-                };
+                let s =
+                    if skewed && i % 7 != 0 { 0 } else { t.symbol_for(rng.below(t.total() as u64) as u32) };
                 enc.encode(s, t).unwrap();
                 symbols.push(s);
             }
@@ -402,9 +392,9 @@ mod tests {
     /// zeros for as many tokens as a chunk header claims.
     #[test]
     fn decoding_past_the_payload_stops() {
-        let mut seed = 3;
-        let tabs = tables(8, 1000, &mut seed);
-        let payload: Vec<u8> = (0..16).map(|_| rng(&mut seed) as u8).collect();
+        let mut rng = SplitMix64::new(3);
+        let tabs = tables(8, 1000, &mut rng);
+        let payload: Vec<u8> = (0..16).map(|_| rng.next_u64() as u8).collect();
         let mut dec = Decoder::new(&payload).unwrap();
         let stopped = (0..100_000).position(|i| dec.decode(&tabs[i % 8]).is_err());
         assert!(stopped.is_some_and(|n| n < 100), "decoded {stopped:?} symbols from 16 bytes");
@@ -416,9 +406,9 @@ mod tests {
     /// happened at and the precision of that symbol's table.
     #[test]
     fn a_point_outside_the_range_is_a_typed_error() {
-        let mut seed = 5;
+        let mut rng = SplitMix64::new(5);
         let (narrow, wide) = (FreqTable::with_precision(1000, 24), FreqTable::with_precision(1000, 30));
-        let payload: Vec<u8> = (0..4096).map(|_| rng(&mut seed) as u8).collect();
+        let payload: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
         let mut dec = Decoder::new(&payload).unwrap();
         let mut got = None;
         for i in 0..10_000u64 {
@@ -473,14 +463,7 @@ mod measure {
     use super::*;
     use crate::arch::VectorMath;
     use crate::quant::{quantize, tests::zipf};
-
-    fn rng(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+    use crate::testing::SplitMix64;
 
     #[test]
     #[ignore = "a measurement, not a check: prints the precision trade-off for a 262,144-symbol vocabulary"]
@@ -517,13 +500,13 @@ mod measure {
                 loss.push((ideal, coded - ideal));
             }
             // Coder overhead: symbols drawn from the tables themselves, payload vs their ideal length.
-            let mut seed = 7;
+            let mut rng = SplitMix64::new(7);
             let n = 400_000;
             let mut enc = Encoder::new();
             let mut ideal_bits = 0.0;
             for i in 0..n {
                 let t = &tables[i % tables.len()];
-                let s = t.symbol_for((rng(&mut seed) % t.total() as u64) as u32);
+                let s = t.symbol_for(rng.below(t.total() as u64) as u32);
                 ideal_bits -= (t.freq(s) as f64 / t.total() as f64).log2();
                 enc.encode(s, t).unwrap();
             }

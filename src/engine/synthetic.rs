@@ -4,8 +4,9 @@
 //! The file is a complete llama GGUF as llama.cpp writes them: `llama.*` hyper-parameters, a GPT-2
 //! byte-level BPE tokenizer (`<|endoftext|>`, the 256 byte characters in `bytes_to_unicode` order, then
 //! the results of a few dozen English merges), Q4_1 block weights, a Q8_0 token embedding that is also
-//! the output head (no `output.weight`), and F32 norms. Weights come from our own splitmix64 stream and
-//! are scaled so that the next-token distributions are neither flat nor one-hot.
+//! the output head (no `output.weight`), and F32 norms. Weights come from the crate's splitmix64
+//! stream ([`crate::testing::SplitMix64`], fixed forever) and are scaled so that the next-token
+//! distributions are neither flat nor one-hot.
 
 use std::fs::File;
 use std::io::{self, BufWriter};
@@ -14,6 +15,8 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+
+use crate::testing::SplitMix64;
 
 /// Shape of the synthetic model. The defaults are small enough that a forward pass takes microseconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,26 +105,9 @@ pub fn bytes_to_unicode(byte_char: impl Fn(u8) -> char) -> Vec<(u8, char)> {
     alphabet
 }
 
-/// splitmix64: a tiny, well-mixed generator whose output is fixed by its seed forever.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1), with 24 random bits (exactly representable).
-    fn next_f32(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u32 << 23) as f32) - 1.0
-    }
-
-    fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
-        (0..n).map(|_| offset + scale * self.next_f32()).collect()
-    }
+/// `n` weights `offset + scale * u`, `u` uniform in [-1, 1) from `rng` (its 24-bit values).
+fn weights(rng: &mut SplitMix64, n: usize, scale: f32, offset: f32) -> Vec<f32> {
+    (0..n).map(|_| offset + scale * rng.next_f32()).collect()
 }
 
 /// Writes the default synthetic model (see [`SyntheticConfig::default`]) to `path`, its vocabulary
@@ -172,7 +158,7 @@ pub fn write_synthetic_llama_with(
     metadata.extend(tokenizer);
 
     // Weights, drawn in a fixed order from one stream.
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     let mut add = |name: String, values: Vec<f32>, shape: &[usize], dtype: GgmlDType| {
         let t = Tensor::from_vec(values, shape, &Device::Cpu).map_err(candle)?;
@@ -181,23 +167,28 @@ pub fn write_synthetic_llama_with(
     };
     // Linear weights uniform in +-sqrt(3/inputs): unit output variance for unit-variance inputs.
     let linear = |rng: &mut SplitMix64, rows: usize, cols: usize| {
-        rng.vec(rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
+        weights(rng, rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
     };
-    add("token_embd.weight".into(), rng.vec(vocab * cfg.dim, 0.5, 0.0), &[vocab, cfg.dim], GgmlDType::Q8_0)?;
+    add(
+        "token_embd.weight".into(),
+        weights(&mut rng, vocab * cfg.dim, 0.5, 0.0),
+        &[vocab, cfg.dim],
+        GgmlDType::Q8_0,
+    )?;
     for l in 0..cfg.n_layers {
         let n = |t: &str| format!("blk.{l}.{t}.weight");
         let (d, f) = (cfg.dim, cfg.ff_dim);
-        add(n("attn_norm"), rng.vec(d, 0.1, 1.0), &[d], GgmlDType::F32)?;
+        add(n("attn_norm"), weights(&mut rng, d, 0.1, 1.0), &[d], GgmlDType::F32)?;
         add(n("attn_q"), linear(&mut rng, d, d), &[d, d], GgmlDType::Q4_1)?;
         add(n("attn_k"), linear(&mut rng, kv_dim, d), &[kv_dim, d], GgmlDType::Q4_1)?;
         add(n("attn_v"), linear(&mut rng, kv_dim, d), &[kv_dim, d], GgmlDType::Q4_1)?;
         add(n("attn_output"), linear(&mut rng, d, d), &[d, d], GgmlDType::Q4_1)?;
-        add(n("ffn_norm"), rng.vec(d, 0.1, 1.0), &[d], GgmlDType::F32)?;
+        add(n("ffn_norm"), weights(&mut rng, d, 0.1, 1.0), &[d], GgmlDType::F32)?;
         add(n("ffn_gate"), linear(&mut rng, f, d), &[f, d], GgmlDType::Q4_1)?;
         add(n("ffn_up"), linear(&mut rng, f, d), &[f, d], GgmlDType::Q4_1)?;
         add(n("ffn_down"), linear(&mut rng, d, f), &[d, f], GgmlDType::Q4_1)?;
     }
-    add("output_norm.weight".into(), rng.vec(cfg.dim, 0.1, 1.0), &[cfg.dim], GgmlDType::F32)?;
+    add("output_norm.weight".into(), weights(&mut rng, cfg.dim, 0.1, 1.0), &[cfg.dim], GgmlDType::F32)?;
     write_gguf(path, &metadata, &tensors)
 }
 
@@ -275,7 +266,7 @@ pub fn write_synthetic_gemma3(
         ("gemma3.rope.freq_base", Value::F32(1_000_000.0)),
         ("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
     ]);
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     let mut add = |name: String, values: Vec<f32>, shape: &[usize], dtype: GgmlDType| {
         let t = Tensor::from_vec(values, shape, &Device::Cpu).map_err(candle)?;
@@ -283,25 +274,30 @@ pub fn write_synthetic_gemma3(
         Ok::<(), io::Error>(())
     };
     let linear = |rng: &mut SplitMix64, rows: usize, cols: usize| {
-        rng.vec(rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
+        weights(rng, rows * cols, (3.0 / cols as f32).sqrt(), 0.0)
     };
-    add("token_embd.weight".into(), rng.vec(vocab * dim, 0.25, 0.0), &[vocab, dim], GgmlDType::Q8_0)?;
+    add(
+        "token_embd.weight".into(),
+        weights(&mut rng, vocab * dim, 0.25, 0.0),
+        &[vocab, dim],
+        GgmlDType::Q8_0,
+    )?;
     for l in 0..n_layers {
         let n = |t: &str| format!("blk.{l}.{t}.weight");
-        add(n("attn_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("attn_norm"), weights(&mut rng, dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
         add(n("attn_q"), linear(&mut rng, q_dim, dim), &[q_dim, dim], GgmlDType::Q5_0)?;
         add(n("attn_k"), linear(&mut rng, kv_dim, dim), &[kv_dim, dim], GgmlDType::Q5_0)?;
         add(n("attn_v"), linear(&mut rng, kv_dim, dim), &[kv_dim, dim], GgmlDType::Q8_0)?;
-        add(n("attn_q_norm"), rng.vec(head_dim, 0.1, 1.0), &[head_dim], GgmlDType::F32)?;
-        add(n("attn_k_norm"), rng.vec(head_dim, 0.1, 1.0), &[head_dim], GgmlDType::F32)?;
+        add(n("attn_q_norm"), weights(&mut rng, head_dim, 0.1, 1.0), &[head_dim], GgmlDType::F32)?;
+        add(n("attn_k_norm"), weights(&mut rng, head_dim, 0.1, 1.0), &[head_dim], GgmlDType::F32)?;
         add(n("attn_output"), linear(&mut rng, dim, q_dim), &[dim, q_dim], GgmlDType::Q4_1)?;
-        add(n("post_attention_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
-        add(n("ffn_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("post_attention_norm"), weights(&mut rng, dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("ffn_norm"), weights(&mut rng, dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
         add(n("ffn_gate"), linear(&mut rng, ff, dim), &[ff, dim], GgmlDType::Q5_0)?;
         add(n("ffn_up"), linear(&mut rng, ff, dim), &[ff, dim], GgmlDType::Q4_1)?;
         add(n("ffn_down"), linear(&mut rng, dim, ff), &[dim, ff], GgmlDType::Q8_0)?;
-        add(n("post_ffw_norm"), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+        add(n("post_ffw_norm"), weights(&mut rng, dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
     }
-    add("output_norm.weight".into(), rng.vec(dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
+    add("output_norm.weight".into(), weights(&mut rng, dim, 0.1, 1.0), &[dim], GgmlDType::F32)?;
     write_gguf(path, &metadata, &tensors)
 }

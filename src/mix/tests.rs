@@ -1,25 +1,10 @@
 use super::*;
 use crate::arch::VectorMath;
+use crate::testing::SplitMix64;
 
 use crate::quant::PRECISION_BITS;
 
 const TOTAL: u64 = 1 << PRECISION_BITS;
-
-/// xorshift64*: a fixed pseudo-random stream for the tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn check_invariants(t: &FreqTable) {
     assert!(t.freqs().iter().all(|&f| f >= 1), "a frequency below 1");
@@ -71,7 +56,7 @@ fn reference_table_at(plan: &MixPlan, probs: &Probabilities, total_counts: u64) 
 }
 
 /// A token stream with repetitions (so every model predicts) and noise.
-fn text_like(rng: &mut Rng, len: usize, vocab: u32) -> Vec<u32> {
+fn text_like(rng: &mut SplitMix64, len: usize, vocab: u32) -> Vec<u32> {
     let phrase: Vec<u32> = (0..40).map(|_| rng.below(vocab as u64) as u32).collect();
     (0..len)
         .map(
@@ -112,7 +97,7 @@ fn off_gives_exactly_the_table_of_table_from() {
 
 #[test]
 fn mixed_tables_are_valid_and_match_the_reference_arithmetic() {
-    let mut rng = Rng(0x5eed);
+    let mut rng = SplitMix64::new(0x5eed);
     let vocab = 49_152;
     let mut peaked = vec![-200.0f32; vocab];
     peaked[123] = 0.0;
@@ -191,7 +176,7 @@ fn shares_with_the_largest_symbol_anywhere_match_the_reference() {
 
 #[test]
 fn encoder_order_and_decoder_order_give_the_same_plans_and_tables() {
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64::new(42);
     let vocab = 5000;
     let tokens = text_like(&mut rng, 4000, vocab as u32);
     let rows: Vec<(Probabilities, f64)> =
@@ -242,7 +227,7 @@ fn encoder_order_and_decoder_order_give_the_same_plans_and_tables() {
 
 #[test]
 fn reset_forgets_the_chunk() {
-    let mut rng = Rng(7);
+    let mut rng = SplitMix64::new(7);
     let vocab = 300;
     let a = text_like(&mut rng, 2000, vocab as u32);
     let b = text_like(&mut rng, 500, vocab as u32);
@@ -297,7 +282,7 @@ fn the_match_model_follows_a_repeat() {
 }
 
 /// A token stream: position and randomness -> token.
-type Stream = dyn Fn(usize, &mut Rng) -> u32;
+type Stream = dyn Fn(usize, &mut SplitMix64) -> u32;
 
 #[test]
 fn memory_is_bounded_by_construction() {
@@ -313,14 +298,14 @@ fn memory_is_bounded_by_construction() {
         + MAX_SETS * MODELS * 8;
     assert_eq!(bytes, expected);
     assert!(bytes < 8 << 20, "{bytes} bytes per lane");
-    let mut rng = Rng(99);
+    let mut rng = SplitMix64::new(99);
     let mut plan = MixPlan::new();
     let mut longest = 0;
     // 100k random tokens, then 100k repeats of one token, then 100k of a short cycle: more than the ring holds.
     let streams: [Box<Stream>; 3] = [
-        Box::new(move |_, r: &mut Rng| r.below(vocab as u64) as u32),
-        Box::new(|_, _: &mut Rng| 17),
-        Box::new(|i, _: &mut Rng| (i % 5) as u32 * 1000),
+        Box::new(move |_, r: &mut SplitMix64| r.below(vocab as u64) as u32),
+        Box::new(|_, _: &mut SplitMix64| 17),
+        Box::new(|i, _: &mut SplitMix64| (i % 5) as u32 * 1000),
     ];
     for stream in &streams {
         for i in 0..100_000 {
@@ -342,7 +327,7 @@ fn memory_is_bounded_by_construction() {
 fn mixed_tables_at_the_large_vocabulary_precision() {
     let vocab = 262_144;
     assert_eq!(quant::precision_for(vocab), 28);
-    let mut rng = Rng(0x28);
+    let mut rng = SplitMix64::new(0x28);
     let rows: Vec<(Probabilities, f64)> =
         (0..3).map(|s| probs_of(&zipf(vocab, 0.4 + s as f32 * 0.3, s))).collect();
     let mut mixer = Mixer::new(MixConfig::recommended(), vocab);

@@ -623,16 +623,11 @@ mod tests {
         {
             round_trip(&t, input);
         }
-        let mut state = 7u64;
+        let mut rng = crate::testing::SplitMix64::new(7);
         for len in 0..300 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    let r = (state >> 33) as u8;
-                    // Mostly the vocabulary's own alphabet, some noise.
-                    b"the a\n<b>\xe2\x96\x81\xff"[r as usize % 12]
-                })
-                .collect();
+            // Mostly the vocabulary's own alphabet, some noise.
+            let bytes: Vec<u8> =
+                (0..len).map(|_| b"the a\n<b>\xe2\x96\x81\xff"[rng.below(12) as usize]).collect();
             round_trip(&t, &bytes);
         }
     }

@@ -89,19 +89,9 @@ pub fn sample_text(len: usize) -> Vec<u8> {
     alice[..len.min(alice.len())].to_vec()
 }
 
-/// Deterministic pseudo-random bytes (splitmix64).
+/// Deterministic pseudo-random bytes: the crate's splitmix64 stream of `seed`.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    llmzip::testing::SplitMix64::new(seed).bytes(len)
 }
 
 fn scratch_dir() -> &'static Path {

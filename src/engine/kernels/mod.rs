@@ -733,25 +733,20 @@ pub fn key_index(hd: usize, j: usize, d: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator for test data.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u32 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (self.0 >> 33) as u32
-        }
-        fn f32(&mut self) -> f32 {
-            (self.next() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        }
-    }
+    use crate::testing::SplitMix64;
 
     /// Random weights; with `half`, scales and minimums that are f16 values (as in Q4_1 or Q8_0 files,
     /// stored as f16), else ones that are not (stored as f32).
-    fn random_matrix(rng: &mut Lcg, kind: WeightKind, rows: usize, cols: usize, half: bool) -> QMatrix {
+    fn random_matrix(
+        rng: &mut SplitMix64,
+        kind: WeightKind,
+        rows: usize,
+        cols: usize,
+        half: bool,
+    ) -> QMatrix {
         let blocks = rows * cols / BLOCK;
         let mut value = |range: f32| {
-            let v = rng.f32() * range;
+            let v = rng.next_f32() * range;
             if half { f16::from_f32(v).to_f32() } else { v }
         };
         // One value f16 cannot hold keeps the whole matrix f32.
@@ -762,12 +757,12 @@ mod tests {
         let w = match kind {
             WeightKind::U4 => {
                 let min = (0..blocks).map(|_| value(0.08)).collect();
-                let nib = (0..blocks * 16).map(|_| rng.next() as u8).collect();
+                let nib = (0..blocks * 16).map(|_| rng.next_u32() as u8).collect();
                 QMatrix::from_u4(rows, cols, nib, scale, min).unwrap()
             }
             WeightKind::I8 => {
                 // Include -128, which a GGUF Q8_0 block may contain.
-                let q = (0..blocks * BLOCK).map(|_| rng.next() as u8 as i8).collect();
+                let q = (0..blocks * BLOCK).map(|_| rng.next_u32() as u8 as i8).collect();
                 QMatrix::from_i8(rows, cols, q, scale).unwrap()
             }
         };
@@ -803,11 +798,11 @@ mod tests {
 
     #[test]
     fn matmul_matches_a_float_reference() {
-        let mut rng = Lcg(7);
+        let mut rng = SplitMix64::new(7);
         for (kind, half) in [(WeightKind::U4, true), (WeightKind::U4, false), (WeightKind::I8, true)] {
             let (rows, cols) = (9, 96);
             let w = random_matrix(&mut rng, kind, rows, cols, half);
-            let xs: Vec<f32> = (0..3 * cols).map(|_| rng.f32()).collect();
+            let xs: Vec<f32> = (0..3 * cols).map(|_| rng.next_f32()).collect();
             let mut x = QActs::new();
             x.quantize(scalar(), &xs, 3, cols, false);
             let got = run(scalar(), &w, &x);
@@ -862,7 +857,7 @@ mod tests {
 
     #[test]
     fn simd_matmul_is_bitwise_scalar() {
-        let mut rng = Lcg(11);
+        let mut rng = SplitMix64::new(11);
         let kinds = [WeightKind::U4, WeightKind::I8];
         for (kind, half) in kinds.into_iter().flat_map(|k| [(k, true), (k, false)]) {
             // 50 weight rows: the AMX path's calls then cross weight tiles (its pipeline runs ahead).
@@ -872,7 +867,7 @@ mod tests {
                 let cols = blocks * BLOCK;
                 let w = random_matrix(&mut rng, kind, wrows, cols, half);
                 for rows in [1, 2, 3, 4, 5, 8, 9, 16, 17, 40] {
-                    let mut xs: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
+                    let mut xs: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() * 3.0).collect();
                     // A zero block and a block with huge range.
                     xs[..BLOCK].fill(0.0);
                     if cols > BLOCK {
@@ -896,7 +891,7 @@ mod tests {
 
     #[test]
     fn simd_attention_is_bitwise_scalar() {
-        let mut rng = Lcg(5);
+        let mut rng = SplitMix64::new(5);
         // Short queries first, long ones first, and the shapes the engine makes: a prefill task (4
         // consecutive positions x 3 heads: queries whose last positions differ) and lone queries.
         let prefill = |p: usize| (0..12).map(|i| p + i / 3).collect::<Vec<_>>();
@@ -937,8 +932,8 @@ mod tests {
             // Whole key tiles; positions past maxn hold values that must never matter (infinities: a
             // query that ignores a position must not even multiply by it).
             let tiles = maxn.div_ceil(KEY_TILE) * KEY_TILE;
-            let mut keys: Vec<f16> = (0..tiles * hd).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
-            let mut values: Vec<f16> = (0..maxn * hd).map(|_| f16::from_f32(rng.f32() * 4.0)).collect();
+            let mut keys: Vec<f16> = (0..tiles * hd).map(|_| f16::from_f32(rng.next_f32() * 4.0)).collect();
+            let mut values: Vec<f16> = (0..maxn * hd).map(|_| f16::from_f32(rng.next_f32() * 4.0)).collect();
             for j in maxn..tiles {
                 for d in 0..hd {
                     keys[key_index(hd, j, d)] = f16::INFINITY;
@@ -946,7 +941,7 @@ mod tests {
             }
             values.extend(std::iter::repeat_n(f16::NAN, hd));
             let nq = npos.len();
-            let qs: Vec<f32> = (0..nq * hd).map(|_| rng.f32() * 3.0).collect();
+            let qs: Vec<f32> = (0..nq * hd).map(|_| rng.next_f32() * 3.0).collect();
             // Every query's outputs, the keys and values given from position `base` on (a multiple of
             // KEY_TILE) and every position shifted by it, as the runtime gives a window's.
             let run = |k: &Kernels, keys: &[f16], values: &[f16], base: usize| {
@@ -1042,11 +1037,11 @@ mod tests {
 
     #[test]
     fn activation_quantization_is_the_same_on_every_path() {
-        let mut rng = Lcg(17);
+        let mut rng = SplitMix64::new(17);
         for blocks in [1, 7, 8, 9, 18, 48] {
             let cols = blocks * BLOCK;
             let rows = 5;
-            let mut x: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 8.0).collect();
+            let mut x: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() * 8.0).collect();
             // Edge blocks: all zero, a lone subnormal (127/amax overflows), a NaN and an infinity among
             // ordinary values, exact halves after scaling (127 * k/254), negative zeros.
             x[..BLOCK].fill(0.0);
@@ -1081,11 +1076,11 @@ mod tests {
 
     #[test]
     fn simd_swiglu_is_bitwise_scalar() {
-        let mut rng = Lcg(9);
+        let mut rng = SplitMix64::new(9);
         let n = 1000;
-        let mut gate: Vec<f32> = (0..n).map(|_| rng.f32() * 30.0).collect();
+        let mut gate: Vec<f32> = (0..n).map(|_| rng.next_f32() * 30.0).collect();
         gate[..6].copy_from_slice(&[0.0, -0.0, 100.0, -100.0, 88.9, -104.0]);
-        let up: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+        let up: Vec<f32> = (0..n).map(|_| rng.next_f32() * 3.0).collect();
         let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
         scalar().swiglu(&gate, &up, &mut a);
         for path in simd_paths() {
