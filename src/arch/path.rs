@@ -83,9 +83,17 @@ impl KernelPath {
     }
 }
 
+/// The first feature an x86-64 path needs that this machine lacks: the table from paths to the CPU
+/// checks of `x86_64/`, which knows features, not paths.
 #[cfg(target_arch = "x86_64")]
 fn x86_64_missing(path: KernelPath) -> Option<&'static str> {
-    super::x86_64::missing(path)
+    use super::x86_64::{amx_missing, avx2_missing, avx512_missing};
+    match path {
+        KernelPath::Scalar => None,
+        KernelPath::Avx2 => avx2_missing(),
+        KernelPath::Avx512 => avx512_missing(),
+        KernelPath::Amx => amx_missing(),
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -6,43 +6,42 @@ pub mod avx512;
 
 use std::sync::OnceLock;
 
-use super::KernelPath;
+/// What the AVX2 path needs that this machine lacks (AVX2 and F16C), or `None` if it runs it.
+pub(super) fn avx2_missing() -> Option<&'static str> {
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        Some("the CPU lacks AVX2")
+    } else if !std::arch::is_x86_feature_detected!("f16c") {
+        Some("the CPU lacks F16C")
+    } else {
+        None
+    }
+}
 
-/// The first feature `path` needs that this machine lacks, or `None` if it runs the path.
-pub(super) fn missing(path: KernelPath) -> Option<&'static str> {
-    match path {
-        KernelPath::Scalar => None,
-        KernelPath::Avx2 => {
-            if !std::arch::is_x86_feature_detected!("avx2") {
-                Some("the CPU lacks AVX2")
-            } else if !std::arch::is_x86_feature_detected!("f16c") {
-                Some("the CPU lacks F16C")
-            } else {
-                None
-            }
-        }
-        KernelPath::Avx512 => {
-            if missing(KernelPath::Avx2).is_some() {
-                return Some("the CPU lacks AVX2 or F16C");
-            }
-            let features = [
-                ("the CPU lacks AVX-512 F", std::arch::is_x86_feature_detected!("avx512f")),
-                ("the CPU lacks AVX-512 BW", std::arch::is_x86_feature_detected!("avx512bw")),
-                ("the CPU lacks AVX-512 DQ", std::arch::is_x86_feature_detected!("avx512dq")),
-                ("the CPU lacks AVX-512 VL", std::arch::is_x86_feature_detected!("avx512vl")),
-                ("the CPU lacks AVX-512 VNNI", std::arch::is_x86_feature_detected!("avx512vnni")),
-            ];
-            features.iter().find(|(_, has)| !has).map(|&(reason, _)| reason)
-        }
-        KernelPath::Amx => {
-            if missing(KernelPath::Avx512).is_some() {
-                Some("the CPU lacks the AVX-512 path's features")
-            } else if !amx_granted() {
-                Some(AMX_MISSING)
-            } else {
-                None
-            }
-        }
+/// What the AVX-512 path needs that this machine lacks (the AVX2 path's features, AVX-512 F, BW, DQ,
+/// VL and VNNI), or `None` if it runs it.
+pub(super) fn avx512_missing() -> Option<&'static str> {
+    if avx2_missing().is_some() {
+        return Some("the CPU lacks AVX2 or F16C");
+    }
+    let features = [
+        ("the CPU lacks AVX-512 F", std::arch::is_x86_feature_detected!("avx512f")),
+        ("the CPU lacks AVX-512 BW", std::arch::is_x86_feature_detected!("avx512bw")),
+        ("the CPU lacks AVX-512 DQ", std::arch::is_x86_feature_detected!("avx512dq")),
+        ("the CPU lacks AVX-512 VL", std::arch::is_x86_feature_detected!("avx512vl")),
+        ("the CPU lacks AVX-512 VNNI", std::arch::is_x86_feature_detected!("avx512vnni")),
+    ];
+    features.iter().find(|(_, has)| !has).map(|&(reason, _)| reason)
+}
+
+/// What the AMX path needs that this machine lacks (the AVX-512 path's features, AMX-TILE and
+/// AMX-INT8, and the operating system's permission to use the tiles), or `None` if it runs it.
+pub(super) fn amx_missing() -> Option<&'static str> {
+    if avx512_missing().is_some() {
+        Some("the CPU lacks the AVX-512 path's features")
+    } else if !amx_granted() {
+        Some(AMX_MISSING)
+    } else {
+        None
     }
 }
 
@@ -87,7 +86,7 @@ mod tests {
 
     #[test]
     fn simd_exp_is_bitwise_math_exp() {
-        if KernelPath::Avx2.check_available().is_err() {
+        if avx2_missing().is_some() {
             eprintln!("AVX2 not available on this CPU; only the scalar path runs here");
             return;
         }
@@ -111,7 +110,7 @@ mod tests {
         ];
         // Every 97th bit pattern: all exponents, both signs, many mantissas.
         xs.extend((0..u32::MAX / 97).map(|i| f32::from_bits(i * 97)));
-        let wide = KernelPath::Avx512.check_available().is_ok();
+        let wide = avx512_missing().is_none();
         // Runs of 16 mix in-range and out-of-range lanes, which takes the 16-lane code off its fast
         // path for the whole register.
         for x in xs.chunks(16) {
