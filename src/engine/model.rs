@@ -157,3 +157,133 @@ impl Model {
         self.rt.extend(&*self.arch, caches, runs, logits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::kernels::KEY_TILE;
+
+    /// A synthetic Gemma 3 (two local layers with a window of 24, two global ones) on the scalar path.
+    fn gemma() -> Model {
+        use candle_core::quantized::gguf_file::Content;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gemma3.gguf");
+        crate::engine::synthetic::write_synthetic_gemma3(&path, 7, 2, |b| b as char).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
+        let opts =
+            crate::engine::EngineOptions { threads: 2, kernel: Some(crate::engine::KernelPath::Scalar) };
+        Model::load(&content, &bytes, &opts).unwrap()
+    }
+
+    /// Rolling slots give the logits of full slots bit for bit through everything a coder does to a
+    /// cache: prefill in slices and in runs longer than a call's room, steps, drafts truncated back,
+    /// slides that keep the window past the sink tile and one that leaves the cache shorter than the
+    /// window, and a clear. Rooms of 5 and 40 positions make the slots roll every few calls.
+    #[test]
+    fn rolling_slots_give_the_logits_of_full_ones() {
+        let model = gemma();
+        let vocab = model.vocab_size();
+        let layouts = model.new_cache(1).layout().to_vec();
+        let window = layouts.iter().find_map(|l| l.window).unwrap();
+        let tokens: Vec<u32> = (0..400u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
+        let capacity = 260;
+        for room in [5, 40] {
+            let mut rolling = KvCache::with_room(&layouts, capacity, room);
+            let mut full = KvCache::with_room(&layouts, capacity, usize::MAX);
+            assert_eq!(rolling.max_run(), Some(room));
+            assert_eq!(full.max_run(), None);
+            assert!(rolling.bytes() < full.bytes());
+            let mut at = 0;
+            // (what, tokens) pairs: a prefill of n, a step of one, a draft of n truncated to keep
+            // m, a slide (keep, drop), a clear.
+            enum Op {
+                Prefill(usize),
+                Steps(usize),
+                Draft(usize, usize),
+                Slide(usize, usize),
+                Clear,
+            }
+            let ops = [
+                Op::Prefill(3),
+                Op::Prefill(70),
+                Op::Steps(9),
+                Op::Draft(4, 1),
+                Op::Prefill(room),
+                Op::Draft(5, 5),
+                Op::Prefill(100),
+                Op::Slide(1, 37),
+                Op::Prefill(17),
+                Op::Steps(3),
+                Op::Slide(1, 50),
+                Op::Draft(3, 0),
+                Op::Prefill(capacity / 2),
+                // Leaves fewer positions than the window: the sink tile is read again.
+                Op::Slide(1, 0),
+                Op::Prefill(20),
+                Op::Clear,
+                Op::Prefill(capacity - 1),
+            ];
+            for (i, op) in ops.iter().enumerate() {
+                let mut lr = vec![0f32; 0];
+                let mut lf = vec![0f32; 0];
+                match *op {
+                    Op::Prefill(n) | Op::Draft(n, _) => {
+                        let n = n.min(capacity - rolling.len());
+                        let run = &tokens[at % 300..at % 300 + n];
+                        lr.resize(n * vocab, 0.0);
+                        lf.resize(n * vocab, 0.0);
+                        model.prefill(&mut rolling, run, &mut lr).unwrap();
+                        model.prefill(&mut full, run, &mut lf).unwrap();
+                        if let Op::Draft(_, keep) = *op {
+                            rolling.truncate(rolling.len() - n + keep);
+                            full.truncate(full.len() - n + keep);
+                            at += keep;
+                        } else {
+                            at += n;
+                        }
+                    }
+                    Op::Steps(n) => {
+                        for t in 0..n {
+                            let mut a = vec![0f32; vocab];
+                            let mut b = vec![0f32; vocab];
+                            let tok = [tokens[(at + t) % 300]];
+                            model.step(&mut [&mut rolling], &tok, &mut a).unwrap();
+                            model.step(&mut [&mut full], &tok, &mut b).unwrap();
+                            lr.extend(a);
+                            lf.extend(b);
+                        }
+                        at += n;
+                    }
+                    Op::Slide(keep, drop) => {
+                        // drop 0 stands for "all but `window / 2` positions".
+                        let drop = if drop == 0 { rolling.len() - keep - window / 2 } else { drop };
+                        model.slide(&mut rolling, keep, drop).unwrap();
+                        model.slide(&mut full, keep, drop).unwrap();
+                    }
+                    Op::Clear => {
+                        rolling.clear();
+                        full.clear();
+                    }
+                }
+                assert_eq!(rolling.len(), full.len(), "op {i}");
+                let bits = |l: &[f32]| l.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&lr) == bits(&lf), "room {room}, op {i}: logits differ");
+            }
+            // A slide with another keep that reaches back into the sink tile: an error, never
+            // other logits.
+            let mut other = rolling.clone();
+            model.slide(&mut other, 0, 30).unwrap();
+            let drop = other.len() - 1 - window / 2;
+            let err = model.slide(&mut other, 1, drop).unwrap_err();
+            assert!(matches!(err, EngineError::WindowDropped { .. }), "{err}");
+            // Truncated past what the rolling slots hold: an error, never other logits.
+            let mut logits = vec![0f32; vocab];
+            rolling.clear();
+            model.prefill(&mut rolling, &tokens[..200], &mut vec![0f32; 200 * vocab]).unwrap();
+            rolling.truncate(200 - room - 2 * window - KEY_TILE);
+            let err = model.step(&mut [&mut rolling], &tokens[..1], &mut logits).unwrap_err();
+            assert!(matches!(err, EngineError::WindowDropped { .. }), "{err}");
+        }
+    }
+}
