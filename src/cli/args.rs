@@ -110,7 +110,8 @@ pub struct FileArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PieceArgs {
     /// Size the input is cut into independently coded chunks at (bytes, or with K or M; at most 16M).
-    /// Every piece of one input must use the same size. [default: 64K]
+    /// Every piece of one input must use the same size. [default: a file, also one on stdin, is cut
+    /// into up to 16 equal chunks of 32K to 64K; a pipe into 64K]
     #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
     pub chunk_size: Option<usize>,
 
@@ -325,7 +326,8 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub codec: CodecArgs,
 
-    /// Bytes per independently coded chunk, as `c --chunk-size`. [default: 64K]
+    /// Bytes per independently coded chunk, as `c --chunk-size`. [default: as `c`: up to 16 equal
+    /// chunks of 32K to 64K]
     #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
     pub chunk_size: Option<usize>,
 }

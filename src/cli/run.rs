@@ -171,7 +171,7 @@ pub fn execute_with(plan: &Plan, opts: CodecOptions, reporter: &mut Reporter) {
 }
 
 /// An opened input: the reader, the metadata of a file (for copying to the output), and the size
-/// when known (for the progress bar).
+/// when known (for the chunk layout and the progress bar; stdin redirected from a file has one too).
 struct OpenedInput {
     reader: Box<dyn Read>,
     metadata: Option<Metadata>,
@@ -180,7 +180,11 @@ struct OpenedInput {
 
 fn open(input: &Input) -> Result<OpenedInput, JobError> {
     match input {
-        Input::Stdin => Ok(OpenedInput { reader: Box::new(stdio::stdin()), metadata: None, size: None }),
+        Input::Stdin => {
+            // Measured before the first read, so nothing is buffered yet.
+            let size = stdio::stdin_file_size();
+            Ok(OpenedInput { reader: Box::new(stdio::stdin()), metadata: None, size })
+        }
         Input::Path(path) => {
             let file = File::open(path).map_err(JobError::Open)?;
             // Metadata from the open handle, not the name: it describes exactly what is being read.

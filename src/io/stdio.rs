@@ -77,6 +77,30 @@ fn closed_error(name: &str) -> io::Error {
     io::Error::other(format!("{name} is closed (bad file descriptor)"))
 }
 
+/// The bytes left on standard input when it is a regular file (`llmzip c < FILE`): the file's length
+/// less the offset already consumed, so that such an input is cut into chunks exactly as `llmzip c
+/// FILE` cuts it (the size of a file chooses its chunk layout, see [`super::fs::regular_file_size`]),
+/// and so that `llmzip bench`, which feeds every tool its input on stdin, measures the archives users
+/// get. `None` for a pipe, a terminal or a device (their length says nothing of what they will yield),
+/// for a closed stdin, and where the platform cannot tell.
+#[cfg(unix)]
+pub fn stdin_file_size() -> Option<u64> {
+    use std::io::Seek;
+    use std::os::fd::AsFd;
+    if CLOSED[0].load(Ordering::Relaxed) {
+        return None;
+    }
+    // A duplicate shares the offset, and asking for the position does not move it.
+    let mut file = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned().ok()?);
+    let size = super::fs::regular_file_size(&file.metadata().ok()?)?;
+    Some(size.saturating_sub(file.stream_position().ok()?))
+}
+
+#[cfg(not(unix))]
+pub fn stdin_file_size() -> Option<u64> {
+    None
+}
+
 /// Locked stdin (already buffered by the standard library) that fails on first read if stdin was closed.
 pub fn stdin() -> Stdin {
     Stdin { inner: io::stdin().lock(), closed: CLOSED[0].load(Ordering::Relaxed) }

@@ -4,6 +4,8 @@
 
 /// Bugs a hostile test of the decoder, the lister and the CLI found (issue 15).
 mod hostile;
+/// Bugs in what was measured: `bench` and `c < FILE` saw another chunk layout than `c FILE`.
+mod measure;
 /// Bugs of the layering review: model set-up per file, settings passed twice, statistics parsed from
 /// human text (issue 13).
 mod sessions;
