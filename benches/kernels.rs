@@ -5,7 +5,8 @@
 //! (elements are activations) of a 256-row prefill slice; and attention (criterion's
 //! "elements" are query-key pairs, 2 * head_dim multiply-adds each) for one SmolLM2 key/value head at
 //! position 1024: a lone query (decoding one sequence), a GQA group of 3 (lock-step decoding),
-//! 4 positions x 3 heads (a prefill tile) and 32 positions x 3 heads (a prefill run).
+//! 4 positions x 3 heads (a prefill tile) and 32 positions x 3 heads (a prefill run); and the same
+//! attention over int8 keys and values (`attention_q8`, engine version 2), to compare with it.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
@@ -119,5 +120,48 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels, quantization, attention);
+/// The int8 key/value attention ([`Kernels::attend_q8`]) on the shapes of [`attention`]: keys and
+/// values of random bytes, one scale per position.
+fn attention_q8(c: &mut Criterion) {
+    let (hd, npos) = (64usize, 1024usize);
+    let paths = Kernels::available();
+    let n = npos + 32;
+    let i8s = |len: usize, seed| -> Vec<i8> { bytes(len, seed).into_iter().map(|b| b as i8).collect() };
+    let scales =
+        |seed| -> Vec<f32> { bytes(n, seed).iter().map(|&b| (b as f32 + 1.0) / (64.0 * 127.0)).collect() };
+    let (keys, values) = (i8s(n.next_multiple_of(KEY_TILE) * hd, 6), i8s(n * hd, 7));
+    let (key_scales, value_scales) = (scales(10), scales(11));
+    let mut group = c.benchmark_group("attention_q8_hd64_pos1024");
+    for (name, positions, heads) in
+        [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3), ("run", 32, 3)]
+    {
+        let n = positions * heads;
+        let qs: Vec<f32> = bytes(n * hd, 8).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
+        let mut outs = vec![0f32; n * hd];
+        let pairs: usize = (0..positions).map(|t| heads * (npos + t)).sum();
+        group.throughput(Throughput::Elements(pairs as u64));
+        for &path in &paths {
+            let mut scratch = AttnScratch::default();
+            group.bench_function(BenchmarkId::new(name, path.path().name()), |b| {
+                b.iter(|| {
+                    let mut queries: Vec<Query> = outs
+                        .chunks_exact_mut(hd)
+                        .enumerate()
+                        .map(|(i, out)| Query {
+                            q: &qs[i * hd..(i + 1) * hd],
+                            start: 0,
+                            npos: npos + i / heads,
+                            out,
+                        })
+                        .collect();
+                    let (ks, vs) = (&key_scales, &value_scales);
+                    path.attend_q8(&mut queries, &keys, ks, &values, vs, 0.125, &mut scratch);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, quantization, attention, attention_q8);
 criterion_main!(benches);

@@ -123,6 +123,8 @@ pub struct Kernels {
     matmul_rows: MatmulRows,
     /// See [`Kernels::attend`] (never called with no queries).
     attend: Attend,
+    /// See [`Kernels::attend_q8`] (never called with no queries).
+    attend_q8: AttendQ8,
     /// See [`Kernels::swiglu`].
     swiglu: Swiglu,
     /// One row of [`QActs::quantize`]: [`quantize_row`]'s contract and bits.
@@ -137,6 +139,8 @@ pub struct Kernels {
 type MatmulRows = unsafe fn(&QMatrix, usize, usize, &QActs, &StridedOut, usize);
 /// `(queries, keys, values, scale, scratch)`: one task of attention.
 type Attend = unsafe fn(&mut [Query<'_>], &[f16], &[f16], f32, &mut AttnScratch);
+/// `(queries, keys, key_scales, values, value_scales, scale, scratch)`: one task of int8 attention.
+type AttendQ8 = unsafe fn(&mut [Query<'_>], &[i8], &[f32], &[i8], &[f32], f32, &mut AttnScratch);
 /// `(gate, up, out)`: SwiGLU element-wise.
 type Swiglu = unsafe fn(&[f32], &[f32], &mut [f32]);
 /// `(x, q, d, s)`: one activation row quantized ([`quantize_row`]).
@@ -230,6 +234,60 @@ impl Kernels {
         assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && values.len() >= maxn * hd);
         // SAFETY: the CPU runs this path (the type's invariant); bounds checked above.
         unsafe { (self.attend)(queries, keys, values, scale, scratch) }
+    }
+
+    /// Softmax attention over int8 keys and values (engine version 2), with the queries, windows and
+    /// lanes of [`Kernels::attend`]. Key `j` is `key_scales[j] * k_j` with `k_j` in key tiles of
+    /// int8 ([`key_q8_index`]; `keys` covers every tile that holds a position below the largest
+    /// `npos`, the bytes past it never used); value `j` is `value_scales[j] * values[j*hd..][..hd]`;
+    /// both scale slices hold at least the largest `npos` entries (none past it is read). For each
+    /// query, in this order:
+    /// ```text
+    /// (qi, sq) = quantize_vector(q)                             (hd int8 and their scale)
+    /// isum_j   = sum_d qi[d] * k_j[d]                           (exact i32; order free)
+    /// s_j      = ((sq * ks_j) * (isum_j as f32)) * scale        (three f32 multiplications, in order)
+    /// max      = max_j s_j                                      (exact)
+    /// e_j      = exp(s_j - max)                                 (crate::arch::math::exp)
+    /// sum      = tree8(lanes of sum_j e_j)                      (lane = j mod 8, j in order)
+    /// w_j      = e_j * vs_j                                     (one f32 multiplication)
+    /// total    = tree8(lanes of sum_j w_j)                      (lane = j mod 8, j in order)
+    /// k        = 32767 / total
+    /// wq_j     = clamp(round_to_i32(w_j * k), 0, 32767)         (all 0 if total is 0 or k not finite)
+    /// acc_d    = sum_j wq_j * v_j[d]                            (exact i32; order free)
+    /// out_d    = (acc_d as f32) * ((total / 32767) / sum)
+    /// ```
+    /// No fused multiply-add. `isum_j` is exact in i32 (at most `hd * 128 * 127`) and converts to f32
+    /// exactly for `hd` up to 1032. The weights are 15-bit integers of the value mass (`sum_j wq_j` is
+    /// about 32767 plus half a unit per position, so `acc_d` stays far inside i32 for any context), so
+    /// the weighted sums are exact integer products too, in any order: measured, they cost 0.03% of
+    /// the bits of f32 weighted sums. Positions before a query's `start` get `s_j = -inf` (`e_j = 0`)
+    /// and stay out of the weighted sums, and positions from its `npos` on are not seen, as in
+    /// [`Kernels::attend`], so a non-finite scale outside a query's view never reaches it. The
+    /// queries' int8 vectors are [`quantize_vector`] itself on every path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_q8(
+        &self,
+        queries: &mut [Query<'_>],
+        keys: &[i8],
+        key_scales: &[f32],
+        values: &[i8],
+        value_scales: &[f32],
+        scale: f32,
+        scratch: &mut AttnScratch,
+    ) {
+        let Some(first) = queries.first() else {
+            return;
+        };
+        let hd = first.q.len();
+        assert!(hd % LANES == 0 && hd > 0);
+        let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
+        for q in queries.iter() {
+            assert!(q.q.len() == hd && q.out.len() == hd && q.start < q.npos);
+        }
+        assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && key_scales.len() >= maxn);
+        assert!(values.len() >= maxn * hd && value_scales.len() >= maxn);
+        // SAFETY: the CPU runs this path (the type's invariant); bounds checked above.
+        unsafe { (self.attend_q8)(queries, keys, key_scales, values, value_scales, scale, scratch) }
     }
 
     /// `out[i] = crate::arch::math::exp(x[i] - shift)` for every `i` ([`VectorMath::exp_shifted`]).
@@ -492,14 +550,26 @@ fn u4_row_bytes(blocks: usize) -> usize {
     full * BLOCK / 2 + (blocks - full).div_ceil(2) * BLOCK
 }
 
-/// Quantizes one block of 32 floats to int8; returns `(scale, integer sum)`.
-///
-/// `amax = max|x|`; a block whose 127/amax is not finite (all zero, or so tiny that the reciprocal
-/// overflows) becomes all zero with scale 0. Otherwise `q = round_to_i32(x * (127/amax))` clamped to
-/// [-127, 127] (the clamp only catches rounding at the edge) and the scale is `amax/127`.
+/// Quantizes one block of 32 floats to int8; returns `(scale, integer sum)`: [`quantize_vector`]'s
+/// rule over the block, and the sum of the integers.
 #[inline]
 pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     debug_assert!(x.len() == BLOCK && q.len() == BLOCK);
+    let scale = quantize_vector(x, q);
+    (scale, q.iter().map(|&v| v as i32).sum())
+}
+
+/// Quantizes a vector of any length to int8 with one scale, returned: the engine's one quantization
+/// rule (activation blocks through [`quantize_block`], attention queries, and int8 keys and values
+/// per position and head).
+///
+/// `amax = max|x|` (NaN elements are skipped); a vector whose `127/amax` is not finite (all zero, or
+/// so tiny that the reciprocal overflows) becomes all zero with scale 0. Otherwise
+/// `q = round_to_i32(x * (127/amax))` ([`crate::arch::math::round_to_i32`]) clamped to [-127, 127]
+/// (the clamp only catches rounding at the edge) and the scale is `amax/127`.
+#[inline]
+pub fn quantize_vector(x: &[f32], q: &mut [i8]) -> f32 {
+    assert_eq!(x.len(), q.len());
     let mut amax = 0f32;
     for &v in x {
         let a = v.abs();
@@ -510,15 +580,12 @@ pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let id = 127.0 / amax;
     if amax == 0.0 || !id.is_finite() {
         q.fill(0);
-        return (0.0, 0);
+        return 0.0;
     }
-    let mut sum = 0i32;
     for (dst, &v) in q.iter_mut().zip(x) {
-        let r = crate::arch::math::round_to_i32(v * id).clamp(-127, 127);
-        *dst = r as i8;
-        sum += r;
+        *dst = crate::arch::math::round_to_i32(v * id).clamp(-127, 127) as i8;
     }
-    (amax / 127.0, sum)
+    amax / 127.0
 }
 
 /// Quantizes one activation row `x` (a multiple of [`BLOCK`] long) into `q` in the row layout of the
@@ -708,14 +775,44 @@ pub struct Query<'a> {
     pub out: &'a mut [f32],
 }
 
-/// Buffers of [`Kernels::attend`], reused between calls.
+/// Buffers of [`Kernels::attend`] and [`Kernels::attend_q8`], reused between calls.
 #[derive(Default, Debug)]
 pub struct AttnScratch {
-    /// `queries x padded npos` scores, then softmax numerators.
+    /// `queries x padded npos` scores, then softmax numerators (and for int8 values their products
+    /// with the value scales).
     pub(crate) scores: Vec<f32>,
     /// Per query: the sum of its softmax numerators.
     pub(crate) sums: Vec<f32>,
+    /// [`Kernels::attend_q8`]: the queries quantized, `hd` int8 each.
+    pub(crate) q8: Vec<i8>,
+    /// [`Kernels::attend_q8`] on the SIMD paths: the queries' scales.
+    pub(crate) q8_scales: Vec<f32>,
+    /// [`Kernels::attend_q8`]: each query's integer weights `wq_j`, zero outside its view.
+    pub(crate) wq: Vec<i16>,
 }
+
+/// The integer weights of one query's weighted sum ([`Kernels::attend_q8`]): `w[j]` for the positions
+/// `start..npos` it sees (`e_j * vs_j`, finite and at least +0), their total (lanes `j mod 8`, `j` in
+/// increasing order, reduced by [`tree8`]) and `wq[j]` for every `j < wq.len()` (zero outside the
+/// view); returns the factor `(total / 32767) / sum` that turns the integer sums into the output.
+pub fn weights_q8(w: &[f32], start: usize, npos: usize, sum: f32, wq: &mut [i16]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    for j in start..npos {
+        lanes[j % LANES] += w[j];
+    }
+    let total = tree8(lanes);
+    let k = Q8_WEIGHT / total;
+    wq.fill(0);
+    if total > 0.0 && k.is_finite() {
+        for j in start..npos {
+            wq[j] = crate::arch::math::round_to_i32(w[j] * k).clamp(0, Q8_WEIGHT as i32) as i16;
+        }
+    }
+    (total / Q8_WEIGHT) / sum
+}
+
+/// The integer weights' total mass in [`Kernels::attend_q8`]: the largest i16.
+pub const Q8_WEIGHT: f32 = 32767.0;
 
 /// Positions per key tile: keys are stored transposed in tiles of this many positions (see
 /// [`key_index`]), so that one SIMD load holds one dimension of 16 (or 8) consecutive keys and the
@@ -728,6 +825,25 @@ pub const KEY_TILE: usize = 16;
 #[inline(always)]
 pub fn key_index(hd: usize, j: usize, d: usize) -> usize {
     (j / KEY_TILE) * KEY_TILE * hd + d * KEY_TILE + j % KEY_TILE
+}
+
+/// Dimensions per key group of int8 keys ([`key_q8_index`]): one 32-bit lane holds one position's 4.
+pub const KEY_GROUP: usize = 4;
+
+/// Index of dimension `d` of int8 key `j` in one head's keys (`hd` dimensions, a multiple of
+/// [`KEY_GROUP`]): tiles of [`KEY_TILE`] positions (`16 * hd` bytes), inside a tile the dimensions in
+/// groups of 4 (`64` bytes each), and inside a group position-major, the 4 bytes of one position
+/// adjacent. So 32 bytes hold 4 dimensions of 8 consecutive positions, one 32-bit lane per position:
+/// a byte-wise product with a query's 4 dimensions broadcast to every lane, summed pairwise twice
+/// (`maddubs`, `madd`), leaves a partial dot product of one position in each lane, and the groups add
+/// up vertically. Key scales are `key_scales[j]`; values stay position-major (`j * hd + d`) with
+/// `value_scales[j]`.
+#[inline(always)]
+pub fn key_q8_index(hd: usize, j: usize, d: usize) -> usize {
+    (j / KEY_TILE) * KEY_TILE * hd
+        + (d / KEY_GROUP) * (KEY_TILE * KEY_GROUP)
+        + (j % KEY_TILE) * KEY_GROUP
+        + d % KEY_GROUP
 }
 
 #[cfg(test)]
@@ -835,6 +951,37 @@ mod tests {
         assert_eq!((q[0], q[1]), (-127, 64));
         assert_eq!(sum, -63);
         assert_eq!(d, 2.0 / 127.0);
+    }
+
+    #[test]
+    fn quantize_vector_is_quantize_block_over_any_length() {
+        let mut rng = SplitMix64::new(23);
+        // 32-long inputs: the same integers and scale as quantize_block, whose sum is theirs.
+        let mut inputs: Vec<Vec<f32>> =
+            (0..50).map(|_| (0..BLOCK).map(|_| rng.next_f32() * 5.0).collect()).collect();
+        inputs.push(vec![0.0; BLOCK]);
+        inputs.push((0..BLOCK).map(|e| if e == 3 { f32::from_bits(1) } else { 0.0 }).collect());
+        inputs.push((0..BLOCK).map(|e| if e == 9 { f32::NAN } else { e as f32 - 7.5 }).collect());
+        inputs.push((0..BLOCK).map(|e| if e == 1 { f32::INFINITY } else { e as f32 }).collect());
+        inputs.push(
+            (0..BLOCK).map(|e| if e == 0 { -254.0 } else { e as f32 * (-1f32).powi(e as i32) }).collect(),
+        );
+        for x in &inputs {
+            let (mut qb, mut qv) = ([0i8; BLOCK], [0i8; BLOCK]);
+            let (d, sum) = quantize_block(x, &mut qb);
+            let scale = quantize_vector(x, &mut qv);
+            assert_eq!((qv, scale.to_bits()), (qb, d.to_bits()), "{x:?}");
+            assert_eq!(sum, qv.iter().map(|&v| v as i32).sum::<i32>());
+        }
+        // Other lengths: the largest magnitude becomes +-127 and the scale is amax / 127.
+        for len in [1, 7, 64, 256] {
+            let mut x: Vec<f32> = (0..len).map(|_| rng.next_f32()).collect();
+            x[len / 2] = -3.0;
+            let mut q = vec![0i8; len];
+            assert_eq!(quantize_vector(&x, &mut q), 3.0 / 127.0);
+            assert_eq!(q[len / 2], -127);
+            assert!(q.iter().all(|&v| v != i8::MIN));
+        }
     }
 
     /// The SIMD paths this CPU runs, each compared with the scalar path below.
@@ -1030,6 +1177,247 @@ mod tests {
                     } else {
                         assert!(!got[3].is_finite(), "{path:?} query {i} of {npos:?} missed position {last}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn key_q8_index_is_a_bijection_with_4_dims_of_a_position_adjacent() {
+        for hd in [4, 8, 64, 256] {
+            let tiles = 3;
+            let mut seen: Vec<usize> = Vec::new();
+            for j in 0..tiles * KEY_TILE {
+                for d in 0..hd {
+                    let at = key_q8_index(hd, j, d);
+                    seen.push(at);
+                    // One position's group of 4 dimensions: 4 adjacent bytes, 4-aligned.
+                    assert_eq!(at, key_q8_index(hd, j, d / KEY_GROUP * KEY_GROUP) + d % KEY_GROUP);
+                    assert_eq!(at % KEY_GROUP, d % KEY_GROUP);
+                    // The next position of the tile: the next 4 bytes (8 positions in 32 bytes).
+                    if (j + 1) % KEY_TILE != 0 {
+                        assert_eq!(key_q8_index(hd, j + 1, d), at + KEY_GROUP);
+                    }
+                    // A tile holds its 16 positions' bytes only.
+                    assert_eq!(at / (KEY_TILE * hd), j / KEY_TILE);
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (0..tiles * KEY_TILE * hd).collect::<Vec<_>>(), "hd={hd}");
+        }
+    }
+
+    /// One query per `hd` of `qs` (`hd` = the length of each output), query `i` seeing positions
+    /// `start[i]..npos[i]` shifted down by `base`.
+    fn queries_of<'a>(
+        qs: &'a [f32],
+        start: &[usize],
+        npos: &[usize],
+        base: usize,
+        outs: &'a mut [f32],
+    ) -> Vec<Query<'a>> {
+        let hd = qs.len() / npos.len();
+        outs.chunks_exact_mut(hd)
+            .enumerate()
+            .map(|(i, out)| Query {
+                q: &qs[i * hd..(i + 1) * hd],
+                start: start[i] - base,
+                npos: npos[i] - base,
+                out,
+            })
+            .collect()
+    }
+
+    /// Int8 keys and values of `n` positions of `hd` dimensions from f32 rows (`[j][d]`), quantized per
+    /// position with [`quantize_vector`]: (keys in key tiles, key scales, values, value scales).
+    fn quantize_kv(hd: usize, n: usize, k: &[f32], v: &[f32]) -> (Vec<i8>, Vec<f32>, Vec<i8>, Vec<f32>) {
+        let tiles = n.div_ceil(KEY_TILE) * KEY_TILE;
+        let (mut keys, mut ks) = (vec![0i8; tiles * hd], vec![0f32; n]);
+        let (mut values, mut vs) = (vec![0i8; n * hd], vec![0f32; n]);
+        let mut row = vec![0i8; hd];
+        for j in 0..n {
+            ks[j] = quantize_vector(&k[j * hd..(j + 1) * hd], &mut row);
+            for d in 0..hd {
+                keys[key_q8_index(hd, j, d)] = row[d];
+            }
+            vs[j] = quantize_vector(&v[j * hd..(j + 1) * hd], &mut values[j * hd..(j + 1) * hd]);
+        }
+        (keys, ks, values, vs)
+    }
+
+    #[test]
+    fn attention_q8_approximates_f16_attention_on_the_dequantized_data() {
+        let mut rng = SplitMix64::new(31);
+        for (hd, npos, start) in [(64, vec![50, 49, 13], vec![0, 20, 0]), (256, vec![37, 37], vec![0, 5])] {
+            let n = *npos.iter().max().unwrap();
+            let kf: Vec<f32> = (0..n * hd).map(|_| rng.next_f32() * 2.0).collect();
+            let vf: Vec<f32> = (0..n * hd).map(|_| rng.next_f32() * 2.0).collect();
+            let (keys, ks, values, vs) = quantize_kv(hd, n, &kf, &vf);
+            // The same keys and values as f16: each the f16 nearest to its dequantized value.
+            let tiles = n.div_ceil(KEY_TILE) * KEY_TILE;
+            let mut keys16 = vec![f16::ZERO; tiles * hd];
+            let mut values16 = vec![f16::ZERO; n * hd];
+            for j in 0..n {
+                for d in 0..hd {
+                    keys16[key_index(hd, j, d)] = f16::from_f32(ks[j] * keys[key_q8_index(hd, j, d)] as f32);
+                    values16[j * hd + d] = f16::from_f32(vs[j] * values[j * hd + d] as f32);
+                }
+            }
+            let qs: Vec<f32> = (0..npos.len() * hd).map(|_| rng.next_f32() * 2.0).collect();
+            let scale = 1.0 / (hd as f32).sqrt();
+            let (mut a, mut b) = (vec![0f32; qs.len()], vec![0f32; qs.len()]);
+            let mk = |outs| queries_of(&qs, &start, &npos, 0, outs);
+            let mut scratch = AttnScratch::default();
+            scalar().attend(&mut mk(&mut a), &keys16, &values16, scale, &mut scratch);
+            scalar().attend_q8(&mut mk(&mut b), &keys, &ks, &values, &vs, scale, &mut scratch);
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let size = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
+            eprintln!("hd={hd}: largest difference {worst} on outputs up to {size}");
+            assert!(worst <= 0.01 * size, "hd={hd}: {worst} vs {size}");
+        }
+    }
+
+    #[test]
+    fn simd_attention_q8_is_bitwise_scalar() {
+        let mut rng = SplitMix64::new(37);
+        // 1 to 7 queries: lone ones, GQA groups, prefill tiles (positions x 3 heads) whose last
+        // positions differ, global and windowed (windows starting inside tiles and at tile boundaries),
+        // position counts that are not multiples of 8 or 16.
+        let prefill = |p: usize, nq: usize| (0..nq).map(|i| p + i / 3).collect::<Vec<_>>();
+        let zeros = |n: usize| vec![0; n];
+        let cases: Vec<(usize, Vec<usize>, Vec<usize>)> = vec![
+            (64, vec![1], zeros(1)),
+            (64, vec![37], zeros(1)),
+            (256, vec![5, 9], zeros(2)),
+            (64, vec![1, 8, 9], zeros(3)),
+            (64, vec![16, 17, 5, 33], zeros(4)),
+            (256, vec![1, 8, 9, 30, 36], zeros(5)),
+            (64, vec![1, 8, 9, 30, 36, 37], zeros(6)),
+            (64, vec![37, 36, 30, 17, 16, 1, 23], zeros(7)),
+            (64, prefill(34, 6), zeros(6)),
+            (256, prefill(1, 7), zeros(7)),
+            (64, vec![300], zeros(1)),
+            (64, prefill(40, 7), prefill(40, 7).iter().map(|n| n - 20).collect()),
+            (256, prefill(50, 6), prefill(50, 6).iter().map(|n| n - 7).collect()),
+            (64, vec![70], vec![33]),
+            (256, vec![45, 45, 45, 45], vec![3, 3, 3, 3]),
+            (64, vec![30, 31, 31], vec![29, 0, 17]),
+            (256, vec![10, 40], vec![0, 35]),
+            (64, vec![9, 9, 25], vec![8, 1, 24]),
+            (64, vec![40, 41, 42, 43, 44], vec![16, 16, 16, 32, 32]),
+            (256, vec![100, 101, 102], vec![32, 48, 16]),
+            (64, vec![83, 83, 83, 84, 84, 84, 85], vec![64, 64, 64, 64, 64, 64, 64]),
+        ];
+        for (case, (hd, npos, start)) in cases.into_iter().enumerate() {
+            let maxn = *npos.iter().max().unwrap();
+            let tiles = maxn.div_ceil(KEY_TILE) * KEY_TILE;
+            // Any int8 keys (-128 included), past maxn too (never used); some positions all 127, all
+            // -127 or all -128, the products' extremes that a query of all 127 meets (pairs of
+            // 127 * 127 or 128 * 127 in i16).
+            let mut keys: Vec<i8> = (0..tiles * hd).map(|_| rng.next_u32() as u8 as i8).collect();
+            for (j, k) in [(0, 127i8), (3, -127), (maxn - 1, 127), (maxn / 2, -128), (maxn / 3, -127)] {
+                for d in 0..hd {
+                    keys[key_q8_index(hd, j, d)] = k;
+                }
+            }
+            let values: Vec<i8> = (0..maxn * hd).map(|_| rng.next_u32() as u8 as i8).collect();
+            // Key scales of several sizes; value scales ordinary, large, tiny and subnormal, and zero.
+            let ks: Vec<f32> = (0..maxn).map(|_| (rng.next_f32() + 1.0) * 0.02).collect();
+            let vs: Vec<f32> = (0..maxn)
+                .map(|j| match j % 7 {
+                    2 => 3e25 * (rng.next_f32() + 1.5),
+                    4 => 1e-30 * (rng.next_f32() + 1.5),
+                    5 => f32::from_bits(1 + rng.next_u32() % 1000),
+                    6 if j > 10 => 0.0,
+                    _ => (rng.next_f32() + 1.5) * 0.01,
+                })
+                .collect();
+            let nq = npos.len();
+            let mut qs: Vec<f32> = (0..nq * hd).map(|_| rng.next_f32() * 3.0).collect();
+            // A query of all zeros, and one whose int8 values are all 127.
+            if nq > 1 {
+                qs[hd..2 * hd].fill(0.0);
+            }
+            if nq > 2 || case % 2 == 0 {
+                qs[..hd].fill(0.5);
+            }
+            let run = |k: &Kernels, keys: &[i8], ks: &[f32], values: &[i8], vs: &[f32], base: usize| {
+                let mut outs = vec![f32::NAN; nq * hd];
+                let mut queries = queries_of(&qs, &start, &npos, base, &mut outs);
+                let mut scratch = AttnScratch::default();
+                // Scales exactly maxn long: nothing past them is read.
+                let (ks, vs) = (&ks[base..maxn], &vs[base..maxn]);
+                k.attend_q8(
+                    &mut queries,
+                    &keys[base * hd..],
+                    ks,
+                    &values[base * hd..],
+                    vs,
+                    0.125,
+                    &mut scratch,
+                );
+                drop(queries);
+                outs
+            };
+            let a = run(scalar(), &keys, &ks, &values, &vs, 0);
+            assert!(a.iter().all(|x| x.is_finite()), "case {case}");
+            for path in simd_paths() {
+                let b = run(path, &keys, &ks, &values, &vs, 0);
+                assert_eq!(bits(&a), bits(&b), "{path:?} case {case}: hd={hd} npos={npos:?} start={start:?}");
+            }
+            // A query that sees one position: that value times its scale (its integer weight is the
+            // whole mass, 32767, so within a few ulps; a subnormal mass whose 32767 / total overflows
+            // gives weight 0, and a zero output).
+            for (i, (&s, &n)) in start.iter().zip(&npos).enumerate() {
+                if n - s == 1 {
+                    let v: Vec<f32> =
+                        values[s * hd..(s + 1) * hd].iter().map(|&v| vs[s] * v as f32).collect();
+                    let got = &a[i * hd..(i + 1) * hd];
+                    let overflow = !(Q8_WEIGHT / vs[s]).is_finite();
+                    for (&g, &e) in got.iter().zip(&v) {
+                        let expected = if overflow { 0.0 } else { e };
+                        assert!(
+                            (g - expected).abs() <= 1e-6 * expected.abs(),
+                            "case {case}: query {i} sees only {s}: {g} against {expected}"
+                        );
+                    }
+                }
+            }
+            // Non-finite scales just before a window: the queries whose window starts after them keep
+            // their exact results on every path; those that see the position do not.
+            let first = *start.iter().max().unwrap();
+            if first > 0 {
+                let (mut ks_inf, mut vs_inf) = (ks.clone(), vs.clone());
+                ks_inf[first - 1] = f32::INFINITY;
+                vs_inf[first - 1] = f32::NAN;
+                for path in Kernels::available() {
+                    let outs = run(path, &keys, &ks_inf, &values, &vs_inf, 0);
+                    for (i, (&s, &n)) in start.iter().zip(&npos).enumerate() {
+                        let (got, want) = (&outs[i * hd..(i + 1) * hd], &a[i * hd..(i + 1) * hd]);
+                        if s >= first || n < first {
+                            assert_eq!(
+                                bits(got),
+                                bits(want),
+                                "{path:?} case {case}: query {i} saw {}",
+                                first - 1
+                            );
+                        } else {
+                            assert!(
+                                got.iter().all(|x| x.is_nan()),
+                                "{path:?} case {case}: query {i} missed {}",
+                                first - 1
+                            );
+                        }
+                    }
+                }
+            }
+            // Keys from a later tile on, positions shifted: the same results.
+            let min_start = *start.iter().min().unwrap();
+            if min_start >= KEY_TILE {
+                let base = min_start / KEY_TILE * KEY_TILE;
+                for path in Kernels::available() {
+                    let outs = run(path, &keys, &ks, &values, &vs, base);
+                    assert_eq!(bits(&outs), bits(&a), "{path:?} case {case}: keys from position {base} on");
                 }
             }
         }

@@ -6,7 +6,8 @@ use half::f16;
 
 use super::{
     AttnScratch, BLOCK, GROUP, KernelPath, Kernels, LANES, QActs, QMatrix, Query, StridedOut, WeightKind,
-    block_layout_only, i8_offset, key_index, quantize_row, row_layout_only, scales, tree8, u4_offset,
+    block_layout_only, i8_offset, key_index, key_q8_index, quantize_row, quantize_vector, row_layout_only,
+    scales, tree8, u4_offset, weights_q8,
 };
 use crate::arch::{VectorMath, math};
 
@@ -16,6 +17,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     math: VectorMath::SCALAR,
     matmul_rows,
     attend,
+    attend_q8,
     swiglu,
     quantize_row,
     prepare_weights: block_layout_only,
@@ -159,6 +161,61 @@ pub fn attend(
         }
         for o in out.iter_mut() {
             *o /= sum;
+        }
+    }
+}
+
+/// See [`Kernels::attend_q8`]: each query on its own, in the documented order.
+pub fn attend_q8(
+    queries: &mut [Query<'_>],
+    keys: &[i8],
+    key_scales: &[f32],
+    values: &[i8],
+    value_scales: &[f32],
+    scale: f32,
+    scratch: &mut AttnScratch,
+) {
+    let (scores, qi, wq) = (&mut scratch.scores, &mut scratch.q8, &mut scratch.wq);
+    for query in queries.iter_mut() {
+        let (q, hd) = (query.q, query.q.len());
+        qi.resize(hd, 0);
+        let sq = quantize_vector(q, qi);
+        scores.clear();
+        // Positions before the window: weight exactly 0 (`exp(-inf) = 0`), as on the SIMD paths.
+        scores.resize(query.start, f32::NEG_INFINITY);
+        for j in query.start..query.npos {
+            let mut isum = 0i32;
+            for (d, &qd) in qi.iter().enumerate() {
+                isum += qd as i32 * keys[key_q8_index(hd, j, d)] as i32;
+            }
+            scores.push(((sq * key_scales[j]) * isum as f32) * scale);
+        }
+        let mut max = f32::NEG_INFINITY;
+        for &s in scores.iter() {
+            if s > max {
+                max = s;
+            }
+        }
+        let mut lanes = [0f32; LANES];
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s = math::exp(*s - max);
+            lanes[j % LANES] += *s;
+        }
+        let sum = tree8(lanes);
+        for j in query.start..query.npos {
+            scores[j] *= value_scales[j];
+        }
+        wq.resize(query.npos, 0);
+        let factor = weights_q8(scores, query.start, query.npos, sum, wq);
+        let mut acc = vec![0i32; hd];
+        for j in query.start..query.npos {
+            let v = &values[j * hd..(j + 1) * hd];
+            for (a, &x) in acc.iter_mut().zip(v) {
+                *a += wq[j] as i32 * x as i32;
+            }
+        }
+        for (o, &a) in query.out.iter_mut().zip(&acc) {
+            *o = a as f32 * factor;
         }
     }
 }

@@ -307,7 +307,7 @@ unsafe fn wsum_queries<V: Lanes, const G: usize, const NC: usize>(
 /// # Safety
 /// `V`'s instruction set; `row` holds `n.div_ceil(WIDTH) * WIDTH` floats, `n > 0`.
 #[inline(always)]
-unsafe fn softmax_row<V: Lanes>(row: *mut f32, n: usize) -> f32 {
+pub(super) unsafe fn softmax_row<V: Lanes>(row: *mut f32, n: usize) -> f32 {
     let w = V::WIDTH;
     // SAFETY: the caller's bounds; every access is one of the row's registers.
     unsafe {

@@ -1,11 +1,13 @@
 //! The x86-64 kernels: one file per instruction set (AVX2, AVX-512, AMX), what the first two share in
 //! `common.rs` (the product driver) and `attend.rs` (the attention driver, over a register of lanes
-//! each of them implements), and here the tables that make them paths. A path's table may take a function from a
+//! each of them implements), the int8 key/value attention in `attend_q8.rs` (AVX2 code that every path
+//! runs), and here the tables that make them paths. A path's table may take a function from a
 //! narrower instruction set where the wider one gains nothing (SwiGLU and activation quantization are
 //! AVX2 code on every path), so the ISA files never import each other.
 
 pub mod amx;
 mod attend;
+mod attend_q8;
 pub mod avx2;
 pub mod avx512;
 mod common;
@@ -22,6 +24,7 @@ pub(super) static AVX2: Kernels = Kernels {
     math: &vector::AVX2,
     matmul_rows: avx2::matmul_rows,
     attend: avx2::attend,
+    attend_q8: attend_q8::attend_q8,
     swiglu: avx2::swiglu,
     quantize_row: avx2::quantize_row,
     prepare_weights: block_layout_only,
@@ -33,6 +36,8 @@ pub(super) static AVX512: Kernels = Kernels {
     math: &vector::AVX512,
     matmul_rows: avx512::matmul_rows,
     attend: attend_avx512,
+    // The AVX2 kernel: integer sums and per-lane IEEE operations give the same bits at any width.
+    attend_q8: attend_q8::attend_q8,
     swiglu: avx2::swiglu,
     quantize_row: avx2::quantize_row,
     prepare_weights: block_layout_only,
@@ -44,6 +49,8 @@ pub(super) static AMX: Kernels = Kernels {
     math: &vector::AMX,
     matmul_rows: matmul_amx,
     attend: attend_avx512,
+    // The AVX2 kernel: integer sums and per-lane IEEE operations give the same bits at any width.
+    attend_q8: attend_q8::attend_q8,
     swiglu: avx2::swiglu,
     quantize_row: avx2::quantize_row,
     prepare_weights: amx_weights,
