@@ -5,12 +5,13 @@
 //! `LLMZIP_BENCH_MODEL=/path/to/model.gguf` for real numbers (SmolLM2-135M: context 2048, decoding
 //! measured around position 1024, the average of a full window). `LLMZIP_BENCH_THREADS` sets the
 //! engine's threads (default 2); `LLMZIP_BENCH_KERNEL=amx` (a path name) measures one path only, which
-//! also skips the slow scalar set-up when profiling.
+//! also skips the slow scalar set-up when profiling. Every case runs in each engine version (`/e1`,
+//! `/e2`: f16 or int8 keys and values).
 
 use candle_core::quantized::gguf_file::Content;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use llmzip::engine::synthetic::write_synthetic_llama;
-use llmzip::engine::{EngineOptions, KernelPath, Model};
+use llmzip::engine::{EngineOptions, EngineVersion, KernelPath, Model};
 
 struct Setup {
     _dir: Option<tempfile::TempDir>,
@@ -61,38 +62,46 @@ fn engine(c: &mut Criterion) {
         let tokens: Vec<u32> = (0..s.prefill_len as u32).map(|i| (i * 7919 + 13) % vocab).collect();
         let mut logits = vec![0f32; 256 * model.vocab_size()];
 
-        group.throughput(Throughput::Elements(tokens.len() as u64));
-        group.bench_function(BenchmarkId::new(format!("prefill/{}", path.name()), tokens.len()), |b| {
-            let mut cache = model.new_cache(tokens.len());
-            b.iter(|| {
-                cache.clear();
-                for slice in tokens.chunks(256) {
-                    let out = &mut logits[..slice.len() * model.vocab_size()];
-                    model.prefill(&mut cache, slice, out).expect("prefill");
-                }
-            })
-        });
+        for version in EngineVersion::ALL {
+            group.throughput(Throughput::Elements(tokens.len() as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("prefill/{}/e{}", path.name(), version.number()), tokens.len()),
+                |b| {
+                    let mut cache = model.new_cache(tokens.len(), version);
+                    b.iter(|| {
+                        cache.clear();
+                        for slice in tokens.chunks(256) {
+                            let out = &mut logits[..slice.len() * model.vocab_size()];
+                            model.prefill(&mut cache, slice, out).expect("prefill");
+                        }
+                    })
+                },
+            );
 
-        let mut base = model.new_cache(s.decode_at + 64);
-        for slice in tokens[..s.decode_at].chunks(256) {
-            let out = &mut logits[..slice.len() * model.vocab_size()];
-            model.prefill(&mut base, slice, out).expect("prefill");
-        }
-        for batch in [1usize, 4, 16] {
-            let mut step_logits = vec![0f32; batch * model.vocab_size()];
-            let mut caches: Vec<_> = (0..batch).map(|_| base.clone()).collect();
-            let step_tokens: Vec<u32> = (0..batch as u32).map(|i| (i * 31 + 7) % vocab).collect();
-            group.throughput(Throughput::Elements(batch as u64));
-            group.bench_function(BenchmarkId::new(format!("step/{}", path.name()), batch), |b| {
-                b.iter(|| {
-                    // Stay around the same position: drop the step taken in the previous iteration.
-                    for c in caches.iter_mut() {
-                        c.truncate(s.decode_at);
-                    }
-                    let mut refs: Vec<&mut _> = caches.iter_mut().collect();
-                    model.step(&mut refs, &step_tokens, &mut step_logits).expect("step");
-                })
-            });
+            let mut base = model.new_cache(s.decode_at + 64, version);
+            for slice in tokens[..s.decode_at].chunks(256) {
+                let out = &mut logits[..slice.len() * model.vocab_size()];
+                model.prefill(&mut base, slice, out).expect("prefill");
+            }
+            for batch in [1usize, 4, 16] {
+                let mut step_logits = vec![0f32; batch * model.vocab_size()];
+                let mut caches: Vec<_> = (0..batch).map(|_| base.clone()).collect();
+                let step_tokens: Vec<u32> = (0..batch as u32).map(|i| (i * 31 + 7) % vocab).collect();
+                group.throughput(Throughput::Elements(batch as u64));
+                group.bench_function(
+                    BenchmarkId::new(format!("step/{}/e{}", path.name(), version.number()), batch),
+                    |b| {
+                        b.iter(|| {
+                            // Stay around the same position: drop the step taken in the previous iteration.
+                            for c in caches.iter_mut() {
+                                c.truncate(s.decode_at);
+                            }
+                            let mut refs: Vec<&mut _> = caches.iter_mut().collect();
+                            model.step(&mut refs, &step_tokens, &mut step_logits).expect("step");
+                        })
+                    },
+                );
+            }
         }
     }
     group.finish();

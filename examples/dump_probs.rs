@@ -34,7 +34,7 @@ fn main() {
     let mut plan = MixPlan::new();
     for (c, span) in chunk_spans(data, 64 * 1024).unwrap().into_iter().enumerate() {
         let tokens = session.tokenizer.encode(&data[span.start as usize..span.end as usize]).unwrap();
-        let mut cache = session.engine.new_cache(2048);
+        let mut cache = session.engine.new_cache(2048, llmzip::engine::EngineVersion::V1);
         mixer.reset();
         for w in Schedule::new(tokens.len(), 2048, 256).unwrap() {
             cache.clear();

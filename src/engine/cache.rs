@@ -38,12 +38,15 @@
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
-use super::kernels::{KEY_TILE, key_index};
+use super::kernels::{KEY_TILE, key_index, key_q8_index, quantize_vector};
 
 /// Positions one engine call may add to a cache with a rolling slot (see the module docs): the room a
 /// rolling slot keeps beyond its window. The encoder's prefill slices (at most 128 rows) and the
 /// decoder's steps (a token and its draft) fit; the runtime cuts longer runs into calls of this size.
 pub const WINDOW_ROOM: usize = 128;
+
+/// The largest head size an int8 cache quantizes on the stack (Gemma 3's is 256).
+const MAX_HEAD_DIM: usize = 512;
 
 /// What one layer keeps per position: `kv_heads` key and value heads of `head_dim` dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,30 @@ impl KvLayout {
     }
 }
 
+/// How a cache stores keys and values: each engine version's own
+/// ([`crate::engine::EngineVersion::kv_format`]). The layout of positions (slots, key tiles, rolling) is
+/// the same for both; only the numbers differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvFormat {
+    /// Engine version 1: IEEE half floats, keys in [`key_index`] order.
+    F16,
+    /// Engine version 2: int8 by [`quantize_vector`]'s rule, one f32 scale per position and head for
+    /// the keys and one for the values; keys in [`key_q8_index`] order (4 dimensions of a position
+    /// adjacent, for the integer score products). The rounding happens once, when a position is
+    /// written; a slide's re-rotation dequantizes a moved key, turns it and quantizes it again.
+    Q8,
+}
+
+/// The numbers of every layer, in the cache's format. One buffer each for all layers: one large zeroed
+/// allocation, whose pages cost memory only once written.
+#[derive(Clone, Debug)]
+enum Store {
+    /// f16 bit patterns (u16 so that the zeroed allocation is lazy).
+    F16 { k: Vec<u16>, v: Vec<u16> },
+    /// int8 keys and values, and their scales per position and head (`scale_at`).
+    Q8 { k: Vec<i8>, v: Vec<i8>, ks: Vec<f32>, vs: Vec<f32> },
+}
+
 /// Where one layer's keys and values sit in the cache's buffers.
 #[derive(Clone, Debug)]
 struct LayerSlot {
@@ -70,6 +97,9 @@ struct LayerSlot {
     stride: usize,
     /// Offset of the layer's first head in `k` and `v`; head `h` starts `h * stride * head_dim` later.
     at: usize,
+    /// Offset of the layer's first head in the scale buffers of [`KvFormat::Q8`]; head `h` starts
+    /// `h * stride` later, one scale per place.
+    sat: usize,
     /// Whether the slot keeps only the positions its window can still read (see the module docs).
     rolling: bool,
     /// First position held past the sink tile: 0 while the slot holds `0..len` in order (always, for a
@@ -96,6 +126,25 @@ impl LayerSlot {
     fn tile_start(&self, pos: usize) -> usize {
         self.layout.window.map_or(0, |w| (pos + 1).saturating_sub(w) / KEY_TILE * KEY_TILE)
     }
+
+    /// Where head `h`'s keys (and values) start in `k` and `v`, and its scales in the scale buffers.
+    fn head_at(&self, h: usize) -> (usize, usize) {
+        (self.at + h * self.stride * self.layout.head_dim, self.sat + h * self.stride)
+    }
+
+    /// The slot after `slide(keep, drop)` of a cache of `len` positions, if it rolls: which positions
+    /// it then holds (the same rule for both formats).
+    fn after_rolling_slide(&self, keep: usize, drop: usize, len: usize) -> LayerSlot {
+        let new_len = len - drop;
+        let mut new = self.clone();
+        new.first = self.tile_start(new_len);
+        if new.first < KEY_TILE {
+            new.first = 0;
+        } else {
+            new.sink_valid = if self.first == 0 { KEY_TILE } else { self.sink_valid }.min(keep);
+        }
+        new
+    }
 }
 
 /// Buffers of [`KvCache::slide_layer`], kept across layers so that a slide allocates once.
@@ -120,27 +169,24 @@ pub struct KvCache {
     len: usize,
     /// Positions one call may add, when a slot rolls.
     max_run: Option<usize>,
-    /// Every layer's keys, as f16 bit patterns (u16 so that the zeroed allocation is lazy). One buffer
-    /// for all layers: one large zeroed allocation, whose pages cost memory only once written.
-    k: Vec<u16>,
-    /// Every layer's values, as f16 bit patterns.
-    v: Vec<u16>,
+    /// Every layer's keys and values.
+    store: Store,
 }
 
 impl KvCache {
     /// An empty cache, one slot per layout; windowed layers roll when that saves memory. The memory is
     /// requested zeroed (`vec![0u16; n]` becomes a zeroed allocation), so pages not yet written cost no
     /// resident memory.
-    pub(crate) fn new(layouts: &[KvLayout], capacity: usize) -> Self {
-        Self::with_room(layouts, capacity, WINDOW_ROOM)
+    pub(crate) fn new(layouts: &[KvLayout], capacity: usize, format: KvFormat) -> Self {
+        Self::with_room(layouts, capacity, WINDOW_ROOM, format)
     }
 
     /// [`KvCache::new`] with `room` instead of [`WINDOW_ROOM`] positions per call: small rooms make
     /// short tests roll often. `usize::MAX` gives a cache that never rolls.
-    pub(crate) fn with_room(layouts: &[KvLayout], capacity: usize, room: usize) -> Self {
+    pub(crate) fn with_room(layouts: &[KvLayout], capacity: usize, room: usize, format: KvFormat) -> Self {
         let full = capacity.next_multiple_of(KEY_TILE);
         let mut slots = Vec::with_capacity(layouts.len());
-        let mut at = 0;
+        let (mut at, mut sat) = (0, 0);
         let mut rolls = false;
         for &layout in layouts {
             // A window start rounds down by at most KEY_TILE - 1 positions, so a call of `room` rows
@@ -156,20 +202,28 @@ impl KvCache {
                 layout,
                 stride,
                 at,
+                sat,
                 rolling: rolling_stride.is_some(),
                 first: 0,
                 sink_valid: 0,
             });
             at += layout.kv_heads * stride * layout.head_dim;
+            sat += layout.kv_heads * stride;
         }
-        KvCache {
-            layouts: layouts.to_vec(),
-            slots,
-            capacity,
-            max_run: rolls.then_some(room),
-            len: 0,
-            k: vec![0u16; at],
-            v: vec![0u16; at],
+        let store = match format {
+            KvFormat::F16 => Store::F16 { k: vec![0u16; at], v: vec![0u16; at] },
+            KvFormat::Q8 => {
+                Store::Q8 { k: vec![0i8; at], v: vec![0i8; at], ks: vec![0f32; sat], vs: vec![0f32; sat] }
+            }
+        };
+        KvCache { layouts: layouts.to_vec(), slots, capacity, max_run: rolls.then_some(room), len: 0, store }
+    }
+
+    /// How this cache stores keys and values.
+    pub fn format(&self) -> KvFormat {
+        match self.store {
+            Store::F16 { .. } => KvFormat::F16,
+            Store::Q8 { .. } => KvFormat::Q8,
         }
     }
 
@@ -180,7 +234,10 @@ impl KvCache {
 
     /// Bytes of keys and values allotted (touched or not).
     pub fn bytes(&self) -> usize {
-        2 * (self.k.len() + self.v.len())
+        match &self.store {
+            Store::F16 { k, v } => 2 * (k.len() + v.len()),
+            Store::Q8 { k, v, ks, vs } => k.len() + v.len() + 4 * (ks.len() + vs.len()),
+        }
     }
 
     /// Positions already processed.
@@ -269,11 +326,23 @@ impl KvCache {
             let hd = slot.layout.head_dim;
             let (from, to) = (slot.place(first), KEY_TILE);
             let tiles_end = slot.place(len - 1) / KEY_TILE * KEY_TILE + KEY_TILE;
+            let values_end = slot.place(len - 1) + 1;
             for h in 0..slot.layout.kv_heads {
-                let head = slot.at + h * slot.stride * hd;
-                self.k.copy_within(head + from * hd..head + tiles_end * hd, head + to * hd);
-                let values = head + from * hd..head + slot.place(len - 1) * hd + hd;
-                self.v.copy_within(values, head + to * hd);
+                let (head, scales) = slot.head_at(h);
+                let keys = head + from * hd..head + tiles_end * hd;
+                let values = head + from * hd..head + values_end * hd;
+                match &mut self.store {
+                    Store::F16 { k, v } => {
+                        k.copy_within(keys, head + to * hd);
+                        v.copy_within(values, head + to * hd);
+                    }
+                    Store::Q8 { k, v, ks, vs } => {
+                        k.copy_within(keys, head + to * hd);
+                        v.copy_within(values, head + to * hd);
+                        ks.copy_within(scales + from..scales + tiles_end, scales + to);
+                        vs.copy_within(scales + from..scales + values_end, scales + to);
+                    }
+                }
             }
             if slot.first == 0 {
                 slot.sink_valid = KEY_TILE;
@@ -282,24 +351,38 @@ impl KvCache {
         }
     }
 
-    /// Stores the keys and values of `pos` in `layer` (all heads, `[kv_head][head_dim]`), rounding to f16.
+    /// Stores the keys and values of `pos` in `layer` (all heads, `[kv_head][head_dim]`), rounding to
+    /// f16, or quantizing each head's key and value to int8 ([`quantize_vector`]).
     pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let slot = &self.slots[layer];
-        let (layout, stride, at) = (slot.layout, slot.stride, slot.at);
+        let layout = slot.layout;
         let hd = layout.head_dim;
         assert!(pos < self.capacity && k.len() == layout.kv_dim() && v.len() == layout.kv_dim());
         assert!(pos >= slot.first, "position {pos} is before the rolling slot's first {}", slot.first);
-        let pos = slot.place(pos);
-        assert!(pos < stride, "position past the rolling slot: make_room was not called");
+        let place = slot.place(pos);
+        assert!(place < slot.stride, "position past the rolling slot: make_room was not called");
         for h in 0..layout.kv_heads {
-            let head = at + h * stride * hd;
-            let keys = &mut self.k[head..head + stride * hd];
-            for (d, &x) in k[h * hd..(h + 1) * hd].iter().enumerate() {
-                keys[key_index(hd, pos, d)] = f16::from_f32(x).to_bits();
-            }
-            let at = head + pos * hd;
-            for (dst, &x) in self.v[at..at + hd].iter_mut().zip(&v[h * hd..]) {
-                *dst = f16::from_f32(x).to_bits();
+            let (head, scales) = slot.head_at(h);
+            let (kh, vh) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
+            let values = head + place * hd..head + place * hd + hd;
+            match &mut self.store {
+                Store::F16 { k, v } => {
+                    for (d, &x) in kh.iter().enumerate() {
+                        k[head + key_index(hd, place, d)] = f16::from_f32(x).to_bits();
+                    }
+                    for (dst, &x) in v[values].iter_mut().zip(vh) {
+                        *dst = f16::from_f32(x).to_bits();
+                    }
+                }
+                Store::Q8 { k, v, ks, vs } => {
+                    let mut row = [0i8; MAX_HEAD_DIM];
+                    assert!(hd <= MAX_HEAD_DIM, "head size {hd} above {MAX_HEAD_DIM}");
+                    ks[scales + place] = quantize_vector(kh, &mut row[..hd]);
+                    for (d, &q) in row[..hd].iter().enumerate() {
+                        k[head + key_q8_index(hd, place, d)] = q;
+                    }
+                    vs[scales + place] = quantize_vector(vh, &mut v[values]);
+                }
             }
         }
     }
@@ -324,6 +407,9 @@ impl KvCache {
         mut rotate: impl FnMut(usize, &mut [f32], &mut [f32]),
         scratch: &mut SlideScratch,
     ) {
+        if self.format() == KvFormat::Q8 {
+            return self.slide_q8(layer, keep, drop, pairs, rotate);
+        }
         if self.slots[layer].rolling {
             return self.slide_rolling(layer, keep, drop, pairs, rotate, scratch);
         }
@@ -345,9 +431,10 @@ impl KvCache {
             return;
         }
         let SlideScratch { bits, a, b } = scratch;
+        let Store::F16 { k: kbuf, v: vbuf } = &mut self.store else { unreachable!("an f16 cache") };
         for h in 0..layout.kv_heads {
             let head = at + h * stride * hd;
-            let keys = &mut self.k[head..head + stride * hd];
+            let keys = &mut kbuf[head..head + stride * hd];
             // Destination tile by tile: each dimension's run of up to 16 positions is contiguous
             // there, and comes from at most two runs of the source (its positions cross at most one
             // tile boundary).
@@ -390,7 +477,7 @@ impl KvCache {
                 }
                 j0 = j1;
             }
-            let values = &mut self.v[head..head + stride * hd];
+            let values = &mut vbuf[head..head + stride * hd];
             values.copy_within(src.start * hd..src.end * hd, dst.start * hd);
         }
     }
@@ -418,13 +505,7 @@ impl KvCache {
         let new_len = len - drop;
         let window = old.layout.window.expect("a rolling slot has a window");
         let needed = (new_len + 1).saturating_sub(window);
-        let mut new = old.clone();
-        new.first = old.tile_start(new_len);
-        if new.first < KEY_TILE {
-            new.first = 0;
-        } else {
-            new.sink_valid = if old.first == 0 { KEY_TILE } else { old.sink_valid }.min(keep);
-        }
+        let new = old.after_rolling_slide(keep, drop, len);
         let source = |t: usize| if t < keep { t } else { t + drop };
         let targets = new.first..new_len;
         for t in targets.clone().filter(|&t| t >= needed) {
@@ -433,13 +514,14 @@ impl KvCache {
         let SlideScratch { bits, a, b } = scratch;
         let n = targets.len();
         let mut out = vec![0u16; n];
+        let Store::F16 { k: kbuf, v: vbuf } = &mut self.store else { unreachable!("an f16 cache") };
         for h in 0..old.layout.kv_heads {
             let head = old.at + h * old.stride * hd;
-            let keys: Vec<u16> = self.k[head..head + old.stride * hd].to_vec();
-            let values: Vec<u16> = self.v[head..head + old.stride * hd].to_vec();
+            let keys: Vec<u16> = kbuf[head..head + old.stride * hd].to_vec();
+            let values: Vec<u16> = vbuf[head..head + old.stride * hd].to_vec();
             let key =
                 |s: usize, d: usize| if old.holds(s, len) { keys[key_index(hd, old.place(s), d)] } else { 0 };
-            let dst = &mut self.k[head..head + old.stride * hd];
+            let dst = &mut kbuf[head..head + old.stride * hd];
             let mut store = |d: usize, column: &[u16]| {
                 for (t, &x) in targets.clone().zip(column) {
                     dst[key_index(hd, new.place(t), d)] = x;
@@ -470,7 +552,7 @@ impl KvCache {
                 bits.extend(targets.clone().map(|t| key(source(t), d)));
                 store(d, bits);
             }
-            let dst = &mut self.v[head..head + old.stride * hd];
+            let dst = &mut vbuf[head..head + old.stride * hd];
             for t in targets.clone() {
                 let s = source(t);
                 let at = new.place(t) * hd;
@@ -485,40 +567,165 @@ impl KvCache {
         self.slots[layer] = new;
     }
 
-    /// Keys and values of one head of `layer` for positions `0..positions`: the key tiles that hold
-    /// them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]` values,
-    /// as [`super::kernels::attend`] takes them.
+    /// [`KvCache::slide_layer`] of an int8 cache, for full and rolling slots alike: the positions the
+    /// slot holds after the slide (for a full slot `keep..len - drop`, whose sources are `t + drop`; for
+    /// a rolling one from the window start of the next position, rounded down to its tile, on) get
+    /// their source's key and value. A moved key (`t >= keep`) is dequantized (`q as f32 * scale`),
+    /// each pair `pairs[i]` of its dimensions turned by `rotate(i, a, b)` as in the f16 format (`a[m]`,
+    /// `b[m]` the pair of the `m`-th moved position), and the whole key quantized again by
+    /// [`quantize_vector`]; values, their scales and kept keys move as they are. A target whose source
+    /// a rolling slot no longer holds (before the window, in the first tile) becomes zeros with scale 0.
+    /// Every source is read before anything is written, so the move is safe in place.
+    fn slide_q8(
+        &mut self,
+        layer: usize,
+        keep: usize,
+        drop: usize,
+        pairs: &[(usize, usize)],
+        mut rotate: impl FnMut(usize, &mut [f32], &mut [f32]),
+    ) {
+        let old = self.slots[layer].clone();
+        let (len, hd) = (self.len, old.layout.head_dim);
+        assert!(keep + drop <= len);
+        let mut paired = vec![false; hd];
+        for &(d0, d1) in pairs {
+            assert!(d0 != d1 && !paired[d0] && !paired[d1], "RoPE pairs overlap");
+            paired[d0] = true;
+            paired[d1] = true;
+        }
+        if drop == 0 || keep + drop == len {
+            return;
+        }
+        let new_len = len - drop;
+        let new = if old.rolling { old.after_rolling_slide(keep, drop, len) } else { old.clone() };
+        let source = |t: usize| if t < keep { t } else { t + drop };
+        let targets = if old.rolling { new.first..new_len } else { keep..new_len };
+        if let Some(window) = old.layout.window.filter(|_| old.rolling) {
+            let needed = (new_len + 1).saturating_sub(window);
+            for t in targets.clone().filter(|&t| t >= needed) {
+                assert!(old.holds(source(t), len), "rolling slot lost position {} of its window", source(t));
+            }
+        }
+        let n = targets.len();
+        let moved = targets.clone().position(|t| t >= keep).unwrap_or(n);
+        let Store::Q8 { k, v, ks, vs } = &mut self.store else { unreachable!("an int8 cache") };
+        let (mut keys, mut key_scales) = (vec![0i8; n * hd], vec![0f32; n]);
+        let (mut values, mut value_scales) = (vec![0i8; n * hd], vec![0f32; n]);
+        let mut turned = vec![0f32; (n - moved) * hd];
+        let (mut a, mut b) = (vec![0f32; n - moved], vec![0f32; n - moved]);
+        for h in 0..old.layout.kv_heads {
+            let (head, scales) = old.head_at(h);
+            // Read every target's source.
+            for (m, t) in targets.clone().enumerate() {
+                let s = source(t);
+                let row = m * hd..(m + 1) * hd;
+                if !old.holds(s, len) {
+                    keys[row.clone()].fill(0);
+                    values[row].fill(0);
+                    key_scales[m] = 0.0;
+                    value_scales[m] = 0.0;
+                    continue;
+                }
+                let p = old.place(s);
+                for d in 0..hd {
+                    keys[m * hd + d] = k[head + key_q8_index(hd, p, d)];
+                }
+                values[row].copy_from_slice(&v[head + p * hd..head + (p + 1) * hd]);
+                key_scales[m] = ks[scales + p];
+                value_scales[m] = vs[scales + p];
+            }
+            // Turn the moved keys back and quantize them again.
+            for (i, row) in (moved..n).enumerate() {
+                for d in 0..hd {
+                    turned[i * hd + d] = keys[row * hd + d] as f32 * key_scales[row];
+                }
+            }
+            for (i, &(d0, d1)) in pairs.iter().enumerate() {
+                for r in 0..n - moved {
+                    a[r] = turned[r * hd + d0];
+                    b[r] = turned[r * hd + d1];
+                }
+                rotate(i, &mut a, &mut b);
+                for r in 0..n - moved {
+                    turned[r * hd + d0] = a[r];
+                    turned[r * hd + d1] = b[r];
+                }
+            }
+            for (i, row) in (moved..n).enumerate() {
+                let q = &mut keys[row * hd..(row + 1) * hd];
+                key_scales[row] = quantize_vector(&turned[i * hd..(i + 1) * hd], q);
+            }
+            // Write them where the slot keeps them now.
+            for (m, t) in targets.clone().enumerate() {
+                let p = new.place(t);
+                for d in 0..hd {
+                    k[head + key_q8_index(hd, p, d)] = keys[m * hd + d];
+                }
+                v[head + p * hd..head + (p + 1) * hd].copy_from_slice(&values[m * hd..(m + 1) * hd]);
+                ks[scales + p] = key_scales[m];
+                vs[scales + p] = value_scales[m];
+            }
+        }
+        self.slots[layer] = new;
+    }
+
+    /// Keys and values of one head of `layer` for positions `0..positions` ([`KvCache::head_from`]).
     #[cfg(test)]
-    pub(crate) fn head(&self, layer: usize, head: usize, positions: usize) -> (&[f16], &[f16]) {
+    pub(crate) fn head(&self, layer: usize, head: usize, positions: usize) -> HeadKv<'_> {
         self.head_from(layer, head, 0, positions)
     }
 
-    /// [`KvCache::head`] for positions `from..positions` only, `from` a multiple of [`KEY_TILE`]
-    /// (whole key tiles): position `from + j` is position `j` of the slices. What a sliding-window
-    /// layer's attention reads.
-    pub(crate) fn head_from(
-        &self,
-        layer: usize,
-        head: usize,
-        from: usize,
-        positions: usize,
-    ) -> (&[f16], &[f16]) {
+    /// Keys and values of one head of `layer` for positions `from..positions`, `from` a multiple of
+    /// [`KEY_TILE`] (whole key tiles): position `from + j` is position `j` of the slices. The key tiles
+    /// that hold them (positions past `len` in the last tile are stale or zero) and `[position][head_dim]`
+    /// values, with an int8 cache's scales (the keys' for whole tiles too), as
+    /// [`super::kernels::Kernels::attend`] and [`super::kernels::Kernels::attend_q8`] take them. What a
+    /// sliding-window layer's attention reads from its window's first tile on.
+    pub(crate) fn head_from(&self, layer: usize, head: usize, from: usize, positions: usize) -> HeadKv<'_> {
         let slot = &self.slots[layer];
-        let LayerSlot { layout, stride, at, .. } = *slot;
+        let (layout, stride) = (slot.layout, slot.stride);
         assert!(positions <= self.capacity && head < layout.kv_heads);
         assert!(from.is_multiple_of(KEY_TILE) && from <= positions);
         assert!(from >= slot.first, "positions from {from} on asked of a slot that holds {} on", slot.first);
         let hd = layout.head_dim;
-        let at = at + head * stride * hd;
+        let (at, sat) = slot.head_at(head);
         // Positions `from..positions` are contiguous: all of them past `first`, or all in order.
         let (from, positions) = match positions.checked_sub(1) {
             Some(last) if positions > from => (slot.place(from), slot.place(last) + 1),
             _ => (0, 0),
         };
         assert!(positions <= stride);
-        let (k0, nk) = (from * hd, positions.div_ceil(KEY_TILE) * KEY_TILE * hd);
-        let (v0, nv) = (from * hd, positions * hd);
-        (self.k[at + k0..at + nk].reinterpret_cast(), self.v[at + v0..at + nv].reinterpret_cast())
+        let tiles_end = positions.div_ceil(KEY_TILE) * KEY_TILE;
+        let (keys, values) = (at + from * hd..at + tiles_end * hd, at + from * hd..at + positions * hd);
+        match &self.store {
+            Store::F16 { k, v } => {
+                HeadKv::F16 { keys: k[keys].reinterpret_cast(), values: v[values].reinterpret_cast() }
+            }
+            Store::Q8 { k, v, ks, vs } => HeadKv::Q8 {
+                keys: &k[keys],
+                key_scales: &ks[sat + from..sat + tiles_end],
+                values: &v[values],
+                value_scales: &vs[sat + from..sat + positions],
+            },
+        }
+    }
+}
+
+/// One head's keys and values as a cache of either format holds them ([`KvCache::head_from`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum HeadKv<'a> {
+    F16 { keys: &'a [f16], values: &'a [f16] },
+    Q8 { keys: &'a [i8], key_scales: &'a [f32], values: &'a [i8], value_scales: &'a [f32] },
+}
+
+impl<'a> HeadKv<'a> {
+    /// The f16 keys and values (tests of the f16 format).
+    #[cfg(test)]
+    pub(crate) fn f16(self) -> (&'a [f16], &'a [f16]) {
+        match self {
+            HeadKv::F16 { keys, values } => (keys, values),
+            HeadKv::Q8 { .. } => panic!("an int8 cache"),
+        }
     }
 }
 
@@ -558,7 +765,7 @@ mod tests {
                     }
                 })
             };
-            let mut cache = KvCache::new(&[layout; 2], 50);
+            let mut cache = KvCache::new(&[layout; 2], 50, KvFormat::F16);
             for l in 0..2 {
                 for pos in 0..len {
                     let k: Vec<f32> = (0..16).map(|i| code(l, i / 8, pos, i % 8, false)).collect();
@@ -580,7 +787,7 @@ mod tests {
             cache.set_len(len - drop);
             for l in 0..2 {
                 for h in 0..2 {
-                    let (keys, values) = cache.head(l, h, len - drop);
+                    let (keys, values) = cache.head(l, h, len - drop).f16();
                     for pos in 0..len - drop {
                         let src = if pos < keep { pos } else { pos + drop };
                         for d in 0..8 {

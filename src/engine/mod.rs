@@ -47,7 +47,7 @@ pub mod synthetic;
 mod weights;
 
 pub use crate::arch::{KERNEL_ENV, KernelPath};
-pub use cache::{KvCache, KvLayout};
+pub use cache::{KvCache, KvFormat, KvLayout};
 pub use kernels::Kernels;
 pub use llama::LlamaConfig;
 pub use model::Model;
@@ -56,8 +56,51 @@ pub use runtime::MAX_POSITION;
 /// Version of the engine's arithmetic. Bumping it is a deliberate, versioned event: every change to the
 /// logits (a different order of float operations, a different conversion of a weight type, a different
 /// RoPE or softmax) must bump it, update the pinned logits hash in the tests, and thereby make older
-/// archives refuse to decode with a clear message instead of decoding garbage.
-pub const ENGINE_VERSION: u32 = 1;
+/// archives refuse to decode with a clear message instead of decoding garbage. The newest version is
+/// what the encoder writes; every [`EngineVersion`] stays decodable.
+pub const ENGINE_VERSION: u32 = EngineVersion::NEWEST.number();
+
+/// The engine's arithmetic an archive was coded with. The versions differ only in the key/value cache
+/// and the attention that reads it ([`cache::KvFormat`]); everything else (weights, products, norms,
+/// RoPE, the output head) is the same. A cache is made for one version ([`Model::new_cache`]) and the
+/// attention follows the cache, so one loaded model serves archives of every version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EngineVersion {
+    /// Keys and values stored as f16, attention in f32 ([`kernels::Kernels::attend`]).
+    V1,
+    /// Keys and values stored as int8 with one f32 scale per position and head, the scores as exact
+    /// integer dot products ([`kernels::Kernels::attend_q8`]): half the cache's memory and traffic,
+    /// faster scores, and no measurable cost in bits (README, *A smaller key/value format*).
+    V2,
+}
+
+impl EngineVersion {
+    /// What new archives are coded with.
+    pub const NEWEST: EngineVersion = EngineVersion::V2;
+    /// Every version this engine computes, oldest first.
+    pub const ALL: [EngineVersion; 2] = [EngineVersion::V1, EngineVersion::V2];
+
+    /// The number archives record.
+    pub const fn number(self) -> u32 {
+        match self {
+            EngineVersion::V1 => 1,
+            EngineVersion::V2 => 2,
+        }
+    }
+
+    /// The version an archive's number names, if this engine computes it.
+    pub fn from_number(n: u32) -> Option<EngineVersion> {
+        Self::ALL.into_iter().find(|v| v.number() == n)
+    }
+
+    /// How this version's caches store keys and values.
+    pub fn kv_format(self) -> cache::KvFormat {
+        match self {
+            EngineVersion::V1 => cache::KvFormat::F16,
+            EngineVersion::V2 => cache::KvFormat::Q8,
+        }
+    }
+}
 
 /// How the engine runs. The results never depend on these options; only the speed does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

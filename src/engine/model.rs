@@ -8,7 +8,7 @@ use super::cache::KvCache;
 use super::kernels::{KernelPath, Kernels};
 use super::runtime::meta::architecture;
 use super::runtime::{Architecture, MAX_POSITION, Runtime, slide};
-use super::{EngineError, EngineOptions, gemma3, llama};
+use super::{EngineError, EngineOptions, EngineVersion, gemma3, llama};
 
 /// Builds an architecture's graph and weights from a GGUF for a runtime.
 type Loader = fn(&Content, &[u8], &Runtime) -> Result<Box<dyn Architecture>, EngineError>;
@@ -84,10 +84,12 @@ impl Model {
         self.arch.weight_bytes()
     }
 
-    /// An empty KV cache for `capacity` positions, allocated once (for llama about
-    /// `4 * n_layers * kv_dim` bytes per position; pages are touched only when used).
-    pub fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(self.arch.kv_layout(), capacity)
+    /// An empty KV cache for `capacity` positions in `version`'s format, allocated once (for llama
+    /// about `4 * n_layers * kv_dim` bytes per position in version 1, a little over half that in
+    /// version 2; pages are touched only when used). The attention of every call follows its caches'
+    /// format, so the version of a sequence is the version of its cache.
+    pub fn new_cache(&self, capacity: usize, version: EngineVersion) -> KvCache {
+        KvCache::new(self.arch.kv_layout(), capacity, version.kv_format())
     }
 
     /// Appends `tokens` after the positions already in `cache` and writes `tokens.len() x vocab` logits
@@ -161,6 +163,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::KvFormat;
     use crate::engine::kernels::KEY_TILE;
 
     /// A synthetic Gemma 3 (two local layers with a window of 24, two global ones) on the scalar path.
@@ -184,13 +187,14 @@ mod tests {
     fn rolling_slots_give_the_logits_of_full_ones() {
         let model = gemma();
         let vocab = model.vocab_size();
-        let layouts = model.new_cache(1).layout().to_vec();
+        let layouts = model.new_cache(1, EngineVersion::V1).layout().to_vec();
         let window = layouts.iter().find_map(|l| l.window).unwrap();
         let tokens: Vec<u32> = (0..400u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
         let capacity = 260;
-        for room in [5, 40] {
-            let mut rolling = KvCache::with_room(&layouts, capacity, room);
-            let mut full = KvCache::with_room(&layouts, capacity, usize::MAX);
+        for (room, format) in [(5, KvFormat::F16), (40, KvFormat::F16), (5, KvFormat::Q8), (40, KvFormat::Q8)]
+        {
+            let mut rolling = KvCache::with_room(&layouts, capacity, room, format);
+            let mut full = KvCache::with_room(&layouts, capacity, usize::MAX, format);
             assert_eq!(rolling.max_run(), Some(room));
             assert_eq!(full.max_run(), None);
             assert!(rolling.bytes() < full.bytes());
@@ -268,7 +272,7 @@ mod tests {
                 }
                 assert_eq!(rolling.len(), full.len(), "op {i}");
                 let bits = |l: &[f32]| l.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert!(bits(&lr) == bits(&lf), "room {room}, op {i}: logits differ");
+                assert!(bits(&lr) == bits(&lf), "{format:?}, room {room}, op {i}: logits differ");
             }
             // A slide with another keep that reaches back into the sink tile: an error, never
             // other logits.

@@ -41,7 +41,7 @@ pub fn compress_with(
 ) -> Result<Stats, PipelineError> {
     let started = Instant::now();
     let params = session.coding_params(opts)?;
-    let header = session.header(&params, opts.framing);
+    let header = session.header(&params, opts.framing)?;
     let mut stats = Stats::default();
     let mut writer = ArchiveWriter::new(CountingWriter::new(output), &header)?;
     let mut chunks = ChunkReader::new(input, opts.chunk_bytes);

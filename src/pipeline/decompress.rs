@@ -488,7 +488,7 @@ impl<'s> LaneSet<'s> {
             tokens: Vec::with_capacity((chunk.tokens as usize).min(1 << 16)),
             schedule,
             at_window_start: true,
-            cache: session.engine.new_cache(params.context as usize),
+            cache: session.engine.new_cache(params.context as usize, params.engine),
             mixer: (!params.mix.is_off()).then(|| Mixer::new(params.mix, vocab)),
             drafter: self.speculate.then(Drafter::new),
             draft: Vec::new(),

@@ -31,10 +31,10 @@ pub enum PipelineError {
     Corrupt { chunk: u64, what: String },
     /// The archive needs a build whose arithmetic this one does not reproduce.
     #[error(
-        "this archive was made by engine version {archive} and this llmzip has engine version {ours}; \
-         decompress it with an llmzip that has engine version {archive}"
+        "this archive was made by engine version {archive} and this llmzip computes engine versions 1 to \
+         {newest}; decompress it with an llmzip that has engine version {archive}"
     )]
-    EngineVersion { archive: u32, ours: u32 },
+    EngineVersion { archive: u32, newest: u32 },
     /// The header's precision is not the rule's for the model's vocabulary (FORMAT.md, *Quantizer*).
     #[error(
         "this archive records {archive}-bit frequency tables, but a {vocab}-token vocabulary has {ours}-bit \

@@ -33,7 +33,7 @@ pub use segment::{DEFAULT_CHUNK_BYTES, chunk_spans};
 pub use session::{CANARY_TEXT, Session, Sessions};
 
 use crate::container::Framing;
-use crate::engine::KernelPath;
+use crate::engine::{EngineVersion, KernelPath};
 use crate::mix::MixConfig;
 
 /// Settings of one compression or decompression run, as the CLI (or a library user) chose them.
@@ -77,6 +77,9 @@ pub struct CodecOptions {
     /// versions 1 and 2, which llmzip still writes so that archives made before version 3 can be
     /// re-made byte for byte (the golden files' test). Decoding reads the header's.
     pub framing: Framing,
+    /// The engine version to compress with: the newest by default; older ones so that archives made
+    /// before it can be re-made byte for byte (the golden files' test). Decoding reads the header's.
+    pub engine: EngineVersion,
 }
 
 impl CodecOptions {
@@ -121,6 +124,7 @@ impl Default for CodecOptions {
             force_model: false,
             chunk_range: None,
             framing: Framing::Compact,
+            engine: EngineVersion::NEWEST,
         }
     }
 }

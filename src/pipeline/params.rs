@@ -8,9 +8,11 @@
 //! The defaults of the user-facing settings live here too, once; the CLI and [`super::CodecOptions`]
 //! both take them from this module.
 
+use super::PipelineError;
 use super::window::{Schedule, ScheduleError, Sliding};
 use crate::container::Header;
-use crate::mix::{MixConfig, MixError};
+use crate::engine::EngineVersion;
+use crate::mix::MixConfig;
 
 /// Positions per window when none is chosen (`--context`).
 pub const DEFAULT_CONTEXT: u32 = 2048;
@@ -58,12 +60,19 @@ pub struct CodingParams {
     pub precision_bits: u8,
     /// The mixer blended into every table ([`MixConfig::OFF`]: none).
     pub mix: MixConfig,
+    /// The engine's arithmetic (which key/value cache, which attention).
+    pub engine: EngineVersion,
 }
 
 impl CodingParams {
-    /// The parameters an archive was made with; fails on a mixer configuration this llmzip does not
-    /// know or that breaks its limits.
-    pub fn of_header(header: &Header) -> Result<Self, MixError> {
+    /// The parameters an archive was made with; fails on an engine version or a mixer configuration
+    /// this llmzip does not know, or a mixer that breaks its limits.
+    pub fn of_header(header: &Header) -> Result<Self, PipelineError> {
+        let engine =
+            EngineVersion::from_number(header.engine_version).ok_or(PipelineError::EngineVersion {
+                archive: header.engine_version,
+                newest: EngineVersion::NEWEST.number(),
+            })?;
         let mix = if header.mixer.is_empty() { MixConfig::OFF } else { MixConfig::decode(&header.mixer)? };
         Ok(CodingParams {
             context: header.context,
@@ -73,6 +82,7 @@ impl CodingParams {
             start_token: header.start_token,
             precision_bits: header.precision_bits,
             mix,
+            engine,
         })
     }
 
@@ -84,6 +94,7 @@ impl CodingParams {
         header.sink = self.sink;
         header.start_token = self.start_token;
         header.precision_bits = self.precision_bits;
+        header.engine_version = self.engine.number();
         header.mixer = if self.mix.is_off() { Vec::new() } else { self.mix.encode().to_vec() };
     }
 
@@ -116,7 +127,7 @@ impl CodingParams {
 }
 
 /// How `llmzip l -v` names an archive's settings: the schedule and the mixer, in the words of the flags
-/// that choose them (`--context`, `--slide`, `--overlap`, `--no-mix`).
+/// that choose them (`--context`, `--slide`, `--overlap`, `--no-mix`), and the engine version.
 impl std::fmt::Display for CodingParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "context {}, ", self.context)?;
@@ -124,7 +135,8 @@ impl std::fmt::Display for CodingParams {
             Some(s) => write!(f, "slide {}", s.slide)?,
             None => write!(f, "windows with overlap {}", self.overlap)?,
         }
-        write!(f, ", mixer {}", if self.mix.is_off() { "off" } else { "on" })
+        write!(f, ", mixer {}", if self.mix.is_off() { "off" } else { "on" })?;
+        write!(f, ", engine {}", self.engine.number())
     }
 }
 
@@ -142,10 +154,11 @@ mod tests {
             start_token: 1,
             precision_bits: 24,
             mix: MixConfig::recommended(),
+            engine: EngineVersion::NEWEST,
         };
-        assert_eq!(p.to_string(), "context 2048, slide 512, mixer on");
-        let windows = CodingParams { slide: 0, mix: MixConfig::OFF, ..p };
-        assert_eq!(windows.to_string(), "context 2048, windows with overlap 256, mixer off");
+        assert_eq!(p.to_string(), "context 2048, slide 512, mixer on, engine 2");
+        let windows = CodingParams { slide: 0, mix: MixConfig::OFF, engine: EngineVersion::V1, ..p };
+        assert_eq!(windows.to_string(), "context 2048, windows with overlap 256, mixer off, engine 1");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl<'s> Predictor<'s> {
         Self {
             session,
             params: *params,
-            cache: session.engine.new_cache(context),
+            cache: session.engine.new_cache(context, params.engine),
             logits: vec![0.0; slice_rows(vocab) * vocab],
             rows: RowStage::new(vocab, slice_rows(vocab), params.mix),
             input: Vec::with_capacity(context),

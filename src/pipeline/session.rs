@@ -7,6 +7,7 @@
 //! decoder's session for as long as the archives name the same model.
 
 use std::ops::ControlFlow;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
@@ -14,7 +15,7 @@ use super::params::{self, CodingParams};
 use super::prefill::{prefill, slice_rows};
 use super::{CodecOptions, PipelineError};
 use crate::container::{Framing, Header};
-use crate::engine::{ENGINE_VERSION, EngineOptions, Model};
+use crate::engine::{EngineOptions, EngineVersion, Model};
 use crate::hex;
 use crate::mix::MixPlan;
 use crate::model::{GgufFile, ModelProgress, ModelSpec, NoModelProgress, Registry, ResolvedModel, Resolver};
@@ -34,8 +35,9 @@ pub struct Session {
     /// Workers for the pipeline's own parallel work (building many frequency tables at once), as many as
     /// the engine has. Each table is a pure function of its row, so this changes speed, never bytes.
     pub(super) pool: rayon::ThreadPool,
-    /// This engine's canary, computed once when the session is opened (see [`Session::canary`]).
-    canary: [u8; 8],
+    /// This engine's canary per engine version ([`EngineVersion::ALL`] order), each computed once, when
+    /// first asked for (see [`Session::canary`]): the newest when the session is opened.
+    canaries: [OnceLock<[u8; 8]>; 2],
 }
 
 impl Session {
@@ -95,22 +97,26 @@ impl Session {
                 ours: hex::encode(&ours),
             });
         }
-        if self.canary != header.canary {
+        let ours = self.canary(Self::engine_version(header)?)?;
+        if ours != header.canary {
             return Err(PipelineError::Canary {
                 archive: hex::encode(&header.canary),
-                ours: hex::encode(&self.canary),
+                ours: hex::encode(&ours),
             });
         }
         Ok(())
     }
 
+    /// The engine version an archive names, if this engine computes it.
+    fn engine_version(header: &Header) -> Result<EngineVersion, PipelineError> {
+        EngineVersion::from_number(header.engine_version).ok_or(PipelineError::EngineVersion {
+            archive: header.engine_version,
+            newest: EngineVersion::NEWEST.number(),
+        })
+    }
+
     fn check_versions(header: &Header) -> Result<(), PipelineError> {
-        if header.engine_version != ENGINE_VERSION {
-            return Err(PipelineError::EngineVersion {
-                archive: header.engine_version,
-                ours: ENGINE_VERSION,
-            });
-        }
+        Self::engine_version(header)?;
         // Before any model is loaded: a precision the rule gives no vocabulary is refused at once (the
         // exact value is checked against the model's vocabulary in `check_header`).
         let p = u32::from(header.precision_bits);
@@ -137,8 +143,8 @@ impl Session {
             .thread_name(|i| format!("llmzip-quant-{i}"))
             .build()
             .map_err(|source| PipelineError::ThreadPool { threads, source })?;
-        let mut session = Self { model, tokenizer, engine, pool, canary: [0; 8] };
-        session.canary = session.compute_canary()?;
+        let session = Self { model, tokenizer, engine, pool, canaries: Default::default() };
+        session.canary(EngineVersion::NEWEST)?;
         Ok(session)
     }
 
@@ -161,30 +167,31 @@ impl Session {
             start_token: self.tokenizer.start_token(),
             precision_bits: quant::precision_for(self.engine.vocab_size()) as u8,
             mix,
+            engine: opts.engine,
         };
         params.check()?;
         Ok(params)
     }
 
     /// The archive header of a compression run with `params`, in `framing`.
-    pub fn header(&self, params: &CodingParams, framing: Framing) -> Header {
+    pub fn header(&self, params: &CodingParams, framing: Framing) -> Result<Header, PipelineError> {
         let mut header = Header {
             framing,
             model_id: self.model.id.clone(),
             model_sha256: self.model.sha256,
             tokenizer_fingerprint: self.tokenizer.fingerprint()[..framing.tokenizer_bytes()].to_vec(),
-            engine_version: ENGINE_VERSION,
+            engine_version: 0,
             precision_bits: 0,
             context: 0,
             overlap: 0,
             start_token: 0,
-            canary: self.canary,
+            canary: self.canary(params.engine)?,
             slide: 0,
             sink: 0,
             mixer: Vec::new(),
         };
         params.write_into(&mut header);
-        header
+        Ok(header)
     }
 
     /// Builds `tables[i]` from `rows[i]` for every row, in parallel.
@@ -232,18 +239,24 @@ impl Session {
     }
 
     /// The first 8 bytes of the sha256 of every frequency table the model produces for [`CANARY_TEXT`]
-    /// (start token first), as little-endian u32 values. Any difference in the engine's arithmetic that
-    /// matters to decoding shows up here, so a decoder checks it before it decodes anything. Computed
-    /// once per session.
-    pub fn canary(&self) -> [u8; 8] {
-        self.canary
+    /// (start token first) with engine `version`, as little-endian u32 values. Any difference in the
+    /// engine's arithmetic that matters to decoding shows up here, so a decoder checks it before it
+    /// decodes anything. Computed once per session and version.
+    pub fn canary(&self, version: EngineVersion) -> Result<[u8; 8], PipelineError> {
+        let at = EngineVersion::ALL.iter().position(|&v| v == version).expect("every version has a slot");
+        if let Some(&canary) = self.canaries[at].get() {
+            return Ok(canary);
+        }
+        let canary = self.compute_canary(version)?;
+        // Another thread may have computed it meanwhile: the same bytes.
+        Ok(*self.canaries[at].get_or_init(|| canary))
     }
 
-    fn compute_canary(&self) -> Result<[u8; 8], PipelineError> {
+    fn compute_canary(&self, version: EngineVersion) -> Result<[u8; 8], PipelineError> {
         let mut tokens = vec![self.tokenizer.start_token()];
         tokens.extend(self.tokenizer.encode(CANARY_TEXT.as_bytes())?);
         let vocab = self.engine.vocab_size();
-        let mut cache = self.engine.new_cache(tokens.len());
+        let mut cache = self.engine.new_cache(tokens.len(), version);
         let mut logits = vec![0.0f32; slice_rows(vocab).min(tokens.len()) * vocab];
         let mut table = FreqTable::new(vocab);
         let mut hasher = Sha256::new();

@@ -7,6 +7,7 @@ mod gemma3;
 mod gemma_ref;
 mod slide;
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -14,9 +15,37 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use llmzip::engine::synthetic::{
     SYNTHETIC_MERGES, SyntheticConfig, bytes_to_unicode, write_synthetic_llama, write_synthetic_llama_with,
 };
-use llmzip::engine::{ENGINE_VERSION, EngineError, EngineOptions, KernelPath, KvCache, Model};
+use llmzip::engine::{EngineError, EngineOptions, EngineVersion, KernelPath, KvCache, Model};
 use llmzip::tokenizer::byte_to_char;
 use sha2::{Digest, Sha256};
+
+thread_local! {
+    /// The engine version whose caches the checks make ([`TestCache::cache`]); version 1 unless a
+    /// test runs its checks under [`for_each_version`].
+    static VERSION: Cell<EngineVersion> = const { Cell::new(EngineVersion::V1) };
+}
+
+/// Caches in the engine version the running check is under.
+trait TestCache {
+    fn cache(&self, capacity: usize) -> KvCache;
+}
+
+impl TestCache for Model {
+    fn cache(&self, capacity: usize) -> KvCache {
+        self.new_cache(capacity, VERSION.get())
+    }
+}
+
+/// Runs `check` once under every engine version: each version's arithmetic is held to the whole
+/// contract (paths, threads, prefill vs step, batches, slides).
+fn for_each_version(check: impl Fn(EngineVersion)) {
+    for version in EngineVersion::ALL {
+        VERSION.set(version);
+        eprintln!("engine version {}", version.number());
+        check(version);
+    }
+    VERSION.set(EngineVersion::V1);
+}
 
 /// A model file kept in memory with its parsed header.
 struct ModelFile {
@@ -73,7 +102,7 @@ fn english_text() -> Vec<u8> {
 }
 
 fn prefill_all(model: &Model, tokens: &[u32]) -> Vec<f32> {
-    let mut cache = model.new_cache(tokens.len());
+    let mut cache = model.cache(tokens.len());
     let mut logits = vec![0f32; tokens.len() * model.vocab_size()];
     model.prefill(&mut cache, tokens, &mut logits).expect("prefill");
     logits
@@ -128,7 +157,7 @@ fn check_prefill_step_slices(model: &Model, tokens: &[u32]) {
     let vocab = model.vocab_size();
     let reference = prefill_all(model, tokens);
 
-    let mut cache = model.new_cache(tokens.len());
+    let mut cache = model.cache(tokens.len());
     let mut stepped = vec![0f32; reference.len()];
     for (t, &tok) in tokens.iter().enumerate() {
         let row = &mut stepped[t * vocab..(t + 1) * vocab];
@@ -137,7 +166,7 @@ fn check_prefill_step_slices(model: &Model, tokens: &[u32]) {
     assert_eq!(cache.len(), tokens.len());
     assert_same_bits(&reference, &stepped, vocab, "prefill vs step-by-step");
 
-    let mut cache = model.new_cache(tokens.len());
+    let mut cache = model.cache(tokens.len());
     let mut sliced = vec![0f32; reference.len()];
     let mut at = 0;
     for len in [1, 2, 61, 5, 0, 100].into_iter().cycle() {
@@ -159,7 +188,7 @@ fn check_batch(model: &Model, seqs: &[Vec<u32>; 4], warmup: [usize; 4], steps: u
     let checked = if all { 4 } else { 1 };
     let alone: Vec<Vec<f32>> =
         seqs[..checked].iter().zip(warmup).map(|(s, w)| prefill_all(model, &s[..w + steps])).collect();
-    let mut caches: Vec<KvCache> = (0..4).map(|i| model.new_cache(warmup[i] + steps)).collect();
+    let mut caches: Vec<KvCache> = (0..4).map(|i| model.cache(warmup[i] + steps)).collect();
     for i in 0..4 {
         let mut logits = vec![0f32; warmup[i] * vocab];
         model.prefill(&mut caches[i], &seqs[i][..warmup[i]], &mut logits).expect("warm-up prefill");
@@ -195,7 +224,7 @@ fn check_extend(model: &Model, seqs: &[Vec<u32>; 4], warmup: [usize; 4], calls: 
     let used: [usize; 4] =
         std::array::from_fn(|i| warmup[i] + (0..calls).map(|c| lens[c % lens.len()][i]).sum::<usize>());
     let alone: Vec<Vec<f32>> = (0..4).map(|i| prefill_all(model, &seqs[i][..used[i]])).collect();
-    let mut caches: Vec<KvCache> = (0..4).map(|i| model.new_cache(used[i])).collect();
+    let mut caches: Vec<KvCache> = (0..4).map(|i| model.cache(used[i])).collect();
     let mut at = warmup;
     for i in 0..4 {
         let mut logits = vec![0f32; warmup[i] * vocab];
@@ -245,15 +274,17 @@ fn paths() -> Vec<KernelPath> {
 fn synthetic_kernel_paths_and_thread_counts_agree() {
     let configs: Vec<(usize, KernelPath)> =
         paths().into_iter().flat_map(|p| [(1, p), (2, p), (3, p)]).collect();
-    check_paths_and_threads(synthetic_model(), &synthetic_tokens(), &configs);
+    for_each_version(|_| check_paths_and_threads(synthetic_model(), &synthetic_tokens(), &configs));
 }
 
 #[test]
 fn synthetic_prefill_step_and_slices_agree() {
     let tokens = synthetic_tokens();
-    for kernel in paths() {
-        check_prefill_step_slices(&synthetic_model().load(2, kernel), &tokens);
-    }
+    for_each_version(|_| {
+        for kernel in paths() {
+            check_prefill_step_slices(&synthetic_model().load(2, kernel), &tokens);
+        }
+    });
 }
 
 #[test]
@@ -261,10 +292,12 @@ fn synthetic_batch_composition_does_not_matter() {
     let text = english_text();
     let file = synthetic_model();
     let seqs = [0, 3000, 6000, 9000].map(|at| file.tokens(&text[at..at + 2000]));
-    for kernel in paths() {
-        check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 280, true);
-        check_extend(&file.load(2, kernel), &seqs, [1, 37, 150, 5], 30);
-    }
+    for_each_version(|_| {
+        for kernel in paths() {
+            check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 280, true);
+            check_extend(&file.load(2, kernel), &seqs, [1, 37, 150, 5], 30);
+        }
+    });
 }
 
 #[test]
@@ -289,22 +322,34 @@ fn synthetic_distributions_are_neither_flat_nor_one_hot() {
 }
 
 /// Pins the synthetic model's logits: any change of arithmetic (or of the synthetic writer) shows here
-/// without the real model. Changing this hash is a deliberate event: bump `ENGINE_VERSION`.
+/// without the real model, per engine version. Changing a version's hash is a deliberate event: a new
+/// engine version, since archives of the old one must keep decoding.
 #[test]
 fn synthetic_logits_hash_is_pinned() {
     let tokens: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % 298).collect();
-    for kernel in paths() {
-        let logits = prefill_all(&synthetic_model().load(2, kernel), &tokens);
-        assert_eq!(
-            sha256_of_logits(&logits),
-            PINNED_SYNTHETIC_HASH,
-            "synthetic logits changed on the {} path (engine version {ENGINE_VERSION})",
-            kernel.name()
-        );
-    }
+    for_each_version(|version| {
+        for kernel in paths() {
+            let logits = prefill_all(&synthetic_model().load(2, kernel), &tokens);
+            assert_eq!(
+                sha256_of_logits(&logits),
+                pinned(&PINNED_SYNTHETIC_HASH, version),
+                "synthetic logits changed on the {} path (engine version {})",
+                kernel.name(),
+                version.number()
+            );
+        }
+    });
 }
 
-const PINNED_SYNTHETIC_HASH: &str = "b9da0fffaee7287bc1817cf4e174cafe47d214e7a225520116260f9887c4c7d3";
+/// A version's pin among pins in [`EngineVersion::ALL`] order.
+fn pinned(pins: &[&'static str; 2], version: EngineVersion) -> &'static str {
+    pins[EngineVersion::ALL.iter().position(|&v| v == version).unwrap()]
+}
+
+const PINNED_SYNTHETIC_HASH: [&str; 2] = [
+    "b9da0fffaee7287bc1817cf4e174cafe47d214e7a225520116260f9887c4c7d3",
+    "b9843e1b0b770bb6eb03f1cd14944ec420efbe57e1224835f2b4e39c91d189fb",
+];
 
 #[test]
 fn synthetic_writer_is_reproducible_and_readable() {
@@ -359,7 +404,7 @@ fn synthetic_merges_build_on_existing_tokens_and_are_new() {
 fn architecture_is_read_from_the_file() {
     let model = synthetic_model().load(1, KernelPath::Scalar);
     assert_eq!(model.architecture(), "llama");
-    assert_eq!(model.new_cache(3).layout().len(), 2, "one key/value layout per layer");
+    assert_eq!(model.cache(3).layout().len(), 2, "one key/value layout per layer");
 }
 
 /// An explicit head size (`llama.attention.key_length`) is read, not derived: the same value as the
@@ -397,7 +442,7 @@ fn explicit_head_size_is_read_from_the_metadata() {
 fn bad_calls_give_clear_errors() {
     let model = synthetic_model().load(1, KernelPath::Scalar);
     let vocab = model.vocab_size();
-    let mut cache = model.new_cache(4);
+    let mut cache = model.cache(4);
     let mut logits = vec![0f32; 5 * vocab];
 
     let err = model.prefill(&mut cache, &[1, 2, 3, 4, 5], &mut logits).unwrap_err();
@@ -429,7 +474,7 @@ fn bad_calls_give_clear_errors() {
     let cfg = SyntheticConfig { n_layers: 3, ..SyntheticConfig::default() };
     write_synthetic_llama_with(&other, &cfg, 1, byte_to_char).unwrap();
     let other = ModelFile::open(&other).load(1, KernelPath::Scalar);
-    let mut foreign = other.new_cache(8);
+    let mut foreign = other.cache(8);
     let err = model.step(&mut [&mut foreign], &[1], &mut logits[..vocab]).unwrap_err();
     assert!(matches!(err, EngineError::CacheMismatch { seen_layers: 3, layers: 2, .. }), "{err}");
 
@@ -488,12 +533,14 @@ fn real_kernel_paths_and_thread_counts_agree() {
     let best = KernelPath::best_available();
     let mut configs = vec![(2, best), (1, best)];
     configs.extend(paths().into_iter().filter(|&p| p != best).map(|p| (2, p)));
-    check_paths_and_threads(real_model(), &real_tokens(), &configs);
+    for_each_version(|_| check_paths_and_threads(real_model(), &real_tokens(), &configs));
 }
 
 #[test]
 fn real_prefill_step_and_slices_agree() {
-    check_prefill_step_slices(&real_model().load(2, KernelPath::best_available()), &real_tokens());
+    for_each_version(|_| {
+        check_prefill_step_slices(&real_model().load(2, KernelPath::best_available()), &real_tokens())
+    });
 }
 
 #[test]
@@ -501,29 +548,37 @@ fn real_batch_composition_does_not_matter() {
     let file = real_model();
     let text = english_text();
     let seqs = [0, 5000, 12000, 20000].map(|at| file.tokens(&text[at..at + 3000]));
-    check_batch(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 0], 260, false);
-    check_extend(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 1], 6);
+    for_each_version(|_| {
+        check_batch(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 0], 260, false);
+        check_extend(&file.load(2, KernelPath::best_available()), &seqs, [4, 37, 150, 1], 6);
+    });
 }
 
 /// "The quick brown fox jumps over the lazy dog." in SmolLM2's vocabulary.
 const PINNED_PROMPT: &[u32] = &[504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30];
-const PINNED_REAL_HASH: &str = "dbc91f5f42bb80bbd8d28f88353d732c70d7f233a0800f76564784138835a573";
+const PINNED_REAL_HASH: [&str; 2] = [
+    "dbc91f5f42bb80bbd8d28f88353d732c70d7f233a0800f76564784138835a573",
+    "fe50955725d9e02b46dfbb55cc6245cce7821b81ea83b4e76fdd28cb0a541e65",
+];
 
-/// Pins the first logits of a fixed prompt on the real model. Any change of the engine's arithmetic
-/// changes this hash; that is a deliberate, versioned event: bump `ENGINE_VERSION` and re-pin.
+/// Pins the first logits of a fixed prompt on the real model, per engine version. Any change of a
+/// version's arithmetic changes its hash; that is a deliberate event: a new engine version (archives
+/// of the old one must keep decoding), pinned here beside the others.
 #[test]
 fn real_logits_hash_is_pinned() {
-    assert_eq!(ENGINE_VERSION, 1, "re-pin the hash together with the version");
-    let configs = paths().into_iter().map(|p| (if p == KernelPath::Scalar { 1 } else { 2 }, p));
-    for (threads, kernel) in configs {
-        let logits = prefill_all(&real_model().load(threads, kernel), PINNED_PROMPT);
-        assert_eq!(
-            sha256_of_logits(&logits),
-            PINNED_REAL_HASH,
-            "real-model logits changed on the {} path",
-            kernel.name()
-        );
-    }
+    for_each_version(|version| {
+        let configs = paths().into_iter().map(|p| (if p == KernelPath::Scalar { 1 } else { 2 }, p));
+        for (threads, kernel) in configs {
+            let logits = prefill_all(&real_model().load(threads, kernel), PINNED_PROMPT);
+            assert_eq!(
+                sha256_of_logits(&logits),
+                pinned(&PINNED_REAL_HASH, version),
+                "real-model logits changed on the {} path (engine version {})",
+                kernel.name(),
+                version.number()
+            );
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -6,11 +6,15 @@
 //! with Gemma 3 270M); `*.v2.*` version 2 (the indexed framing, a sliding cache and the mixer); the
 //! others version 1 (the indexed framing, the window schedule, no mixer). llmzip still writes the
 //! indexed framing when asked (`CodecOptions::framing`), so all of them are re-made byte for byte.
+//! The `*.v3e2.*` files are format version 3 with engine version 2 (int8 keys and values, the newest
+//! arithmetic); all the others engine version 1, which llmzip still computes when asked
+//! (`CodecOptions::engine`).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use llmzip::container::Framing;
+use llmzip::engine::EngineVersion;
 use llmzip::io::NoProgress;
 use llmzip::mix::MixConfig;
 use llmzip::pipeline::{CodecOptions, compress, decompress};
@@ -25,14 +29,17 @@ fn golden(name: &str) -> PathBuf {
 fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
     let synthetic = common::synthetic_model();
     let real = common::default_model();
-    // Version 3: the default schedule (a sliding cache of 64 positions) and the default mixer.
-    let v3 = |model: &Path| CodecOptions {
+    // Version 3 and engine version 2: the default schedule (a sliding cache of 64 positions), the
+    // default mixer and the default arithmetic.
+    let v3e2 = |model: &Path| CodecOptions {
         model: Some(model.to_string_lossy().into_owned()),
         context: 64,
         chunk_bytes: 1024,
         force_model: true,
         ..CodecOptions::default()
     };
+    // Version 3 in engine version 1.
+    let v3 = |model: &Path| CodecOptions { engine: EngineVersion::V1, ..v3e2(model) };
     // Version 2: the same in the indexed framing.
     let v2 = |model: &Path| CodecOptions { framing: Framing::Indexed, ..v3(model) };
     let with = |model: &Path, force_model: bool| CodecOptions {
@@ -43,6 +50,7 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
         slide: Some(0),
         mix: MixConfig::OFF,
         framing: Framing::Indexed,
+        engine: EngineVersion::V1,
         chunk_bytes: 1024,
         force_model,
         ..CodecOptions::default()
@@ -68,6 +76,13 @@ fn cases() -> Vec<(&'static str, &'static str, CodecOptions)> {
             "multilingual-2500.txt",
             "multilingual-2500.v3.gemma3.lz",
             CodecOptions { context: 640, chunk_bytes: 1 << 20, ..v3(&common::gemma_model()) },
+        ),
+        ("alice-1500.txt", "alice-1500.v3e2.synthetic.lz", v3e2(&synthetic)),
+        ("alice-1500.txt", "alice-1500.v3e2.smollm2.lz", v3e2(&real)),
+        (
+            "multilingual-2500.txt",
+            "multilingual-2500.v3e2.gemma3.lz",
+            CodecOptions { context: 640, chunk_bytes: 1 << 20, ..v3e2(&common::gemma_model()) },
         ),
     ]
 }

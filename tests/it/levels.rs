@@ -64,7 +64,8 @@ fn levels_choose_model_schedule_and_mixer_and_decoding_needs_no_level() {
         let listing = String::from_utf8_lossy(ok(&llmzip(dir.path(), &["l", "-v", "t.txt.lz"]))).into_owned();
         let (model, context, slide, mix) = expected(level::preset(n).unwrap());
         let mixer = if mix.is_off() { "off" } else { "on" };
-        let line = format!("t.txt.lz: model {model}, context {context}, slide {slide}, mixer {mixer}");
+        let line =
+            format!("t.txt.lz: model {model}, context {context}, slide {slide}, mixer {mixer}, engine 2");
         assert!(listing.lines().any(|l| l == line), "{flags:?}: no line {line:?} in\n{listing}");
     }
 }

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::{PAR_MIN_ELEMS, Row, Runtime};
-use crate::engine::cache::KvCache;
+use crate::engine::cache::{HeadKv, KvCache};
 use crate::engine::kernels::{self, KEY_TILE, QActs, QMatrix, StridedOut};
 
 /// The attention of one layer: head counts, head size and score scale.
@@ -133,7 +133,7 @@ impl Runtime {
             let window = cache.layout()[layer].window;
             let first = |npos: usize| window.map_or(0, |w| npos.saturating_sub(w));
             let base = first(row0.pos + 1) / KEY_TILE * KEY_TILE;
-            let (keys, values) = cache.head_from(layer, kvh, base, npos_max);
+            let kv = cache.head_from(layer, kvh, base, npos_max);
             let mut queries = Vec::with_capacity(len * heads_per_task);
             for t in 0..len {
                 for h in h0..h0 + heads_per_task {
@@ -148,7 +148,15 @@ impl Runtime {
                     });
                 }
             }
-            ATTN_SCRATCH.with(|s| kernel.attend(&mut queries, keys, values, scale, &mut s.borrow_mut()));
+            ATTN_SCRATCH.with(|s| {
+                let scratch = &mut s.borrow_mut();
+                match kv {
+                    HeadKv::F16 { keys, values } => kernel.attend(&mut queries, keys, values, scale, scratch),
+                    HeadKv::Q8 { keys, key_scales, values, value_scales } => {
+                        kernel.attend_q8(&mut queries, keys, key_scales, values, value_scales, scale, scratch)
+                    }
+                }
+            });
         });
     }
 }

@@ -89,9 +89,10 @@ mod tests {
     use candle_core::quantized::gguf_file::Content;
     use half::f16;
 
-    use crate::engine::kernels::{KEY_TILE, key_index};
+    use crate::engine::cache::HeadKv;
+    use crate::engine::kernels::{KEY_TILE, key_index, key_q8_index};
     use crate::engine::synthetic::write_synthetic_llama;
-    use crate::engine::{EngineOptions, KernelPath, KvCache, Model};
+    use crate::engine::{EngineOptions, EngineVersion, KernelPath, KvCache, Model};
 
     /// The synthetic model's layer 0 (its keys and values depend on each position's token and
     /// position only, not on the context).
@@ -105,7 +106,7 @@ mod tests {
 
     /// Layer 0's keys of `head` at positions `0..n`, as f32, and its values as bits.
     fn layer0(cache: &KvCache, head: usize, hd: usize, n: usize) -> (Vec<Vec<f32>>, Vec<u16>) {
-        let (k, v) = cache.head(0, head, n);
+        let (k, v) = cache.head(0, head, n).f16();
         assert!(k.len() >= n.div_ceil(KEY_TILE) * KEY_TILE * hd);
         let keys = (0..n).map(|j| (0..hd).map(|d| k[key_index(hd, j, d)].to_f32()).collect()).collect();
         (keys, v.iter().map(|x| x.to_bits()).collect())
@@ -135,16 +136,16 @@ mod tests {
         let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
         let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
         let model = Model::load(&content, &bytes, &opts).unwrap();
-        let layout = model.new_cache(1).layout()[0];
+        let layout = model.new_cache(1, EngineVersion::V1).layout()[0];
         let (heads, hd) = (layout.kv_heads, layout.head_dim);
         let vocab = model.vocab_size();
         let tokens: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
         for (keep, drop) in [(1, 100), (0, 37), (5, 1), (2, 250)] {
-            let mut cache = model.new_cache(300);
+            let mut cache = model.new_cache(300, EngineVersion::V1);
             let mut logits = vec![0f32; 300 * vocab];
             model.prefill(&mut cache, &tokens, &mut logits).unwrap();
             let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..]).copied().collect();
-            let mut fresh = model.new_cache(300);
+            let mut fresh = model.new_cache(300, EngineVersion::V1);
             model.prefill(&mut fresh, &kept, &mut logits[..kept.len() * vocab]).unwrap();
             let n = kept.len();
             let mut errors = Vec::new();
@@ -174,6 +175,81 @@ mod tests {
             for (what, e) in [("the wrong sign", wrong_sign), ("one too few", short), ("one too many", long)]
             {
                 assert!(e > 0.1, "slide({keep}, {drop}): {what} is off by only {e} (right {right})");
+            }
+        }
+    }
+
+    /// Layer 0's keys of `head` at positions `0..n` in an int8 cache, dequantized, and its values and
+    /// value scales as bits.
+    fn layer0_q8(cache: &KvCache, head: usize, hd: usize, n: usize) -> (Vec<Vec<f32>>, Vec<(i8, u32)>) {
+        let HeadKv::Q8 { keys, key_scales, values, value_scales } = cache.head(0, head, n) else {
+            panic!("an int8 cache")
+        };
+        let dequantized = (0..n)
+            .map(|j| (0..hd).map(|d| keys[key_q8_index(hd, j, d)] as f32 * key_scales[j]).collect())
+            .collect();
+        let values = (0..n * hd).map(|i| (values[i], value_scales[i / hd].to_bits())).collect();
+        (dequantized, values)
+    }
+
+    /// Largest distance of a key from another, coordinate by coordinate, relative to the other's
+    /// largest coordinate (int8 rounding is relative to the vector's largest coordinate).
+    fn worst_vector_error(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+        let mut worst = 0f64;
+        for (ka, kb) in a.iter().zip(b) {
+            let amax = kb.iter().fold(0f64, |m, &x| m.max((x as f64).abs())).max(1e-6);
+            for (&x, &y) in ka.iter().zip(kb) {
+                worst = worst.max((x as f64 - y as f64).abs() / amax);
+            }
+        }
+        worst
+    }
+
+    /// Engine version 2: after `slide(keep, drop)` layer 0 holds, within int8 rounding (a fresh key's
+    /// and a moved key's, each at most half a step of 1/127 of the largest coordinate, plus the
+    /// rotation), the keys of a fresh cache fed the kept tokens, and bit for bit its values and their
+    /// scales; the wrong turns are off by far more.
+    #[test]
+    fn slid_int8_keys_are_the_keys_of_their_new_positions() {
+        let (_dir, bytes) = model();
+        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
+        let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
+        let model = Model::load(&content, &bytes, &opts).unwrap();
+        let layout = model.new_cache(1, EngineVersion::V2).layout()[0];
+        let (heads, hd) = (layout.kv_heads, layout.head_dim);
+        let vocab = model.vocab_size();
+        let tokens: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
+        for (keep, drop) in [(1, 100), (0, 37), (5, 1), (2, 250)] {
+            let mut cache = model.new_cache(300, EngineVersion::V2);
+            let mut logits = vec![0f32; 300 * vocab];
+            model.prefill(&mut cache, &tokens, &mut logits).unwrap();
+            let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..]).copied().collect();
+            let mut fresh = model.new_cache(300, EngineVersion::V2);
+            model.prefill(&mut fresh, &kept, &mut logits[..kept.len() * vocab]).unwrap();
+            let n = kept.len();
+            let mut errors = Vec::new();
+            for rotate_by in [-(drop as isize), drop as isize, 1 - drop as isize, -1 - (drop as isize)] {
+                let mut slid = cache.clone();
+                model.testing_slide_rotating_by(&mut slid, keep, drop, rotate_by).unwrap();
+                assert_eq!(slid.len(), n);
+                let mut worst = 0f64;
+                for h in 0..heads {
+                    let (ks, vs) = layer0_q8(&slid, h, hd, n);
+                    let (kf, vf) = layer0_q8(&fresh, h, hd, n);
+                    assert!(vs == vf, "values and their scales move as bits");
+                    assert_eq!(ks[..keep], kf[..keep], "kept keys are untouched");
+                    worst = worst.max(worst_vector_error(&ks, &kf));
+                }
+                errors.push(worst);
+            }
+            let [right, wrong_sign, short, long] = errors[..] else { unreachable!() };
+            eprintln!(
+                "int8 slide({keep}, {drop}): layer-0 key error relative to the largest coordinate: right {right:.2e}, wrong sign {wrong_sign:.3}, one too few {short:.3}, one too many {long:.3}"
+            );
+            assert!(right <= 1.5 / 127.0, "slide({keep}, {drop}): right rotation off by {right}");
+            for (what, e) in [("the wrong sign", wrong_sign), ("one too few", short), ("one too many", long)]
+            {
+                assert!(e > 0.05, "slide({keep}, {drop}): {what} is off by only {e} (right {right})");
             }
         }
     }

@@ -34,15 +34,17 @@ fn gemma_tokens(len: usize) -> Vec<u32> {
 fn synthetic_gemma3_kernel_paths_and_thread_counts_agree() {
     let configs: Vec<(usize, KernelPath)> =
         paths().into_iter().flat_map(|p| [(1, p), (2, p), (3, p)]).collect();
-    check_paths_and_threads(synthetic_gemma3(), &gemma_tokens(200), &configs);
+    for_each_version(|_| check_paths_and_threads(synthetic_gemma3(), &gemma_tokens(200), &configs));
 }
 
 #[test]
 fn synthetic_gemma3_prefill_step_and_slices_agree() {
     let tokens = gemma_tokens(200);
-    for kernel in paths() {
-        check_prefill_step_slices(&synthetic_gemma3().load(2, kernel), &tokens);
-    }
+    for_each_version(|_| {
+        for kernel in paths() {
+            check_prefill_step_slices(&synthetic_gemma3().load(2, kernel), &tokens);
+        }
+    });
 }
 
 #[test]
@@ -50,10 +52,12 @@ fn synthetic_gemma3_batch_composition_does_not_matter() {
     let text = english_text();
     let file = synthetic_gemma3();
     let seqs = [0, 3000, 6000, 9000].map(|at| file.tokens(&text[at..at + 2000]));
-    for kernel in paths() {
-        check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 120, true);
-        check_extend(&file.load(2, kernel), &seqs, [1, 37, 150, 5], 30);
-    }
+    for_each_version(|_| {
+        for kernel in paths() {
+            check_batch(&file.load(2, kernel), &seqs, [0, 37, 150, 5], 120, true);
+            check_extend(&file.load(2, kernel), &seqs, [1, 37, 150, 5], 30);
+        }
+    });
 }
 
 #[test]
@@ -90,7 +94,7 @@ fn local_layers_see_exactly_their_window() {
                 if !step {
                     return prefill_all(&model, tokens);
                 }
-                let mut cache = model.new_cache(tokens.len());
+                let mut cache = model.cache(tokens.len());
                 let mut out = vec![0f32; tokens.len() * vocab];
                 for (t, &tok) in tokens.iter().enumerate() {
                     model.step(&mut [&mut cache], &[tok], &mut out[t * vocab..(t + 1) * vocab]).unwrap();
@@ -119,18 +123,24 @@ fn local_layers_see_exactly_their_window() {
 #[test]
 fn synthetic_gemma3_logits_hash_is_pinned() {
     let tokens: Vec<u32> = (0..40u32).map(|i| (i * 37 + 5) % 298).collect();
-    for kernel in paths() {
-        let logits = prefill_all(&synthetic_gemma3().load(2, kernel), &tokens);
-        assert_eq!(
-            sha256_of_logits(&logits),
-            PINNED_SYNTHETIC_GEMMA3_HASH,
-            "synthetic gemma3 logits changed on the {} path (engine version {ENGINE_VERSION})",
-            kernel.name()
-        );
-    }
+    for_each_version(|version| {
+        for kernel in paths() {
+            let logits = prefill_all(&synthetic_gemma3().load(2, kernel), &tokens);
+            assert_eq!(
+                sha256_of_logits(&logits),
+                pinned(&PINNED_SYNTHETIC_GEMMA3_HASH, version),
+                "synthetic gemma3 logits changed on the {} path (engine version {})",
+                kernel.name(),
+                version.number()
+            );
+        }
+    });
 }
 
-const PINNED_SYNTHETIC_GEMMA3_HASH: &str = "3b4f8451ae57a2df1913147af1272d45569da0950a6d0f552b0cbeb14e0e5063";
+const PINNED_SYNTHETIC_GEMMA3_HASH: [&str; 2] = [
+    "3b4f8451ae57a2df1913147af1272d45569da0950a6d0f552b0cbeb14e0e5063",
+    "e271a127e02af65575004aa584bf5b4b5f82b08a1ee38773bade5e9ca9a83c9f",
+];
 
 // ---------------------------------------------------------------------------------------------------
 // The real Gemma 3 270M (fetched into the cache by id when missing).
@@ -188,7 +198,7 @@ fn real_gemma3_matches_the_fixed_reference_and_steps_like_prefill() {
         if w == 0 {
             // Steps over positions 520.. after a prefill of the first 520 tokens.
             let split = 520;
-            let mut cache = model.new_cache(window.len());
+            let mut cache = model.cache(window.len());
             let mut first = vec![0f32; split * vocab];
             model.prefill(&mut cache, &window[..split], &mut first).expect("prefill");
             let mut row = vec![0f32; vocab];
@@ -219,15 +229,21 @@ fn real_gemma3_matches_the_fixed_reference_and_steps_like_prefill() {
 #[test]
 fn real_gemma3_logits_hash_is_pinned() {
     let tokens = real_gemma3_tokens(60);
-    for kernel in paths() {
-        let logits = prefill_all(&real_gemma3().load(2, kernel), &tokens);
-        assert_eq!(
-            sha256_of_logits(&logits),
-            PINNED_REAL_GEMMA3_HASH,
-            "Gemma 3 logits changed on the {} path (engine version {ENGINE_VERSION}) for {tokens:?}",
-            kernel.name()
-        );
-    }
+    for_each_version(|version| {
+        for kernel in paths() {
+            let logits = prefill_all(&real_gemma3().load(2, kernel), &tokens);
+            assert_eq!(
+                sha256_of_logits(&logits),
+                pinned(&PINNED_REAL_GEMMA3_HASH, version),
+                "Gemma 3 logits changed on the {} path (engine version {}) for {tokens:?}",
+                kernel.name(),
+                version.number()
+            );
+        }
+    });
 }
 
-const PINNED_REAL_GEMMA3_HASH: &str = "de8293373f62daf654188dd05bbccc72f0421cda7c06b67016e8760206fa0e0b";
+const PINNED_REAL_GEMMA3_HASH: [&str; 2] = [
+    "de8293373f62daf654188dd05bbccc72f0421cda7c06b67016e8760206fa0e0b",
+    "84414fd50119d03969b2ad93a32ede30017a075f6bbf73dd01ddadf1d1356bdc",
+];

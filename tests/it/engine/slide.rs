@@ -53,7 +53,7 @@ fn fed(script: &[Op]) -> usize {
 fn run(model: &Model, tokens: &[u32], capacity: usize, script: &[Op], feeding: Feeding) -> Vec<f32> {
     let vocab = model.vocab_size();
     let total = fed(script);
-    let mut cache = model.new_cache(capacity);
+    let mut cache = model.cache(capacity);
     let mut logits = vec![0f32; total * vocab];
     let mut at = 0;
     let mut slices = [1, 2, 61, 5, 0, 100].into_iter().cycle();
@@ -88,7 +88,7 @@ fn run(model: &Model, tokens: &[u32], capacity: usize, script: &[Op], feeding: F
 /// token left advance together, the order of the batch rotating every step.
 fn run_lockstep(model: &Model, seqs: &[(Vec<u32>, usize, Vec<Op>)]) -> Vec<Vec<f32>> {
     let vocab = model.vocab_size();
-    let mut caches: Vec<KvCache> = seqs.iter().map(|(_, cap, _)| model.new_cache(*cap)).collect();
+    let mut caches: Vec<KvCache> = seqs.iter().map(|(_, cap, _)| model.cache(*cap)).collect();
     let mut outs: Vec<Vec<f32>> = seqs.iter().map(|(_, _, s)| Vec::with_capacity(fed(s) * vocab)).collect();
     // Per sequence: index of the next op, tokens left in the current Feed, tokens fed.
     let mut state: Vec<(usize, usize, usize)> = vec![(0, 0, 0); seqs.len()];
@@ -216,13 +216,15 @@ fn irregular_tokens(file: &ModelFile) -> Vec<u32> {
 fn synthetic_slides_keep_the_bitwise_contract() {
     let file = synthetic_model();
     let seqs = sequences(file, 64, 300);
-    for kernel in paths() {
-        check_feedings_and_batches(&file.load(2, kernel), &seqs, kernel.name());
-    }
-    let configs: Vec<(usize, KernelPath)> = paths().into_iter().flat_map(|p| [(1, p), (2, p)]).collect();
-    for (tokens, cap, script) in &seqs {
-        check_configs(file, tokens, *cap, script, &configs);
-    }
+    for_each_version(|_| {
+        for kernel in paths() {
+            check_feedings_and_batches(&file.load(2, kernel), &seqs, kernel.name());
+        }
+        let configs: Vec<(usize, KernelPath)> = paths().into_iter().flat_map(|p| [(1, p), (2, p)]).collect();
+        for (tokens, cap, script) in &seqs {
+            check_configs(file, tokens, *cap, script, &configs);
+        }
+    });
 }
 
 #[test]
@@ -230,13 +232,15 @@ fn synthetic_gemma3_slides_keep_the_bitwise_contract() {
     // Local layers (a 24-position window) and global ones, each turned back with its own RoPE base.
     let file = gemma3::synthetic_gemma3();
     let seqs = sequences(file, 64, 200);
-    for kernel in paths() {
-        check_feedings_and_batches(&file.load(2, kernel), &seqs, kernel.name());
-    }
-    let configs: Vec<(usize, KernelPath)> = paths().into_iter().flat_map(|p| [(1, p), (2, p)]).collect();
-    for (tokens, cap, script) in &seqs[..2] {
-        check_configs(file, tokens, *cap, script, &configs);
-    }
+    for_each_version(|_| {
+        for kernel in paths() {
+            check_feedings_and_batches(&file.load(2, kernel), &seqs, kernel.name());
+        }
+        let configs: Vec<(usize, KernelPath)> = paths().into_iter().flat_map(|p| [(1, p), (2, p)]).collect();
+        for (tokens, cap, script) in &seqs[..2] {
+            check_configs(file, tokens, *cap, script, &configs);
+        }
+    });
 }
 
 #[test]
@@ -244,14 +248,16 @@ fn real_slides_keep_the_bitwise_contract() {
     let file = real_model();
     let best = KernelPath::best_available();
     let seqs = sequences(file, 96, 200);
-    check_feedings_and_batches(&file.load(2, best), &seqs, best.name());
-    // The fastest path at two thread counts, then every other path (the scalar one is slow here).
-    let mut configs = vec![(2, best), (1, best)];
-    configs.extend(paths().into_iter().filter(|&p| p != best).map(|p| (2, p)));
-    let (tokens, cap, script) = &seqs[0];
-    check_configs(file, tokens, *cap, script, &configs);
-    let (tokens, cap, script) = &seqs[4];
-    check_configs(file, tokens, *cap, script, &configs);
+    for_each_version(|_| {
+        check_feedings_and_batches(&file.load(2, best), &seqs, best.name());
+        // The fastest path at two thread counts, then every other path (the scalar one is slow here).
+        let mut configs = vec![(2, best), (1, best)];
+        configs.extend(paths().into_iter().filter(|&p| p != best).map(|p| (2, p)));
+        let (tokens, cap, script) = &seqs[0];
+        check_configs(file, tokens, *cap, script, &configs);
+        let (tokens, cap, script) = &seqs[4];
+        check_configs(file, tokens, *cap, script, &configs);
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -312,7 +318,7 @@ fn compare_with_fresh(
     next: &[u32],
 ) -> Compared {
     let vocab = model.vocab_size();
-    let mut cache = model.new_cache(len + next.len());
+    let mut cache = model.cache(len + next.len());
     let mut logits = vec![0f32; len * vocab];
     model.prefill(&mut cache, &tokens[..len], &mut logits).expect("prefill");
     let after = |cache: &mut KvCache| {
@@ -335,7 +341,7 @@ fn compare_with_fresh(
     let slid = after(&mut cache);
 
     let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..len]).copied().collect();
-    let mut fresh_cache = model.new_cache(kept.len() + next.len());
+    let mut fresh_cache = model.cache(kept.len() + next.len());
     let mut logits = vec![0f32; kept.len() * vocab];
     model.prefill(&mut fresh_cache, &kept, &mut logits).expect("prefill kept tokens");
     let fresh = after(&mut fresh_cache);
@@ -464,7 +470,7 @@ fn slides_that_move_nothing_are_exact() {
     let noop = run(&model, &tokens, 200, &[Op::Feed(60), Op::Slide(7, 0), Op::Feed(40)], Feeding::Prefill);
     assert_same_bits(&plain, &noop, vocab, "slide(7, 0) vs no slide");
 
-    let mut cache = model.new_cache(100);
+    let mut cache = model.cache(100);
     let mut logits = vec![0f32; 60 * vocab];
     model.prefill(&mut cache, &tokens[..60], &mut logits).unwrap();
     model.slide(&mut cache, 10, 50).unwrap();
@@ -487,7 +493,7 @@ fn bad_slides_give_typed_errors_and_leave_the_cache() {
     let model = synthetic_model().load(1, KernelPath::Scalar);
     let vocab = model.vocab_size();
     let tokens = synthetic_tokens();
-    let mut cache = model.new_cache(64);
+    let mut cache = model.cache(64);
     let mut logits = vec![0f32; 40 * vocab];
     model.prefill(&mut cache, &tokens[..40], &mut logits).unwrap();
     for (keep, drop) in [(1, 40), (41, 0), (0, 41), (30, 11), (usize::MAX, 2), (2, usize::MAX)] {
@@ -508,7 +514,7 @@ fn bad_slides_give_typed_errors_and_leave_the_cache() {
     let other = dir.path().join("other.gguf");
     let cfg = SyntheticConfig { n_layers: 3, ..SyntheticConfig::default() };
     write_synthetic_llama_with(&other, &cfg, 1, byte_to_char).unwrap();
-    let mut foreign = ModelFile::open(&other).load(1, KernelPath::Scalar).new_cache(8);
+    let mut foreign = ModelFile::open(&other).load(1, KernelPath::Scalar).cache(8);
     let err = model.slide(&mut foreign, 0, 0).unwrap_err();
     assert!(matches!(err, EngineError::CacheMismatch { seen_layers: 3, layers: 2, .. }), "{err}");
 }

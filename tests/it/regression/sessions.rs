@@ -129,10 +129,10 @@ fn encoder_and_decoder_took_their_settings_from_different_places() {
     let session = Session::open(&opts, &hidden()).unwrap();
     let with = CodecOptions { context: 100, overlap: 30, slide: Some(0), ..opts.clone() };
     let params = session.coding_params(&with).unwrap();
-    let header = session.header(&params, llmzip::container::Framing::Compact);
+    let header = session.header(&params, llmzip::container::Framing::Compact).unwrap();
     assert_eq!(CodingParams::of_header(&header).unwrap(), params);
     assert_eq!(params.start_token, session.tokenizer.start_token());
-    assert_eq!(header.canary, session.canary());
+    assert_eq!(header.canary, session.canary(params.engine).unwrap());
 
     let text = common::sample_text(2500);
     let mut archive = Vec::new();
