@@ -147,6 +147,18 @@ impl LayerSlot {
     }
 }
 
+/// Which of `hd` dimensions the RoPE `pairs` turn; panics if a pair repeats a dimension or two pairs
+/// share one, since a slide would then turn a dimension twice.
+fn rotated_dims(hd: usize, pairs: &[(usize, usize)]) -> Vec<bool> {
+    let mut rotated = vec![false; hd];
+    for &(d0, d1) in pairs {
+        assert!(d0 != d1 && !rotated[d0] && !rotated[d1], "RoPE pairs overlap");
+        rotated[d0] = true;
+        rotated[d1] = true;
+    }
+    rotated
+}
+
 /// Buffers of [`KvCache::slide_layer`], kept across layers so that a slide allocates once.
 #[derive(Default)]
 pub(crate) struct SlideScratch {
@@ -416,13 +428,8 @@ impl KvCache {
         let LayerSlot { layout, stride, at, .. } = self.slots[layer];
         let hd = layout.head_dim;
         assert!(keep + drop <= self.len);
-        // Which dimensions the pairs cover (each at most once): the others move as bits.
-        let mut rotated = vec![false; hd];
-        for &(d0, d1) in pairs {
-            assert!(d0 != d1 && !rotated[d0] && !rotated[d1], "RoPE pairs overlap");
-            rotated[d0] = true;
-            rotated[d1] = true;
-        }
+        // Which dimensions the pairs cover: the others move as bits.
+        let rotated = rotated_dims(hd, pairs);
         if drop == 0 {
             return;
         }
@@ -587,12 +594,7 @@ impl KvCache {
         let old = self.slots[layer].clone();
         let (len, hd) = (self.len, old.layout.head_dim);
         assert!(keep + drop <= len);
-        let mut paired = vec![false; hd];
-        for &(d0, d1) in pairs {
-            assert!(d0 != d1 && !paired[d0] && !paired[d1], "RoPE pairs overlap");
-            paired[d0] = true;
-            paired[d1] = true;
-        }
+        rotated_dims(hd, pairs);
         if drop == 0 || keep + drop == len {
             return;
         }

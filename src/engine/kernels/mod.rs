@@ -152,6 +152,18 @@ fn block_layout_only(_: &mut QMatrix) {}
 /// For paths that use the row layout of activations only.
 fn row_layout_only(_: &mut QActs) {}
 
+/// The head size and the largest `npos` of a batch of queries (`None` for no query), checked as both
+/// attention entries need: one head size, a multiple of [`LANES`], for every query and its output,
+/// and at least one position in every query's view.
+fn query_shape(queries: &[Query<'_>]) -> Option<(usize, usize)> {
+    let hd = queries.first()?.q.len();
+    assert!(hd % LANES == 0 && hd > 0);
+    for q in queries {
+        assert!(q.q.len() == hd && q.out.len() == hd && q.start < q.npos);
+    }
+    Some((hd, queries.iter().map(|q| q.npos).max().unwrap_or(0)))
+}
+
 impl Kernels {
     /// The table of `path`, if this CPU runs it: the one availability check of an engine.
     pub fn for_path(path: KernelPath) -> Result<&'static Kernels, EngineError> {
@@ -222,15 +234,9 @@ impl Kernels {
         scale: f32,
         scratch: &mut AttnScratch,
     ) {
-        let Some(first) = queries.first() else {
+        let Some((hd, maxn)) = query_shape(queries) else {
             return;
         };
-        let hd = first.q.len();
-        assert!(hd % LANES == 0 && hd > 0);
-        let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
-        for q in queries.iter() {
-            assert!(q.q.len() == hd && q.out.len() == hd && q.start < q.npos);
-        }
         assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && values.len() >= maxn * hd);
         // SAFETY: the CPU runs this path (the type's invariant); bounds checked above.
         unsafe { (self.attend)(queries, keys, values, scale, scratch) }
@@ -275,15 +281,9 @@ impl Kernels {
         scale: f32,
         scratch: &mut AttnScratch,
     ) {
-        let Some(first) = queries.first() else {
+        let Some((hd, maxn)) = query_shape(queries) else {
             return;
         };
-        let hd = first.q.len();
-        assert!(hd % LANES == 0 && hd > 0);
-        let maxn = queries.iter().map(|q| q.npos).max().unwrap_or(0);
-        for q in queries.iter() {
-            assert!(q.q.len() == hd && q.out.len() == hd && q.start < q.npos);
-        }
         assert!(keys.len() >= maxn.div_ceil(KEY_TILE) * KEY_TILE * hd && key_scales.len() >= maxn);
         assert!(values.len() >= maxn * hd && value_scales.len() >= maxn);
         // SAFETY: the CPU runs this path (the type's invariant); bounds checked above.

@@ -116,6 +116,23 @@ pub fn matmul_rows(w: &QMatrix, n0: usize, n1: usize, x: &QActs, out: &StridedOu
     }
 }
 
+/// Turns one query's scores into softmax numerators in place, `exp(s_j - max)`, and returns their sum
+/// (lanes `j mod 8`, `j` in order, reduced by [`tree8`]): the step both attentions share.
+fn softmax_numerators(scores: &mut [f32]) -> f32 {
+    let mut max = f32::NEG_INFINITY;
+    for &s in scores.iter() {
+        if s > max {
+            max = s;
+        }
+    }
+    let mut lanes = [0f32; LANES];
+    for (j, s) in scores.iter_mut().enumerate() {
+        *s = math::exp(*s - max);
+        lanes[j % LANES] += *s;
+    }
+    tree8(lanes)
+}
+
 /// See [`Kernels::attend`]: each query on its own, in the documented order.
 pub fn attend(
     queries: &mut [Query<'_>],
@@ -139,18 +156,7 @@ pub fn attend(
             }
             scores.push(tree8(acc) * scale);
         }
-        let mut max = f32::NEG_INFINITY;
-        for &s in scores.iter() {
-            if s > max {
-                max = s;
-            }
-        }
-        let mut lanes = [0f32; LANES];
-        for (j, s) in scores.iter_mut().enumerate() {
-            *s = math::exp(*s - max);
-            lanes[j % LANES] += *s;
-        }
-        let sum = tree8(lanes);
+        let sum = softmax_numerators(scores);
         let out = &mut *query.out;
         out.fill(0.0);
         for (j, &p) in scores.iter().enumerate().skip(query.start) {
@@ -176,6 +182,7 @@ pub fn attend_q8(
     scratch: &mut AttnScratch,
 ) {
     let (scores, qi, wq) = (&mut scratch.scores, &mut scratch.q8, &mut scratch.wq);
+    let mut acc = Vec::new();
     for query in queries.iter_mut() {
         let (q, hd) = (query.q, query.q.len());
         qi.resize(hd, 0);
@@ -190,24 +197,14 @@ pub fn attend_q8(
             }
             scores.push(((sq * key_scales[j]) * isum as f32) * scale);
         }
-        let mut max = f32::NEG_INFINITY;
-        for &s in scores.iter() {
-            if s > max {
-                max = s;
-            }
-        }
-        let mut lanes = [0f32; LANES];
-        for (j, s) in scores.iter_mut().enumerate() {
-            *s = math::exp(*s - max);
-            lanes[j % LANES] += *s;
-        }
-        let sum = tree8(lanes);
+        let sum = softmax_numerators(scores);
         for j in query.start..query.npos {
             scores[j] *= value_scales[j];
         }
         wq.resize(query.npos, 0);
         let factor = weights_q8(scores, query.start, query.npos, sum, wq);
-        let mut acc = vec![0i32; hd];
+        acc.clear();
+        acc.resize(hd, 0);
         for j in query.start..query.npos {
             let v = &values[j * hd..(j + 1) * hd];
             for (a, &x) in acc.iter_mut().zip(v) {
