@@ -126,44 +126,58 @@ mod tests {
         worst
     }
 
+    /// The slides both formats' re-rotation tests make: `(keep, drop)` of 300 positions.
+    const CASES: [(usize, usize); 4] = [(1, 100), (0, 37), (5, 1), (2, 250)];
+
+    /// Prefills 300 positions of the synthetic model into a cache of `version`, slides it by
+    /// `(keep, drop)` turning the moved keys by the right angle (`-drop` positions) and by three wrong
+    /// ones (`+drop`, `1 - drop`, `-1 - drop`), and compares each with a fresh cache fed the kept
+    /// tokens: returns, in that order, the largest `compare(slid, fresh, head, head_dim, positions)`
+    /// over layer 0's heads.
+    fn turn_errors(
+        version: EngineVersion,
+        keep: usize,
+        drop: usize,
+        compare: impl Fn(&KvCache, &KvCache, usize, usize, usize) -> f64,
+    ) -> [f64; 4] {
+        let (_dir, bytes) = model();
+        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
+        let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
+        let model = Model::load(&content, &bytes, &opts).unwrap();
+        let layout = model.new_cache(1, version).layout()[0];
+        let (heads, hd) = (layout.kv_heads, layout.head_dim);
+        let vocab = model.vocab_size();
+        let tokens: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
+        let mut cache = model.new_cache(300, version);
+        let mut logits = vec![0f32; 300 * vocab];
+        model.prefill(&mut cache, &tokens, &mut logits).unwrap();
+        let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..]).copied().collect();
+        let mut fresh = model.new_cache(300, version);
+        model.prefill(&mut fresh, &kept, &mut logits[..kept.len() * vocab]).unwrap();
+        let n = kept.len();
+        [-(drop as isize), drop as isize, 1 - drop as isize, -1 - (drop as isize)].map(|rotate_by| {
+            let mut slid = cache.clone();
+            model.testing_slide_rotating_by(&mut slid, keep, drop, rotate_by).unwrap();
+            assert_eq!(slid.len(), n);
+            (0..heads).map(|h| compare(&slid, &fresh, h, hd, n)).fold(0f64, f64::max)
+        })
+    }
+
     /// After `slide(keep, drop)` layer 0 holds, within the rounding of two f16 stores, the keys of a
     /// fresh cache fed the kept tokens, and bit for bit its values; turning the keys by one position
     /// more or less, or the other way, is off by orders of magnitude more. This pins the direction
     /// and the angle of the re-rotation on the cache itself.
     #[test]
     fn slid_keys_are_the_keys_of_their_new_positions() {
-        let (_dir, bytes) = model();
-        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
-        let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
-        let model = Model::load(&content, &bytes, &opts).unwrap();
-        let layout = model.new_cache(1, EngineVersion::V1).layout()[0];
-        let (heads, hd) = (layout.kv_heads, layout.head_dim);
-        let vocab = model.vocab_size();
-        let tokens: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
-        for (keep, drop) in [(1, 100), (0, 37), (5, 1), (2, 250)] {
-            let mut cache = model.new_cache(300, EngineVersion::V1);
-            let mut logits = vec![0f32; 300 * vocab];
-            model.prefill(&mut cache, &tokens, &mut logits).unwrap();
-            let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..]).copied().collect();
-            let mut fresh = model.new_cache(300, EngineVersion::V1);
-            model.prefill(&mut fresh, &kept, &mut logits[..kept.len() * vocab]).unwrap();
-            let n = kept.len();
-            let mut errors = Vec::new();
-            for rotate_by in [-(drop as isize), drop as isize, 1 - drop as isize, -1 - (drop as isize)] {
-                let mut slid = cache.clone();
-                model.testing_slide_rotating_by(&mut slid, keep, drop, rotate_by).unwrap();
-                assert_eq!(slid.len(), n);
-                let mut worst = 0f64;
-                for h in 0..heads {
-                    let (ks, vs) = layer0(&slid, h, hd, n);
-                    let (kf, vf) = layer0(&fresh, h, hd, n);
-                    assert_eq!(vs, vf, "values move as bits");
-                    assert_eq!(ks[..keep], kf[..keep], "kept keys are untouched");
-                    worst = worst.max(worst_pair_error(&ks, &kf));
-                }
-                errors.push(worst);
-            }
-            let [right, wrong_sign, short, long] = errors[..] else { unreachable!() };
+        for (keep, drop) in CASES {
+            let errors = turn_errors(EngineVersion::V1, keep, drop, |slid, fresh, h, hd, n| {
+                let (ks, vs) = layer0(slid, h, hd, n);
+                let (kf, vf) = layer0(fresh, h, hd, n);
+                assert_eq!(vs, vf, "values move as bits");
+                assert_eq!(ks[..keep], kf[..keep], "kept keys are untouched");
+                worst_pair_error(&ks, &kf)
+            });
+            let [right, wrong_sign, short, long] = errors;
             eprintln!(
                 "slide({keep}, {drop}): layer-0 key error relative to the pair: right {right:.2e}, wrong sign {wrong_sign:.3}, one too few {short:.3}, one too many {long:.3}"
             );
@@ -211,38 +225,15 @@ mod tests {
     /// scales; the wrong turns are off by far more.
     #[test]
     fn slid_int8_keys_are_the_keys_of_their_new_positions() {
-        let (_dir, bytes) = model();
-        let content = Content::read(&mut std::io::Cursor::new(&bytes[..])).unwrap();
-        let opts = EngineOptions { threads: 1, kernel: Some(KernelPath::Scalar) };
-        let model = Model::load(&content, &bytes, &opts).unwrap();
-        let layout = model.new_cache(1, EngineVersion::V2).layout()[0];
-        let (heads, hd) = (layout.kv_heads, layout.head_dim);
-        let vocab = model.vocab_size();
-        let tokens: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % vocab as u32).collect();
-        for (keep, drop) in [(1, 100), (0, 37), (5, 1), (2, 250)] {
-            let mut cache = model.new_cache(300, EngineVersion::V2);
-            let mut logits = vec![0f32; 300 * vocab];
-            model.prefill(&mut cache, &tokens, &mut logits).unwrap();
-            let kept: Vec<u32> = tokens[..keep].iter().chain(&tokens[keep + drop..]).copied().collect();
-            let mut fresh = model.new_cache(300, EngineVersion::V2);
-            model.prefill(&mut fresh, &kept, &mut logits[..kept.len() * vocab]).unwrap();
-            let n = kept.len();
-            let mut errors = Vec::new();
-            for rotate_by in [-(drop as isize), drop as isize, 1 - drop as isize, -1 - (drop as isize)] {
-                let mut slid = cache.clone();
-                model.testing_slide_rotating_by(&mut slid, keep, drop, rotate_by).unwrap();
-                assert_eq!(slid.len(), n);
-                let mut worst = 0f64;
-                for h in 0..heads {
-                    let (ks, vs) = layer0_q8(&slid, h, hd, n);
-                    let (kf, vf) = layer0_q8(&fresh, h, hd, n);
-                    assert!(vs == vf, "values and their scales move as bits");
-                    assert_eq!(ks[..keep], kf[..keep], "kept keys are untouched");
-                    worst = worst.max(worst_vector_error(&ks, &kf));
-                }
-                errors.push(worst);
-            }
-            let [right, wrong_sign, short, long] = errors[..] else { unreachable!() };
+        for (keep, drop) in CASES {
+            let errors = turn_errors(EngineVersion::V2, keep, drop, |slid, fresh, h, hd, n| {
+                let (ks, vs) = layer0_q8(slid, h, hd, n);
+                let (kf, vf) = layer0_q8(fresh, h, hd, n);
+                assert!(vs == vf, "values and their scales move as bits");
+                assert_eq!(ks[..keep], kf[..keep], "kept keys are untouched");
+                worst_vector_error(&ks, &kf)
+            });
+            let [right, wrong_sign, short, long] = errors;
             eprintln!(
                 "int8 slide({keep}, {drop}): layer-0 key error relative to the largest coordinate: right {right:.2e}, wrong sign {wrong_sign:.3}, one too few {short:.3}, one too many {long:.3}"
             );
