@@ -81,15 +81,16 @@ fn quantization(c: &mut Criterion) {
     group.finish();
 }
 
-fn attention(c: &mut Criterion) {
-    let (hd, npos) = (64usize, 1024usize);
-    let paths = Kernels::available();
-    let f16s = |n: usize, seed| -> Vec<f16> {
-        bytes(n * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
-    };
-    // Keys in whole key tiles (their layout does not change the work), values one row per position.
-    let (keys, values) = (f16s((npos + 32).next_multiple_of(KEY_TILE), 6), f16s(npos + 32, 7));
-    let mut group = c.benchmark_group("attention_hd64_pos1024");
+/// Attention of 64-dimension heads over 1,024 positions, on every path this CPU runs: one query
+/// (`single`), a group of 3 heads (`group`), 4 and 32 consecutive positions of 3 heads (`tile`,
+/// `run`). `attend` runs one batch of queries on one path.
+fn attention_shapes(
+    c: &mut Criterion,
+    group_name: &str,
+    attend: impl Fn(&Kernels, &mut [Query<'_>], &mut AttnScratch),
+) {
+    let (hd, npos) = (ATTN_HD, ATTN_NPOS);
+    let mut group = c.benchmark_group(group_name);
     for (name, positions, heads) in
         [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3), ("run", 32, 3)]
     {
@@ -98,7 +99,7 @@ fn attention(c: &mut Criterion) {
         let mut outs = vec![0f32; n * hd];
         let pairs: usize = (0..positions).map(|t| heads * (npos + t)).sum();
         group.throughput(Throughput::Elements(pairs as u64));
-        for &path in &paths {
+        for &path in &Kernels::available() {
             let mut scratch = AttnScratch::default();
             group.bench_function(BenchmarkId::new(name, path.path().name()), |b| {
                 b.iter(|| {
@@ -112,7 +113,7 @@ fn attention(c: &mut Criterion) {
                             out,
                         })
                         .collect();
-                    path.attend(&mut queries, &keys, &values, 0.125, &mut scratch);
+                    attend(path, &mut queries, &mut scratch);
                 })
             });
         }
@@ -120,47 +121,35 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
+/// Head size and positions of the attention benches.
+const ATTN_HD: usize = 64;
+const ATTN_NPOS: usize = 1024;
+
+fn attention(c: &mut Criterion) {
+    let hd = ATTN_HD;
+    let f16s = |n: usize, seed| -> Vec<f16> {
+        bytes(n * hd, seed).iter().map(|&b| f16::from_f32(b as f32 / 64.0 - 2.0)).collect()
+    };
+    // Keys in whole key tiles (their layout does not change the work), values one row per position.
+    let n = ATTN_NPOS + 32;
+    let (keys, values) = (f16s(n.next_multiple_of(KEY_TILE), 6), f16s(n, 7));
+    attention_shapes(c, "attention_hd64_pos1024", |path, queries, scratch| {
+        path.attend(queries, &keys, &values, 0.125, scratch)
+    });
+}
+
 /// The int8 key/value attention ([`Kernels::attend_q8`]) on the shapes of [`attention`]: keys and
 /// values of random bytes, one scale per position.
 fn attention_q8(c: &mut Criterion) {
-    let (hd, npos) = (64usize, 1024usize);
-    let paths = Kernels::available();
-    let n = npos + 32;
+    let (hd, n) = (ATTN_HD, ATTN_NPOS + 32);
     let i8s = |len: usize, seed| -> Vec<i8> { bytes(len, seed).into_iter().map(|b| b as i8).collect() };
     let scales =
         |seed| -> Vec<f32> { bytes(n, seed).iter().map(|&b| (b as f32 + 1.0) / (64.0 * 127.0)).collect() };
     let (keys, values) = (i8s(n.next_multiple_of(KEY_TILE) * hd, 6), i8s(n * hd, 7));
     let (key_scales, value_scales) = (scales(10), scales(11));
-    let mut group = c.benchmark_group("attention_q8_hd64_pos1024");
-    for (name, positions, heads) in
-        [("single", 1usize, 1usize), ("group", 1, 3), ("tile", 4, 3), ("run", 32, 3)]
-    {
-        let n = positions * heads;
-        let qs: Vec<f32> = bytes(n * hd, 8).iter().map(|&b| b as f32 / 128.0 - 1.0).collect();
-        let mut outs = vec![0f32; n * hd];
-        let pairs: usize = (0..positions).map(|t| heads * (npos + t)).sum();
-        group.throughput(Throughput::Elements(pairs as u64));
-        for &path in &paths {
-            let mut scratch = AttnScratch::default();
-            group.bench_function(BenchmarkId::new(name, path.path().name()), |b| {
-                b.iter(|| {
-                    let mut queries: Vec<Query> = outs
-                        .chunks_exact_mut(hd)
-                        .enumerate()
-                        .map(|(i, out)| Query {
-                            q: &qs[i * hd..(i + 1) * hd],
-                            start: 0,
-                            npos: npos + i / heads,
-                            out,
-                        })
-                        .collect();
-                    let (ks, vs) = (&key_scales, &value_scales);
-                    path.attend_q8(&mut queries, &keys, ks, &values, vs, 0.125, &mut scratch);
-                })
-            });
-        }
-    }
-    group.finish();
+    attention_shapes(c, "attention_q8_hd64_pos1024", |path, queries, scratch| {
+        path.attend_q8(queries, &keys, &key_scales, &values, &value_scales, 0.125, scratch)
+    });
 }
 
 criterion_group!(benches, kernels, quantization, attention, attention_q8);
