@@ -594,6 +594,8 @@ impl KvCache {
         let old = self.slots[layer].clone();
         let (len, hd) = (self.len, old.layout.head_dim);
         assert!(keep + drop <= len);
+        // Only the pairs' check: a moved key is quantized again as a whole, so which of its dimensions
+        // turn does not change how it is stored.
         rotated_dims(hd, pairs);
         if drop == 0 || keep + drop == len {
             return;
